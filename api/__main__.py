@@ -1,0 +1,5 @@
+import sys
+
+from api.main import main
+
+sys.exit(main())

@@ -1,0 +1,132 @@
+"""One error type for the HTTP layer and one mapping from its kind to an HTTP status.
+
+Every error body has the same shape, ``{"error": {"type": ..., "message": ...}}``; messages say what is
+wrong and what to do, never how the server is built (no stack traces, no Redis addresses).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ErrorKind(str, enum.Enum):
+    VALIDATION = "validation"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    UNAUTHORIZED = "unauthorized"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    OVERLOADED = "overloaded"
+    UNAVAILABLE = "unavailable"
+    TIMEOUT = "timeout"
+    WORKER_ERROR = "worker_error"
+    INTERNAL = "internal"
+
+
+STATUS = {
+    ErrorKind.VALIDATION: 422,
+    ErrorKind.PAYLOAD_TOO_LARGE: 413,
+    ErrorKind.UNAUTHORIZED: 401,
+    ErrorKind.NOT_FOUND: 404,
+    ErrorKind.METHOD_NOT_ALLOWED: 405,
+    ErrorKind.OVERLOADED: 429,
+    ErrorKind.UNAVAILABLE: 503,
+    ErrorKind.TIMEOUT: 504,
+    ErrorKind.WORKER_ERROR: 500,
+    ErrorKind.INTERNAL: 500,
+}
+
+
+class ServiceError(Exception):
+    def __init__(self, kind: ErrorKind, message: str, *, retry_after_s: int | None = None,
+                 details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.retry_after_s = retry_after_s
+        self.details = details
+
+    @property
+    def status(self) -> int:
+        return STATUS[self.kind]
+
+
+class ErrorBody(BaseModel):
+    type: ErrorKind
+    message: str
+    details: list[dict[str, Any]] | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+def error_response(error: ServiceError) -> JSONResponse:
+    body = ErrorResponse(error=ErrorBody(type=error.kind, message=error.message, details=error.details))
+    headers = {"Retry-After": str(error.retry_after_s)} if error.retry_after_s is not None else None
+    return JSONResponse(body.model_dump(mode="json", exclude_none=True), status_code=error.status, headers=headers)
+
+
+def _describe_validation(exc: RequestValidationError) -> ServiceError:
+    details = []
+    for err in exc.errors():
+        loc = [str(part) for part in err.get("loc", ()) if part != "body"]
+        details.append({"loc": loc, "msg": err.get("msg", "invalid"), "type": err.get("type", "invalid")})
+    first = details[0] if details else {"loc": [], "msg": "invalid request"}
+    where = ".".join(first["loc"]) or "body"
+    if first.get("type") == "json_invalid":
+        message = "request body is not valid JSON"
+    else:
+        message = f"{where}: {first['msg']}"
+    if len(details) > 1:
+        message += f" (and {len(details) - 1} more problem(s))"
+    return ServiceError(ErrorKind.VALIDATION, message, details=details)
+
+
+_HTTP_KINDS = {401: ErrorKind.UNAUTHORIZED, 404: ErrorKind.NOT_FOUND, 405: ErrorKind.METHOD_NOT_ALLOWED,
+               413: ErrorKind.PAYLOAD_TOO_LARGE, 422: ErrorKind.VALIDATION}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_service_error(_request: Request, exc: ServiceError) -> JSONResponse:
+        return error_response(exc)
+
+    async def on_validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(_describe_validation(exc))
+
+    async def on_http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, UnicodeDecodeError):  # FastAPI's 400 for a body that is not UTF-8
+            return error_response(ServiceError(ErrorKind.VALIDATION, "request body is not valid UTF-8 JSON"))
+        kind = _HTTP_KINDS.get(exc.status_code)
+        if kind is None:
+            kind = ErrorKind.VALIDATION if 400 <= exc.status_code < 500 else ErrorKind.INTERNAL
+            response = error_response(ServiceError(kind, str(exc.detail)))
+            response.status_code = exc.status_code
+            return response
+        return error_response(ServiceError(kind, str(exc.detail)))
+
+    async def on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return error_response(ServiceError(ErrorKind.INTERNAL, "internal error"))
+
+    app.add_exception_handler(ServiceError, on_service_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, on_validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, on_http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+def error_responses(*kinds: ErrorKind) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries documenting the error shape for the given kinds."""
+    return {
+        STATUS[kind]: {"model": ErrorResponse, "description": kind.value.replace("_", " ")}
+        for kind in kinds
+    }

@@ -1,0 +1,1 @@
+"""Benchmarks: the naive baseline vs the batched service, side by side on one machine."""

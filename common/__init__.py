@@ -1,0 +1,1 @@
+"""What the API producers and the model workers share: settings, Redis key names, the wire protocol."""

@@ -1,0 +1,57 @@
+"""Every Redis key the service uses, in one place.
+
+All keys share one readable prefix so that a deployment's state can be listed with
+``redis-cli --scan --pattern 'sentimentalyzer:*'`` and several deployments (or test runs) can share a server.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "sentimentalyzer"
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9_.\-]+(:[A-Za-z0-9_.\-]+)*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        if not _PREFIX_RE.match(self.prefix):
+            raise ValueError(f"key prefix {self.prefix!r} must be letters, digits, '_', '.', '-' separated by ':'")
+
+    @property
+    def requests(self) -> str:
+        """List of pending work items (msgpack); producers RPUSH, workers pop from the head."""
+        return f"{self.prefix}:requests"
+
+    def reply(self, request_id: str) -> str:
+        """List a worker RPUSHes a request's replies to; the API blocks on it. Expires if nobody collects it."""
+        return f"{self.prefix}:reply:{request_id}"
+
+    @property
+    def workers(self) -> str:
+        """Set of worker ids that have announced themselves; liveness is the heartbeat key, not membership."""
+        return f"{self.prefix}:workers"
+
+    def heartbeat(self, worker_id: str) -> str:
+        """Hash describing one live worker (host, pid, model, counters); expires when the worker stops beating."""
+        return f"{self.prefix}:worker:{worker_id}"
+
+    @property
+    def stats(self) -> str:
+        """Hash of cluster-wide counters (batches, texts, expired, malformed, failed) written at batch boundaries."""
+        return f"{self.prefix}:stats"
+
+    @property
+    def batch_sizes(self) -> str:
+        """Hash: batch size (texts per forward pass) -> how many batches had that size."""
+        return f"{self.prefix}:stats:batch_sizes"
+
+    def persistent(self) -> set[str]:
+        """Keys that are meant to outlive requests (everything else is per-request and must not leak)."""
+        return {self.requests, self.workers, self.stats, self.batch_sizes}
+
+    def heartbeat_pattern(self) -> str:
+        return f"{self.prefix}:worker:*"

@@ -1,0 +1,201 @@
+"""The wire protocol between API producers and model workers: message types and their msgpack encoding.
+
+One work item is one text. A batch request of N texts becomes N items that share a request id and
+reply key, so every text counts as one unit toward a worker's batch limits and the texts of one
+request can be served by several batches or workers. Messages are msgpack maps with named fields
+and a version, decoded defensively: anything on the queue may be garbage.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+PROTOCOL_VERSION = 1
+
+# Caps for decoding untrusted bytes: far above anything the API enqueues, low enough that a hostile
+# message cannot make a worker allocate gigabytes.
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+_UNPACK_LIMITS = dict(
+    max_str_len=MAX_MESSAGE_BYTES,
+    max_bin_len=0,
+    max_array_len=64,
+    max_map_len=64,
+    max_ext_len=0,
+)
+_REQUEST_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+class ProtocolError(ValueError):
+    """A message could not be decoded. ``request_id``/``index`` are set when they could be read,
+    so that the sender can still be told what went wrong."""
+
+    def __init__(self, message: str, request_id: str | None = None, index: int | None = None) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+        self.index = index
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """One text to classify, as the API enqueues it."""
+
+    request_id: str
+    index: int  # position of the text in its request (0 for single predictions)
+    text: str
+    deadline: float  # unix seconds; after this the API has given up and the item is not worth running
+    enqueued_at: float  # unix seconds, the producer's clock
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    label: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class WorkError:
+    code: str  # one of ErrorCode
+    message: str
+
+
+class ErrorCode:
+    """Codes a worker may answer with instead of a prediction."""
+
+    MALFORMED = "malformed_message"
+    INFERENCE_FAILED = "inference_failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A worker's answer for one work item: a prediction or an error, plus where the time went."""
+
+    request_id: str
+    index: int
+    prediction: Prediction | None = None
+    error: WorkError | None = None
+    queue_ms: float = 0.0  # enqueue -> picked up by the worker
+    inference_ms: float = 0.0  # the forward pass (tokenization included) of the batch that held it
+
+
+def _pack(fields: dict[str, Any]) -> bytes:
+    return msgpack.packb({"v": PROTOCOL_VERSION, **fields}, use_bin_type=True)
+
+
+def _unpack(raw: bytes) -> dict[str, Any]:
+    if not isinstance(raw, (bytes, bytearray)):
+        raise ProtocolError(f"message must be bytes, got {type(raw).__name__}")
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(f"message of {len(raw)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    try:
+        data = msgpack.unpackb(raw, raw=False, strict_map_key=True, **_UNPACK_LIMITS)
+    except Exception as exc:  # msgpack raises many types (ExtraData, ValueError, UnicodeDecodeError, ...)
+        raise ProtocolError(f"not a msgpack message: {type(exc).__name__}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(f"message must be a map, got {type(data).__name__}")
+    request_id, index = _peek_identity(data)
+    if data.get("v") != PROTOCOL_VERSION:
+        raise ProtocolError(f"unsupported protocol version {data.get('v')!r}", request_id, index)
+    return data
+
+
+def _peek_identity(data: dict[str, Any]) -> tuple[str | None, int | None]:
+    """Read the id and index if they are well formed, so a broken message can still be answered."""
+    request_id = data.get("request_id")
+    index = data.get("index")
+    valid_id = request_id if isinstance(request_id, str) and _REQUEST_ID_RE.match(request_id) else None
+    valid_index = index if type(index) is int and index >= 0 else None
+    return valid_id, valid_index
+
+
+def _field(data: dict[str, Any], name: str, kind: type | tuple[type, ...], ident: tuple[str | None, int | None]) -> Any:
+    value = data.get(name)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ProtocolError(f"field {name!r} must be {_kind_name(kind)}, got {type(value).__name__}", *ident)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ProtocolError(f"field {name!r} must be finite", *ident)
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(k.__name__ for k in kinds)
+
+
+def encode_item(item: WorkItem) -> bytes:
+    return _pack(
+        {
+            "request_id": item.request_id,
+            "index": item.index,
+            "text": item.text,
+            "deadline": item.deadline,
+            "enqueued_at": item.enqueued_at,
+        }
+    )
+
+
+def decode_item(raw: bytes) -> WorkItem:
+    data = _unpack(raw)
+    ident = _peek_identity(data)
+    if ident[0] is None:
+        raise ProtocolError("field 'request_id' must be 32 lowercase hex characters", *ident)
+    if ident[1] is None:
+        raise ProtocolError("field 'index' must be a non-negative integer", *ident)
+    return WorkItem(
+        request_id=ident[0],
+        index=ident[1],
+        text=_field(data, "text", str, ident),
+        deadline=float(_field(data, "deadline", (int, float), ident)),
+        enqueued_at=float(_field(data, "enqueued_at", (int, float), ident)),
+    )
+
+
+def encode_reply(reply: Reply) -> bytes:
+    fields: dict[str, Any] = {
+        "request_id": reply.request_id,
+        "index": reply.index,
+        "queue_ms": reply.queue_ms,
+        "inference_ms": reply.inference_ms,
+    }
+    if reply.prediction is not None:
+        fields["label"] = reply.prediction.label
+        fields["score"] = reply.prediction.score
+    if reply.error is not None:
+        fields["error"] = {"code": reply.error.code, "message": reply.error.message}
+    return _pack(fields)
+
+
+def decode_reply(raw: bytes) -> Reply:
+    data = _unpack(raw)
+    ident = _peek_identity(data)
+    if ident[0] is None or ident[1] is None:
+        raise ProtocolError("reply lacks a valid request id or index", *ident)
+    error = None
+    prediction = None
+    if "error" in data:
+        err = data["error"]
+        if not isinstance(err, dict) or not isinstance(err.get("code"), str) or not isinstance(err.get("message"), str):
+            raise ProtocolError("field 'error' must be a map with string 'code' and 'message'", *ident)
+        error = WorkError(code=err["code"], message=err["message"])
+    else:
+        prediction = Prediction(
+            label=_field(data, "label", str, ident),
+            score=float(_field(data, "score", (int, float), ident)),
+        )
+    return Reply(
+        request_id=ident[0],
+        index=ident[1],
+        prediction=prediction,
+        error=error,
+        queue_ms=float(_field(data, "queue_ms", (int, float), ident)),
+        inference_ms=float(_field(data, "inference_ms", (int, float), ident)),
+    )

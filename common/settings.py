@@ -1,0 +1,189 @@
+"""Settings, read from environment variables (names are the field names, case-insensitive).
+
+Each process builds the settings it needs in its entry point (``ApiSettings()``, ``WorkerSettings()``, ...);
+nothing is read at import time. Every field's description states its trade-off; the README's settings
+table is checked against these classes by a test.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from common.keys import Keys
+
+_CONFIG = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+
+
+class SharedSettings(BaseSettings):
+    model_config = _CONFIG
+
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Redis server shared by all API processes and workers. `rediss://` for TLS; "
+        "`redis://:password@host:port/db` for a password.",
+    )
+    redis_connect_timeout_s: float = Field(
+        1.0,
+        gt=0,
+        description="How long to wait for a TCP connection to Redis. Short: a dead Redis gives a fast 503 "
+        "instead of piling up waiters; too short fails on a slow network.",
+    )
+    key_prefix: str = Field(
+        "sentimentalyzer",
+        description="Prefix of every Redis key. Lets several deployments share one Redis; the API and its "
+        "workers must agree on it.",
+    )
+    reply_ttl_s: int = Field(
+        60,
+        ge=1,
+        description="Expiry of reply lists. Replies nobody collects (client timed out) vanish after this; too "
+        "short could expire a reply before a slow API reads it.",
+    )
+    log_level: str = Field("INFO", description="Python logging level of the process.")
+
+    def keys(self) -> Keys:
+        return Keys(self.key_prefix)
+
+
+class InputLimits(BaseSettings):
+    """Validation limits of the HTTP API, shared by the batched API and the naive baseline."""
+
+    model_config = _CONFIG
+
+    max_text_chars: int = Field(
+        2000,
+        ge=1,
+        description="Longest accepted text, in characters (longer: 422). Texts are also truncated to the "
+        "model's maximum token length (512 for DistilBERT); a higher limit only adds tokenization work.",
+    )
+    max_batch_texts: int = Field(
+        64,
+        ge=1,
+        le=4096,
+        description="Most texts in one `/predict/batch` call (more: 422). Each text is one queue item; large "
+        "calls let one client fill many batches ahead of others.",
+    )
+    max_body_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        description="Largest accepted request body (larger: 413), checked before parsing.",
+    )
+
+
+class ModelSettings(BaseSettings):
+    model_config = _CONFIG
+
+    model: str = Field(
+        "distilbert-base-uncased-finetuned-sst-2-english",
+        description="Hugging Face hub id or local model directory. Offline machines need a local directory, "
+        "e.g. the bench model from `python -m worker.make_model bench models/bench`.",
+    )
+    device: str = Field(
+        "auto",
+        pattern="^(auto|cpu|cuda(:[0-9]+)?)$",
+        description="`auto` picks CUDA (fp16) when available, else CPU (fp32). `cpu`/`cuda` force one.",
+    )
+    torch_threads: int = Field(
+        0,
+        ge=0,
+        description="Torch intra-op threads per model process; 0 keeps torch's default (all cores). With "
+        "several workers on one machine, give each cores/workers threads to avoid oversubscription.",
+    )
+    max_sequence_tokens: int = Field(
+        0,
+        ge=0,
+        description="Truncate texts to this many tokens; 0 uses the model's own limit (512 for DistilBERT). "
+        "Lower bounds the cost of a batch with one very long text, at the price of ignoring its tail.",
+    )
+
+
+class ApiSettings(SharedSettings, InputLimits):
+    host: str = Field("127.0.0.1", description="Address the API binds to (`0.0.0.0` in containers).")
+    port: int = Field(8000, ge=1, le=65535, description="Port the API listens on.")
+    api_processes: int = Field(
+        1,
+        ge=1,
+        description="Uvicorn worker processes of `python -m api`. They share nothing but Redis; each serves "
+        "its own `/metrics` (scrape replicas individually).",
+    )
+    request_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Deadline of a request from arrival: past it the client gets 504 and workers skip the "
+        "item. Longer rides out bursts; shorter frees clients and capacity sooner.",
+    )
+    max_queue_depth: int = Field(
+        2000,
+        ge=1,
+        description="Queue length (texts) beyond which new requests get 429 + Retry-After. Bounds the latency "
+        "of admitted requests (depth / throughput); too low rejects bursts the workers could absorb.",
+    )
+    max_in_flight: int = Field(
+        512,
+        ge=1,
+        description="Concurrent requests one API process waits on (each holds a Redis connection for its "
+        "blocking wait; the pool is sized from this). Beyond it: 429.",
+    )
+    retry_after_s: int = Field(1, ge=1, description="`Retry-After` header value sent with 429.")
+    api_key: str | None = Field(
+        None,
+        description="If set, `/predict`, `/predict/batch` and `/metrics` require `Authorization: Bearer <key>` "
+        "(probes and docs stay open). Unset: no authentication, for a trusted network only.",
+    )
+
+
+class WorkerSettings(SharedSettings, ModelSettings):
+    max_batch_size: int = Field(
+        32,
+        ge=1,
+        le=4096,
+        description="Most texts in one forward pass. Larger batches amortize per-pass overhead but pad more "
+        "and make every text in the batch wait for the slowest.",
+    )
+    max_batch_wait_ms: float = Field(
+        0.0,
+        ge=0,
+        description="How long a worker holding a non-full batch waits for more texts, counted from the oldest "
+        "text's enqueue time. 0 runs what is there at once: on a busy worker the queue fills during each "
+        "pass anyway. Raise it on GPUs, where fuller batches are almost free. Redis wakes blocked clients "
+        "on its timer (`hz`, 10 by default: 100 ms steps; we run Redis with `hz 100`).",
+    )
+    idle_block_s: float = Field(
+        1.0,
+        gt=0,
+        le=30,
+        description="How long one blocking wait on an empty queue lasts before the worker re-checks for "
+        "shutdown. Arrivals wake it at once; this only bounds how fast SIGTERM is noticed when idle.",
+    )
+    heartbeat_interval_s: float = Field(2.0, gt=0, description="How often a worker refreshes its heartbeat.")
+    heartbeat_ttl_s: int = Field(
+        10,
+        ge=1,
+        description="Heartbeat expiry: a worker silent this long counts as dead for `/readyz`. Must exceed "
+        "the interval; shorter detects deaths sooner but risks flapping under load.",
+    )
+    worker_id: str | None = Field(
+        None, description="Name of this worker in Redis keys; default `<hostname>-<pid>`."
+    )
+
+    @model_validator(mode="after")
+    def _heartbeat_outlives_interval(self) -> "WorkerSettings":
+        if self.heartbeat_ttl_s <= self.heartbeat_interval_s:
+            raise ValueError("heartbeat_ttl_s must be greater than heartbeat_interval_s")
+        return self
+
+
+class NaiveSettings(ModelSettings, InputLimits):
+    log_level: str = Field("INFO", description="Python logging level of the process.")
+    host: str = Field("127.0.0.1", description="Address the naive server binds to.")
+    port: int = Field(8001, ge=1, le=65535, description="Port the naive baseline listens on.")
+
+
+def setting_names() -> set[str]:
+    """Every environment variable any entry point reads (upper case), for documentation checks."""
+    names: set[str] = set()
+    for cls in (ApiSettings, WorkerSettings, NaiveSettings):
+        names.update(name.upper() for name in cls.model_fields)
+    return names

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import MINILM, SST2_DEV, RedisServer
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    """A prefix of its own per test: tests share one redis-server without seeing each other's keys."""
+    return f"test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from worker.make_model import build
+
+    return build("tiny", tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_predictor(tiny_model: Path):
+    from common.settings import ModelSettings
+    from worker.predictor import TransformersPredictor
+
+    return TransformersPredictor(ModelSettings(model=str(tiny_model), device="cpu", torch_threads=1))
+
+
+@pytest.fixture(scope="session")
+def shared_minilm() -> Path:
+    if not (MINILM / "config.json").is_file() or not SST2_DEV.is_file():
+        pytest.skip("../shared (SST-2 dev and the trained MiniLM) is not present")
+    return MINILM

@@ -1,0 +1,145 @@
+"""The real queue code and the real (tiny) model against a real redis-server."""
+
+import threading
+import time
+
+import msgpack
+import pytest
+import redis
+
+from common.keys import Keys
+from common.protocol import ErrorCode, WorkItem, decode_reply, encode_item, new_request_id
+from common.redis_factory import sync_client
+from common.settings import WorkerSettings
+from worker.heartbeat import Heartbeat
+from worker.loop import BatchLoop, BatchPolicy
+from worker.redis_queue import RedisRequestQueue
+
+TEXTS = [
+    "a charming and often affecting journey",
+    "bad",
+    "the movie is a disaster from start to finish , with wooden acting and a plot that makes no sense at all",
+    "it 's a lovely film with lovely performances by buy and accorsi",
+    "unflinchingly bleak and desperate",
+    "x",
+    "the acting , costumes , music , cinematography and sound are all astounding given the production 's "
+    "austere locales .",
+]
+
+
+@pytest.fixture
+def setup(redis_server, key_prefix):
+    settings = WorkerSettings(redis_url=redis_server.url, key_prefix=key_prefix, reply_ttl_s=30)
+    client = sync_client(settings, longest_block_s=2)
+    yield settings, client, settings.keys()
+    client.close()
+
+
+def enqueue(client, keys: Keys, texts, *, timeout=30.0, request_id=None):
+    rid = request_id or new_request_id()
+    now = time.time()
+    client.rpush(keys.requests, *[encode_item(WorkItem(rid, i, t, now + timeout, now)) for i, t in enumerate(texts)])
+    return rid
+
+
+def replies(client, keys: Keys, rid):
+    return sorted((decode_reply(r) for r in client.lrange(keys.reply(rid), 0, -1)), key=lambda r: r.index)
+
+
+def test_batched_equals_unbatched(tiny_predictor):
+    batched = tiny_predictor.predict(TEXTS)
+    for text, together in zip(TEXTS, batched):
+        alone = tiny_predictor.predict([text])[0]
+        assert alone.label == together.label
+        assert abs(alone.score - together.score) < 1e-4
+
+
+def test_worker_pops_batches_and_answers_through_redis(setup, tiny_predictor):
+    settings, client, keys = setup
+    rids = [enqueue(client, keys, TEXTS[i:i + 2]) for i in range(0, len(TEXTS), 2)]
+    loop = BatchLoop(RedisRequestQueue(client, keys, 30), tiny_predictor, BatchPolicy(3, 0.0, 0.2))
+    assert loop.run(max_batches=3) == 3  # 7 texts, batches of at most 3
+    assert loop.counters.texts == len(TEXTS)
+    got = [r for rid in rids for r in replies(client, keys, rid)]
+    expected = [tiny_predictor.predict([t])[0] for t in TEXTS]
+    assert [r.prediction.label for r in got] == [e.label for e in expected]
+    assert all(abs(r.prediction.score - e.score) < 1e-4 for r, e in zip(got, expected))
+    assert 0 < client.ttl(keys.reply(rids[0])) <= 30
+    assert client.hget(keys.stats, "texts") == b"7"
+    assert {int(k): int(v) for k, v in client.hgetall(keys.batch_sizes).items()} == {3: 2, 1: 1}
+
+
+def test_expired_requests_are_dropped(setup, tiny_predictor):
+    _, client, keys = setup
+    stale = enqueue(client, keys, ["too late"], timeout=-1)
+    fresh = enqueue(client, keys, ["in time"])
+    loop = BatchLoop(RedisRequestQueue(client, keys, 30), tiny_predictor, BatchPolicy(8, 0.0, 0.2))
+    loop.run(max_batches=1)
+    assert client.exists(keys.reply(stale)) == 0
+    assert len(replies(client, keys, fresh)) == 1
+    assert client.hget(keys.stats, "expired") == b"1"
+
+
+def test_malformed_messages_are_skipped_and_the_rest_answered(setup, tiny_predictor):
+    _, client, keys = setup
+    broken_rid = new_request_id()
+    client.rpush(keys.requests, b"\x00\xffnot msgpack", msgpack.packb({"v": 1, "request_id": broken_rid, "index": 0}),
+                 b"x" * 100_000)
+    good = enqueue(client, keys, ["still answered"])
+    loop = BatchLoop(RedisRequestQueue(client, keys, 30), tiny_predictor, BatchPolicy(8, 0.0, 0.2))
+    loop.run(max_batches=1)
+    assert replies(client, keys, good)[0].prediction is not None
+    assert replies(client, keys, broken_rid)[0].error.code == ErrorCode.MALFORMED
+    assert client.hget(keys.stats, "malformed") == b"3"
+
+
+def test_concurrent_pops_never_share_or_lose_an_item(setup):
+    settings, client, keys = setup
+    messages = [encode_item(WorkItem(new_request_id(), 0, f"t{i}", 1e12, 0.0)) for i in range(2000)]
+    client.rpush(keys.requests, *messages)
+    taken: list[list[bytes]] = [[], [], []]
+
+    def consume(slot):
+        own = sync_client(settings, longest_block_s=1)
+        queue = RedisRequestQueue(own, keys, 30)
+        while batch := queue.pop(7, block_s=0.2):
+            taken[slot].extend(batch)
+
+    threads = [threading.Thread(target=consume, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    everything = [m for part in taken for m in part]
+    assert len(everything) == 2000 and set(everything) == set(messages)
+    assert all(taken), "every consumer got some work"
+
+
+def test_blocking_pop_wakes_on_arrival_without_taking_anything_early(setup):
+    _, client, keys = setup
+    queue = RedisRequestQueue(client, keys, 30)
+    pusher = redis.Redis.from_url(setup[0].redis_url)
+    threading.Timer(0.3, lambda: pusher.rpush(keys.requests, b"late arrival")).start()
+    started = time.monotonic()
+    got = queue.pop(4, block_s=5)
+    waited = time.monotonic() - started
+    assert got == [b"late arrival"] and 0.25 < waited < 1.5
+    assert client.llen(keys.requests) == 0
+    started = time.monotonic()
+    assert queue.pop(4, block_s=0.2) == []  # an empty queue times out, no busy loop needed
+    assert time.monotonic() - started >= 0.15
+
+
+def test_heartbeat_is_readable_expires_and_is_withdrawn(setup):
+    settings, client, keys = setup
+    beat = Heartbeat(client, keys, "host-7", interval_s=0.1, ttl_s=2, describe=lambda: {"model": "tiny", "batches": 4})
+    beat.start()
+    data = client.hgetall(keys.heartbeat("host-7"))
+    assert data[b"model"] == b"tiny" and data[b"batches"] == b"4" and b"last_beat" in data
+    assert 0 < client.ttl(keys.heartbeat("host-7")) <= 2
+    assert client.smembers(keys.workers) == {b"host-7"}
+    client.sadd(keys.workers, "long-gone")  # registered once, heartbeat expired since
+    time.sleep(0.35)
+    assert client.smembers(keys.workers) == {b"host-7"}
+    beat.stop()
+    assert client.exists(keys.heartbeat("host-7")) == 0 and client.smembers(keys.workers) == set()

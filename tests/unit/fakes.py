@@ -1,0 +1,61 @@
+"""Fakes for the batch loop's two interfaces: no Redis, no torch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from common.protocol import Prediction, Reply, WorkItem, encode_item, new_request_id
+from worker.loop import BatchStats
+
+
+class FakeQueue:
+    """A list of raw messages. ``arrivals`` maps a pop call number to messages that arrive just before it
+    (to model traffic arriving while the worker waits)."""
+
+    def __init__(self, messages: Sequence[bytes] = (), arrivals: dict[int, list[bytes]] | None = None) -> None:
+        self.pending = list(messages)
+        self.arrivals = arrivals or {}
+        self.pops: list[tuple[int, float]] = []
+        self.published: list[tuple[list[Reply], BatchStats]] = []
+
+    def pop(self, max_items: int, block_s: float) -> list[bytes]:
+        self.pending.extend(self.arrivals.pop(len(self.pops), []))
+        self.pops.append((max_items, block_s))
+        taken, self.pending = self.pending[:max_items], self.pending[max_items:]
+        return taken
+
+    def publish(self, replies: Sequence[Reply], stats: BatchStats) -> None:
+        self.published.append((list(replies), stats))
+
+    @property
+    def replies(self) -> list[Reply]:
+        return [r for batch, _ in self.published for r in batch]
+
+
+class FakePredictor:
+    """POSITIVE when the text contains 'good'; the score encodes the text length. Records batch sizes."""
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.batches: list[list[str]] = []
+        self.fail_on = fail_on
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        self.batches.append(list(texts))
+        if self.fail_on is not None and any(self.fail_on in t for t in texts):
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return [Prediction("POSITIVE" if "good" in t else "NEGATIVE", len(t) / 1000) for t in texts]
+
+
+class Clock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def items(texts: Sequence[str], *, now: float = 1000.0, timeout: float = 10.0, request_id: str | None = None,
+          enqueued_at: float | None = None) -> list[bytes]:
+    rid = request_id or new_request_id()
+    at = now if enqueued_at is None else enqueued_at
+    return [encode_item(WorkItem(rid, i, t, at + timeout, at)) for i, t in enumerate(texts)]

@@ -1,0 +1,306 @@
+"""The HTTP layer and the producer path against fakeredis, with a fake worker coroutine."""
+
+import asyncio
+import contextlib
+import json
+
+import fakeredis
+import httpx
+import pytest
+
+from api.app import create_app
+from common.protocol import Prediction, Reply, WorkError, decode_item, encode_reply
+from common.redis_factory import async_client
+from common.settings import ApiSettings
+from tests.helpers import free_port
+
+
+def settings(**overrides) -> ApiSettings:
+    base = dict(key_prefix="unit", request_timeout_s=2.0, max_text_chars=100, max_batch_texts=5,
+                max_body_bytes=4096, max_queue_depth=50, max_in_flight=50)
+    base.update(overrides)
+    return ApiSettings(**base)
+
+
+async def fake_worker(client, s: ApiSettings, stop: asyncio.Event, *, heartbeat: bool = True) -> None:
+    """Answers every item: POSITIVE if the text contains 'good'; score 0.5 + index/100."""
+    keys = s.keys()
+    if heartbeat:
+        await client.hset(keys.heartbeat("fake-1"), mapping={"worker_id": "fake-1"})
+        await client.sadd(keys.workers, "fake-1")
+    while not stop.is_set():
+        # Polls (test code), stopped by an event: fakeredis's async client does not end promptly on cancel.
+        popped = await client.lpop(keys.requests, 16)
+        if not popped:
+            await asyncio.sleep(0.005)
+            continue
+        for raw in popped:
+            item = decode_item(raw)
+            label = "POSITIVE" if "good" in item.text else "NEGATIVE"
+            reply = Reply(item.request_id, item.index, prediction=Prediction(label, 0.5 + item.index / 100),
+                          queue_ms=1.0, inference_ms=2.0)
+            await client.rpush(keys.reply(item.request_id), encode_reply(reply))
+
+
+@contextlib.asynccontextmanager
+async def running(s: ApiSettings, *, worker: bool = True, client=None):
+    server = fakeredis.FakeServer()
+    client = client or fakeredis.FakeAsyncRedis(server=server)
+    app = create_app(s, client)
+    stop = asyncio.Event()
+    task = asyncio.create_task(fake_worker(fakeredis.FakeAsyncRedis(server=server), s, stop)) if worker else None
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+                yield http, client
+    finally:
+        stop.set()
+        if task:
+            await task
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_predict_returns_label_and_score_with_timing_headers():
+    async def scenario():
+        async with running(settings()) as (http, _):
+            r = await http.post("/predict", json={"text": "a good film"})
+            assert r.status_code == 200
+            assert r.json() == {"label": "POSITIVE", "score": 0.5}
+            assert len(r.headers["X-Request-ID"]) == 32
+            assert float(r.headers["X-Queue-Time"]) == 1.0 and float(r.headers["X-Inference-Time"]) == 2.0
+
+    run(scenario())
+
+
+def test_batch_answers_in_input_order():
+    async def scenario():
+        async with running(settings()) as (http, _):
+            texts = ["bad", "good", "meh", "very good", "no"]
+            r = await http.post("/predict/batch", json={"texts": texts})
+            assert r.status_code == 200
+            results = r.json()["results"]
+            assert [x["label"] for x in results] == ["NEGATIVE", "POSITIVE", "NEGATIVE", "POSITIVE", "NEGATIVE"]
+            assert [x["score"] for x in results] == [0.5, 0.51, 0.52, 0.53, 0.54]
+
+    run(scenario())
+
+
+BAD_BODIES = [
+    ({"text": ""}, "at least 1 character"),
+    ({"text": "   \n\t"}, "non-whitespace"),
+    ({"text": 12}, "valid string"),
+    ({"text": None}, "valid string"),
+    ({}, "Field required"),
+    ({"text": "x" * 101}, "at most 100 characters"),
+    ({"text": "ok", "extra": 1}, "Extra inputs"),
+    (["text"], "valid dictionary"),
+]
+
+
+@pytest.mark.parametrize("body,message", BAD_BODIES)
+def test_bad_single_input_is_422_with_a_message_and_never_enqueued(body, message):
+    async def scenario():
+        async with running(settings(), worker=False) as (http, client):
+            r = await http.post("/predict", json=body)
+            assert r.status_code == 422
+            assert message in r.json()["error"]["message"] and r.json()["error"]["type"] == "validation"
+            assert await client.llen("unit:requests") == 0
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    "body,message",
+    [({"texts": []}, "at least 1 item"), ({"texts": ["a"] * 6}, "at most 5 items"), ({"texts": ["ok", ""]}, "texts.1"),
+     ({"texts": "not a list"}, "valid list"), ({"texts": ["ok", 3]}, "texts.1")],
+)
+def test_bad_batch_input_is_422(body, message):
+    async def scenario():
+        async with running(settings(), worker=False) as (http, client):
+            r = await http.post("/predict/batch", json=body)
+            assert r.status_code == 422 and message in r.json()["error"]["message"]
+            assert await client.llen("unit:requests") == 0
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    "raw,message",
+    [(b'{"text": "\\ud800 lone"}', "unicode"), (b'{"text": "abc', "not valid JSON"),
+     (b'{"text": "\xff\xfe"}', "UTF-8"), (b"", "Field required")],
+)
+def test_undecodable_bodies_are_422(raw, message):
+    async def scenario():
+        async with running(settings(), worker=False) as (http, client):
+            r = await http.post("/predict", content=raw, headers={"content-type": "application/json"})
+            assert r.status_code == 422 and message in r.json()["error"]["message"], r.text
+            assert await client.llen("unit:requests") == 0
+
+    run(scenario())
+
+
+def test_body_over_the_size_limit_is_413_declared_or_streamed():
+    async def scenario():
+        async with running(settings(), worker=False) as (http, _):
+            big = json.dumps({"text": "x" * 5000}).encode()
+            r = await http.post("/predict", content=big, headers={"content-type": "application/json"})
+            assert r.status_code == 413 and "4096 bytes" in r.json()["error"]["message"]
+
+            async def chunks():
+                for _ in range(10):
+                    yield b"x" * 1000
+
+            r = await http.post("/predict", content=chunks(), headers={"content-type": "application/json"})
+            assert r.status_code == 413
+
+    run(scenario())
+
+
+def test_full_queue_is_429_with_retry_after():
+    async def scenario():
+        async with running(settings(max_queue_depth=3, retry_after_s=7), worker=False) as (http, client):
+            await client.rpush("unit:requests", b"a", b"b", b"c")
+            r = await http.post("/predict", json={"text": "hello"})
+            assert r.status_code == 429 and r.headers["Retry-After"] == "7"
+            assert "queue is full" in r.json()["error"]["message"]
+            assert await client.llen("unit:requests") == 3  # nothing was pushed
+            r = await http.post("/predict/batch", json={"texts": ["a", "b"]})
+            assert r.status_code == 429
+
+    run(scenario())
+
+
+def test_in_flight_limit_is_429_not_a_pool_error():
+    async def scenario():
+        async with running(settings(max_in_flight=2, request_timeout_s=1.0), worker=False) as (http, _):
+            waiting = [asyncio.create_task(http.post("/predict", json={"text": f"t{i}"})) for i in range(2)]
+            await asyncio.sleep(0.2)
+            r = await http.post("/predict", json={"text": "one too many"})
+            assert r.status_code == 429 and "already serving 2" in r.json()["error"]["message"]
+            assert [t.status_code for t in await asyncio.gather(*waiting)] == [504, 504]
+
+    run(scenario())
+
+
+def test_no_answer_before_the_deadline_is_504_and_leaves_no_reply_key():
+    async def scenario():
+        async with running(settings(request_timeout_s=0.3), worker=False) as (http, client):
+            r = await http.post("/predict", json={"text": "anyone?"})
+            assert r.status_code == 504 and r.json()["error"]["type"] == "timeout"
+            assert await client.keys("unit:reply:*") == []
+
+    run(scenario())
+
+
+def test_unreachable_redis_is_a_fast_503():
+    async def scenario():
+        s = settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_connect_timeout_s=0.5)
+        client = async_client(s, longest_block_s=s.request_timeout_s, max_connections=8)
+        async with running(s, worker=False, client=client) as (http, _):
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            r = await http.post("/predict", json={"text": "hello"})
+            assert r.status_code == 503 and r.json()["error"]["type"] == "unavailable"
+            assert "127.0.0.1" not in r.text  # no internals in error bodies
+            assert loop.time() - started < 2
+            assert (await http.get("/readyz")).status_code == 503
+            assert (await http.get("/healthz")).status_code == 200
+        await client.aclose()
+
+    run(scenario())
+
+
+def test_readyz_needs_a_live_worker_heartbeat():
+    async def scenario():
+        s = settings()
+        async with running(s, worker=False) as (http, client):
+            r = await http.get("/readyz")
+            assert r.status_code == 503 and "no live worker" in r.json()["error"]["message"]
+            await client.sadd(s.keys().workers, "w1", "w2")  # registered, but only w1 beats
+            await client.hset(s.keys().heartbeat("w1"), "pid", "1")
+            r = await http.get("/readyz")
+            assert r.status_code == 200 and r.json()["workers"] == 1
+
+    run(scenario())
+
+
+def test_worker_reported_errors_are_500_with_the_reason():
+    async def scenario():
+        s = settings()
+        async with running(s, worker=False) as (http, client):
+            async def failing_worker():
+                while True:
+                    popped = await client.lpop(s.keys().requests)
+                    if not popped:
+                        await asyncio.sleep(0.005)
+                    else:
+                        item = decode_item(popped)
+                        reply = Reply(item.request_id, item.index, error=WorkError("inference_failed", "oom"))
+                        await client.rpush(s.keys().reply(item.request_id), encode_reply(reply))
+                        return
+
+            task = asyncio.create_task(failing_worker())
+            r = await http.post("/predict", json={"text": "x"})
+            await task
+            assert r.status_code == 500 and "inference_failed" in r.json()["error"]["message"]
+
+    run(scenario())
+
+
+def test_metrics_expose_requests_latency_and_queue_depth():
+    async def scenario():
+        async with running(settings()) as (http, client):
+            await http.post("/predict", json={"text": "good"})
+            await http.post("/predict", json={"text": ""})
+            await client.hset("unit:stats", mapping={"batches": 3, "texts": 7})
+            body = (await http.get("/metrics")).text
+            assert 'sentimentalyzer_requests_total{route="/predict",status="200"} 1.0' in body
+            assert 'sentimentalyzer_requests_total{route="/predict",status="422"} 1.0' in body
+            assert 'sentimentalyzer_request_latency_seconds_count{route="/predict"} 2.0' in body
+            assert "sentimentalyzer_queue_depth 0.0" in body
+            assert "sentimentalyzer_worker_texts_total 7.0" in body
+
+    run(scenario())
+
+
+def test_api_key_guards_prediction_routes_but_not_probes():
+    async def scenario():
+        async with running(settings(api_key="s3cret")) as (http, _):
+            assert (await http.post("/predict", json={"text": "good"})).status_code == 401
+            r = await http.post("/predict", json={"text": "good"}, headers={"Authorization": "Bearer wrong"})
+            assert r.status_code == 401 and r.json()["error"]["type"] == "unauthorized"
+            r = await http.post("/predict", json={"text": "good"}, headers={"Authorization": "Bearer s3cret"})
+            assert r.status_code == 200
+            assert (await http.get("/healthz")).status_code == 200
+
+    run(scenario())
+
+
+def test_openapi_documents_schemas_limits_and_error_shapes():
+    async def scenario():
+        async with running(settings(), worker=False) as (http, _):
+            spec = (await http.get("/openapi.json")).json()
+            predict = spec["paths"]["/predict"]["post"]
+            for status in ("200", "413", "422", "429", "503", "504"):
+                assert status in predict["responses"], status
+            assert predict["responses"]["429"]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorResponse")
+            text_schema = spec["components"]["schemas"]["PredictRequest"]["properties"]["text"]
+            assert text_schema["maxLength"] == 100 and text_schema["minLength"] == 1
+            assert (await http.get("/docs")).status_code == 200
+
+    run(scenario())
+
+
+def test_unknown_routes_and_methods_use_the_error_shape():
+    async def scenario():
+        async with running(settings(), worker=False) as (http, _):
+            r = await http.get("/nope")
+            assert r.status_code == 404 and r.json()["error"]["type"] == "not_found"
+            r = await http.get("/predict")
+            assert r.status_code == 405 and r.json()["error"]["type"] == "method_not_allowed"
+
+    run(scenario())

@@ -1,0 +1,126 @@
+import msgpack
+
+from common.protocol import ErrorCode, new_request_id
+from tests.unit.fakes import Clock, FakePredictor, FakeQueue, items
+from worker.loop import BatchLoop, BatchPolicy
+
+
+def make_loop(queue, predictor=None, *, size=4, wait_s=0.0, clock=None):
+    return BatchLoop(queue, predictor or FakePredictor(), BatchPolicy(size, wait_s, idle_block_s=0.5),
+                     clock=clock or Clock())
+
+
+def test_batches_are_bounded_by_max_batch_size_and_keep_fifo_order():
+    texts = [f"text {i} good" if i % 2 else f"text {i}" for i in range(10)]
+    queue, predictor = FakeQueue(items(texts)), FakePredictor()
+    loop = make_loop(queue, predictor, size=4)
+    assert loop.run(max_batches=3) == 3
+    assert [len(b) for b in predictor.batches] == [4, 4, 2]
+    assert [t for b in predictor.batches for t in b] == texts
+    replies = queue.replies
+    assert [r.index for r in replies] == list(range(10))
+    assert [r.prediction.label for r in replies] == ["NEGATIVE", "POSITIVE"] * 5
+    assert [stats.size for _, stats in queue.published] == [4, 4, 2]
+    assert loop.counters.batches == 3 and loop.counters.texts == 10
+
+
+def test_idle_queue_blocks_in_pop_and_runs_nothing():
+    queue, predictor = FakeQueue(), FakePredictor()
+    loop = make_loop(queue, predictor)
+    assert loop.run_once() is False
+    assert queue.pops == [(4, 0.5)]  # one blocking pop with the idle timeout
+    assert predictor.batches == [] and queue.published == []
+
+
+def test_expired_items_are_dropped_before_inference_without_reply():
+    clock = Clock(1000.0)
+    stale = items(["too late"], now=980.0, timeout=10.0)  # deadline 990 < now
+    fresh = items(["in time good"], now=1000.0)
+    queue, predictor = FakeQueue(stale + fresh), FakePredictor()
+    make_loop(queue, predictor, clock=clock).run(max_batches=1)
+    assert predictor.batches == [["in time good"]]
+    assert [r.prediction.label for r in queue.replies] == ["POSITIVE"]
+    assert queue.published[0][1].expired == 1
+
+
+def test_malformed_messages_are_skipped_and_answered_when_possible():
+    rid = new_request_id()
+    readable_but_broken = msgpack.packb({"v": 1, "request_id": rid, "index": 2, "text": 42})
+    queue = FakeQueue([b"\xc1\xc1garbage"] + items(["fine good"]) + [readable_but_broken])
+    predictor = FakePredictor()
+    make_loop(queue, predictor).run(max_batches=1)
+    assert predictor.batches == [["fine good"]]
+    errors = [r for r in queue.replies if r.error]
+    assert [(r.request_id, r.index, r.error.code) for r in errors] == [(rid, 2, ErrorCode.MALFORMED)]
+    assert queue.published[0][1].malformed == 2
+
+
+def test_a_failing_forward_pass_answers_its_batch_with_errors_and_the_loop_goes_on():
+    queue = FakeQueue(items(["boom here", "bystander"]) + items(["later good"]))
+    predictor = FakePredictor(fail_on="boom")
+    loop = make_loop(queue, predictor, size=2)
+    assert loop.run(max_batches=2) == 2
+    first, second = queue.published
+    assert all(r.error.code == ErrorCode.INFERENCE_FAILED for r in first[0]) and len(first[0]) == 2
+    assert first[1].failed == 2
+    assert second[0][0].prediction.label == "POSITIVE"
+
+
+def test_batch_wait_collects_arrivals_until_full():
+    clock = Clock(1000.0)
+    queue = FakeQueue(items(["a"]), arrivals={1: items(["b"]), 2: items(["c", "d"])})
+    predictor = FakePredictor()
+    make_loop(queue, predictor, size=4, wait_s=0.05, clock=clock).run(max_batches=1)
+    assert predictor.batches == [["a", "b", "c", "d"]]
+    # Each follow-up pop asks only for the room left and blocks for the remaining budget at most.
+    assert [p[0] for p in queue.pops] == [4, 3, 2]
+    assert all(0 < block <= 0.05 for _, block in queue.pops[1:])
+
+
+def test_batch_wait_budget_counts_from_the_oldest_enqueue_time():
+    clock = Clock(1000.0)
+    old = items(["old"], enqueued_at=999.97)  # waited 30 ms already
+    queue = FakeQueue(old, arrivals={1: items(["new"])})
+    make_loop(queue, FakePredictor(), size=4, wait_s=0.05, clock=clock).run(max_batches=1)
+    assert abs(queue.pops[1][1] - 0.02) < 1e-9
+
+
+def test_batch_wait_of_zero_runs_what_is_there_at_once():
+    queue = FakeQueue(items(["a"]), arrivals={1: items(["b"])})
+    predictor = FakePredictor()
+    make_loop(queue, predictor, size=4, wait_s=0.0).run(max_batches=1)
+    assert predictor.batches == [["a"]] and len(queue.pops) == 1
+
+
+def test_exhausted_wait_budget_runs_the_partial_batch():
+    clock = Clock(1000.0)
+    queue = FakeQueue(items(["a"], enqueued_at=999.0))  # older than the whole budget
+    predictor = FakePredictor()
+    make_loop(queue, predictor, size=4, wait_s=0.05, clock=clock).run(max_batches=1)
+    assert predictor.batches == [["a"]] and len(queue.pops) == 1
+
+
+def test_stop_request_finishes_the_batch_in_hand():
+    queue = FakeQueue(items(["a", "b", "c"]))
+    predictor = FakePredictor()
+    loop = make_loop(queue, predictor, size=2, wait_s=1.0)
+
+    original_pop = queue.pop
+
+    def pop_then_stop(max_items, block_s):
+        taken = original_pop(max_items, block_s)
+        loop.request_stop()  # SIGTERM arrives while the worker holds a batch
+        return taken
+
+    queue.pop = pop_then_stop
+    loop.run()
+    assert predictor.batches == [["a", "b"]]  # the batch in hand ran and was published; no new pop
+    assert len(queue.replies) == 2 and queue.pending  # "c" stays queued for another worker
+
+
+def test_replies_carry_queue_and_inference_time():
+    clock = Clock(1000.0)
+    queue = FakeQueue(items(["a"], enqueued_at=999.5))
+    make_loop(queue, clock=clock).run(max_batches=1)
+    reply = queue.replies[0]
+    assert abs(reply.queue_ms - 500.0) < 1e-6 and reply.inference_ms >= 0

@@ -1,0 +1,82 @@
+import msgpack
+import pytest
+
+from common.protocol import (
+    MAX_MESSAGE_BYTES,
+    ErrorCode,
+    Prediction,
+    ProtocolError,
+    Reply,
+    WorkError,
+    WorkItem,
+    decode_item,
+    decode_reply,
+    encode_item,
+    encode_reply,
+    new_request_id,
+)
+
+RID = new_request_id()
+
+
+def test_work_item_round_trip_keeps_every_field():
+    item = WorkItem(RID, 3, "héllo 🌍 world", 1_800_000_000.25, 1_799_999_990.5)
+    assert decode_item(encode_item(item)) == item
+
+
+def test_reply_round_trips_prediction_and_error():
+    ok = Reply(RID, 0, prediction=Prediction("POSITIVE", 0.99), queue_ms=1.5, inference_ms=7.25)
+    failed = Reply(RID, 1, error=WorkError(ErrorCode.INFERENCE_FAILED, "boom"))
+    assert decode_reply(encode_reply(ok)) == ok
+    assert decode_reply(encode_reply(failed)) == failed
+
+
+def test_messages_are_named_msgpack_maps_with_a_version():
+    data = msgpack.unpackb(encode_item(WorkItem(RID, 0, "x", 2.0, 1.0)))
+    assert data == {"v": 1, "request_id": RID, "index": 0, "text": "x", "deadline": 2.0, "enqueued_at": 1.0}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\xc1garbage",
+        b"",
+        msgpack.packb([1, 2, 3]),
+        msgpack.packb("just a string"),
+        msgpack.packb({"v": 1}),
+        msgpack.packb({"v": 1, "request_id": "not-hex", "index": 0, "text": "x", "deadline": 1.0, "enqueued_at": 1.0}),
+        msgpack.packb({"v": 1, "request_id": RID, "index": -1, "text": "x", "deadline": 1.0, "enqueued_at": 1.0}),
+        msgpack.packb({"v": 1, "request_id": RID, "index": True, "text": "x", "deadline": 1.0, "enqueued_at": 1.0}),
+        msgpack.packb({"v": 1, "request_id": RID, "index": 0, "text": 5, "deadline": 1.0, "enqueued_at": 1.0}),
+        msgpack.packb({"v": 1, "request_id": RID, "index": 0, "text": "x", "deadline": "soon", "enqueued_at": 1.0}),
+        msgpack.packb({"v": 1, "request_id": RID, "index": 0, "text": "x", "deadline": float("nan"), "enqueued_at": 1.0}),
+        msgpack.packb({"v": 2, "request_id": RID, "index": 0, "text": "x", "deadline": 1.0, "enqueued_at": 1.0}),
+        msgpack.packb({1: "int keys"}),
+        msgpack.packb({"v": 1, "request_id": RID, "index": 0, "text": b"bytes", "deadline": 1.0, "enqueued_at": 1.0}),
+        b"\x00" * (MAX_MESSAGE_BYTES + 1),
+        "a str, not bytes",
+    ],
+)
+def test_garbage_is_a_protocol_error_never_a_crash(raw):
+    with pytest.raises(ProtocolError):
+        decode_item(raw)
+
+
+def test_broken_message_with_readable_identity_keeps_it_for_an_error_reply():
+    raw = msgpack.packb({"v": 1, "request_id": RID, "index": 4, "text": None, "deadline": 1.0, "enqueued_at": 1.0})
+    with pytest.raises(ProtocolError) as info:
+        decode_item(raw)
+    assert (info.value.request_id, info.value.index) == (RID, 4)
+
+
+def test_deeply_nested_or_huge_containers_are_refused():
+    nested = msgpack.packb({"v": 1, "request_id": RID, "index": 0, "text": list(range(1000)), "deadline": 1.0,
+                            "enqueued_at": 1.0})
+    with pytest.raises(ProtocolError):
+        decode_item(nested)
+
+
+def test_reply_without_prediction_or_error_is_refused():
+    raw = msgpack.packb({"v": 1, "request_id": RID, "index": 0, "queue_ms": 0.0, "inference_ms": 0.0})
+    with pytest.raises(ProtocolError):
+        decode_reply(raw)

@@ -1,0 +1,63 @@
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from common.keys import Keys
+from common.settings import ApiSettings, NaiveSettings, WorkerSettings, setting_names
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_defaults_are_sane(monkeypatch):
+    for name in setting_names():
+        monkeypatch.delenv(name, raising=False)
+    api, worker = ApiSettings(), WorkerSettings()
+    assert api.redis_url.startswith("redis://") and api.request_timeout_s > 0
+    assert worker.model == "distilbert-base-uncased-finetuned-sst-2-english"
+    assert worker.max_batch_size >= 1 and worker.heartbeat_ttl_s > worker.heartbeat_interval_s
+    assert NaiveSettings().port != api.port
+
+
+def test_environment_overrides(monkeypatch):
+    monkeypatch.setenv("MAX_BATCH_SIZE", "8")
+    monkeypatch.setenv("max_batch_wait_ms", "2.5")
+    monkeypatch.setenv("MODEL", "/models/x")
+    monkeypatch.setenv("KEY_PREFIX", "staging")
+    s = WorkerSettings()
+    assert (s.max_batch_size, s.max_batch_wait_ms, s.model) == (8, 2.5, "/models/x")
+    assert s.keys().requests == "staging:requests"
+
+
+@pytest.mark.parametrize(
+    "name,value",
+    [("MAX_BATCH_SIZE", "0"), ("MAX_BATCH_SIZE", "many"), ("DEVICE", "tpu"), ("HEARTBEAT_TTL_S", "1"),
+     ("MAX_BATCH_WAIT_MS", "-1")],
+)
+def test_bad_values_fail_at_start(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError):
+        WorkerSettings()
+
+
+def test_every_setting_is_documented_in_the_readme():
+    text = README.read_text()
+    missing = sorted(name for name in setting_names() if not re.search(rf"`{name}`", text))
+    assert not missing, f"settings missing from README: {missing}"
+
+
+def test_every_setting_states_its_purpose():
+    for cls in (ApiSettings, WorkerSettings, NaiveSettings):
+        for name, field in cls.model_fields.items():
+            assert field.description and len(field.description) > 15, f"{cls.__name__}.{name} lacks a description"
+
+
+def test_keys_are_readable_and_prefixed():
+    keys = Keys("sentimentalyzer")
+    assert keys.requests == "sentimentalyzer:requests"
+    assert keys.reply("ab" * 16) == f"sentimentalyzer:reply:{'ab' * 16}"
+    assert keys.heartbeat("host-1") == "sentimentalyzer:worker:host-1"
+    assert all(k.startswith("sentimentalyzer:") for k in keys.persistent())
+    with pytest.raises(ValueError):
+        Keys("has space")

@@ -1,0 +1,189 @@
+"""The batch loop: plain code behind two narrow interfaces, a request queue and a predictor.
+
+It knows nothing of Redis or torch, so it is unit-tested with fakes and run for N batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from common.protocol import (
+    ErrorCode,
+    Prediction,
+    ProtocolError,
+    Reply,
+    WorkError,
+    WorkItem,
+    decode_item,
+)
+
+log = logging.getLogger(__name__)
+
+
+class RequestQueue(Protocol):
+    def pop(self, max_items: int, block_s: float) -> list[bytes]:
+        """Take up to ``max_items`` raw messages from the head of the queue in one atomic step. If the
+        queue is empty, block up to ``block_s`` seconds for the first arrival (0: don't block)."""
+        ...
+
+    def publish(self, replies: Sequence[Reply], stats: "BatchStats") -> None:
+        """Deliver replies to their reply keys and record the batch's counters, in one round trip."""
+        ...
+
+
+class Predictor(Protocol):
+    def predict(self, texts: Sequence[str]) -> list[Prediction]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPolicy:
+    max_batch_size: int
+    max_batch_wait_s: float = 0.0
+    idle_block_s: float = 1.0
+
+
+@dataclass(slots=True)
+class BatchStats:
+    """Counters of one batch, published with its replies."""
+
+    size: int = 0  # texts in the forward pass
+    expired: int = 0  # items past their deadline, dropped unanswered (the API already answered 504)
+    malformed: int = 0  # messages that could not be decoded
+    failed: int = 0  # items answered with an inference error
+    inference_ms: float = 0.0
+
+
+@dataclass(slots=True)
+class LoopCounters:
+    batches: int = 0
+    texts: int = 0
+    expired: int = 0
+    malformed: int = 0
+    failed: int = 0
+    last_batch_size: int = 0
+
+
+class BatchLoop:
+    def __init__(
+        self,
+        queue: RequestQueue,
+        predictor: Predictor,
+        policy: BatchPolicy,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._queue = queue
+        self._predictor = predictor
+        self._policy = policy
+        self._clock = clock
+        self._stop = threading.Event()
+        self.counters = LoopCounters()
+
+    def request_stop(self) -> None:
+        """Stop popping; the batch in hand (if any) is still run and published. Safe from signal handlers."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self, max_batches: int | None = None) -> int:
+        """Run batches until stopped (or ``max_batches`` non-empty batches ran). Returns batches run."""
+        ran = 0
+        while not self._stop.is_set() and (max_batches is None or ran < max_batches):
+            if self.run_once():
+                ran += 1
+        return ran
+
+    def run_once(self) -> bool:
+        """Collect one batch (blocking while the queue is empty), run it, publish. False if nothing came."""
+        raw = self._queue.pop(self._policy.max_batch_size, self._policy.idle_block_s)
+        if not raw:
+            return False
+        stats = BatchStats()
+        replies: list[Reply] = []
+        items = self._decode(raw, stats, replies)
+        items = self._fill(items, len(raw), stats, replies)
+        picked_up = self._clock()
+        live = [item for item in items if item.deadline > picked_up]
+        stats.expired = len(items) - len(live)
+        replies.extend(self._infer(live, picked_up, stats))
+        self._queue.publish(replies, stats)
+        self._count(stats)
+        return True
+
+    def _fill(self, items: list[WorkItem], taken: int, stats: BatchStats, replies: list[Reply]) -> list[WorkItem]:
+        """Wait for more items while the batch is not full and the oldest item's wait budget lasts.
+
+        The budget counts from the oldest item's enqueue time (clamped to now against clock skew), so a
+        request never waits longer than ``max_batch_wait_s`` in total for batch-mates. Each wait is a
+        blocking pop that returns on the first arrival: no sleeping, no polling.
+        """
+        wait = self._policy.max_batch_wait_s
+        while wait > 0 and taken < self._policy.max_batch_size and items and not self._stop.is_set():
+            now = self._clock()
+            oldest = min(min(item.enqueued_at for item in items), now)
+            remaining = oldest + wait - now
+            if remaining <= 0:
+                break
+            more = self._queue.pop(self._policy.max_batch_size - taken, remaining)
+            if not more:
+                break
+            taken += len(more)
+            items.extend(self._decode(more, stats, replies))
+        return items
+
+    def _decode(self, raw: Sequence[bytes], stats: BatchStats, replies: list[Reply]) -> list[WorkItem]:
+        items = []
+        for message in raw:
+            try:
+                items.append(decode_item(message))
+            except ProtocolError as exc:
+                stats.malformed += 1
+                log.warning("skipping malformed message (%d bytes): %s", len(message) if isinstance(message, bytes) else -1, exc)
+                if exc.request_id is not None and exc.index is not None:
+                    error = WorkError(ErrorCode.MALFORMED, f"the worker could not read this item: {exc}")
+                    replies.append(Reply(exc.request_id, exc.index, error=error))
+        return items
+
+    def _infer(self, items: list[WorkItem], picked_up: float, stats: BatchStats) -> list[Reply]:
+        if not items:
+            return []
+        started = time.perf_counter()
+        try:
+            predictions = self._predictor.predict([item.text for item in items])
+            if len(predictions) != len(items):
+                raise RuntimeError(f"predictor returned {len(predictions)} results for {len(items)} texts")
+        except Exception:
+            # The batch fails, the worker does not: every client of the batch is told, the loop goes on.
+            log.exception("inference failed for a batch of %d texts", len(items))
+            stats.failed = len(items)
+            error = WorkError(ErrorCode.INFERENCE_FAILED, "the model failed on the batch holding this text")
+            return [Reply(item.request_id, item.index, error=error) for item in items]
+        stats.inference_ms = (time.perf_counter() - started) * 1000
+        stats.size = len(items)
+        return [
+            Reply(
+                item.request_id,
+                item.index,
+                prediction=prediction,
+                queue_ms=max(0.0, (picked_up - item.enqueued_at) * 1000),
+                inference_ms=stats.inference_ms,
+            )
+            for item, prediction in zip(items, predictions)
+        ]
+
+    def _count(self, stats: BatchStats) -> None:
+        c = self.counters
+        if stats.size:
+            c.batches += 1
+            c.texts += stats.size
+            c.last_batch_size = stats.size
+        c.expired += stats.expired
+        c.malformed += stats.malformed
+        c.failed += stats.failed

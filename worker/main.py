@@ -1,0 +1,121 @@
+"""Worker entry point: ``python -m worker`` (settings from the environment, see common.settings)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import sys
+import threading
+import time
+
+import redis
+
+from common.logs import setup_logging
+from common.redis_factory import sync_client
+from common.settings import WorkerSettings
+from worker.heartbeat import Heartbeat, default_worker_id
+from worker.loop import BatchLoop, BatchPolicy
+from worker.predictor import ModelLoadError, TransformersPredictor
+from worker.redis_queue import RedisRequestQueue
+
+log = logging.getLogger("worker")
+
+BACKOFF_START_S = 0.1
+BACKOFF_CAP_S = 5.0
+
+
+def wait_for_redis(client: redis.Redis, stop: threading.Event) -> bool:
+    """Block until Redis answers PING, backing off (capped) between tries. False if stopped first."""
+    delay = BACKOFF_START_S
+    while not stop.is_set():
+        try:
+            client.ping()
+            return True
+        except redis.RedisError as exc:
+            log.warning("Redis not reachable (%s); retrying in %.1fs", exc, delay)
+            stop.wait(delay)
+            delay = min(delay * 2, BACKOFF_CAP_S)
+    return False
+
+
+def serve(loop: BatchLoop, client: redis.Redis, stop: threading.Event) -> None:
+    """Run batches until stopped. A Redis failure costs the batch in hand (its clients time out), never the
+    worker: reconnect with capped backoff and go on. Commands are never retried blindly."""
+    delay = BACKOFF_START_S
+    while not loop.stopping:
+        try:
+            loop.run_once()
+            delay = BACKOFF_START_S
+        except redis.RedisError as exc:
+            log.error("Redis error in the batch loop: %s", exc)
+            stop.wait(delay)
+            delay = min(delay * 2, BACKOFF_CAP_S)
+            wait_for_redis(client, stop)
+
+
+def main() -> int:
+    settings = WorkerSettings()
+    setup_logging(settings.log_level, "worker")
+    worker_id = settings.worker_id or default_worker_id()
+    stop = threading.Event()
+
+    try:
+        predictor = TransformersPredictor(settings)
+    except ModelLoadError as exc:
+        log.error("%s", exc)
+        return 2
+    predictor.warm_up(settings.max_batch_size)
+
+    longest_block = max(settings.idle_block_s, settings.max_batch_wait_ms / 1000)
+    client = sync_client(settings, longest_block_s=longest_block)
+    queue = RedisRequestQueue(client, settings.keys(), settings.reply_ttl_s)
+    policy = BatchPolicy(settings.max_batch_size, settings.max_batch_wait_ms / 1000, settings.idle_block_s)
+    loop = BatchLoop(queue, predictor, policy)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s: finishing the batch in hand, then exiting", signal.Signals(signum).name)
+        stop.set()
+        loop.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    if not wait_for_redis(client, stop):
+        return 0
+    started = time.time()
+    heartbeat = Heartbeat(
+        sync_client(settings, longest_block_s=0),
+        settings.keys(),
+        worker_id,
+        interval_s=settings.heartbeat_interval_s,
+        ttl_s=settings.heartbeat_ttl_s,
+        describe=lambda: {
+            "worker_id": worker_id,
+            "host": socket.gethostname(),
+            "model": predictor.name,
+            "device": predictor.device,
+            "max_batch_size": settings.max_batch_size,
+            "started_at": f"{started:.3f}",
+            "batches": loop.counters.batches,
+            "texts": loop.counters.texts,
+            "last_batch_size": loop.counters.last_batch_size,
+        },
+    )
+    try:
+        heartbeat.start()
+    except redis.RedisError as exc:
+        log.error("could not announce the worker: %s", exc)
+        return 1
+    log.info("worker %s ready: model %s, max batch %d, queue %s", worker_id, predictor.name,
+             settings.max_batch_size, settings.keys().requests)
+    try:
+        serve(loop, client, stop)
+    finally:
+        heartbeat.stop()
+    log.info("worker %s stopped after %d batches (%d texts)", worker_id, loop.counters.batches, loop.counters.texts)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

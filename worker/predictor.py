@@ -1,0 +1,106 @@
+"""The model: loading (hub id or local directory), device and precision choice, batched prediction."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+
+from common.protocol import Prediction
+from common.settings import ModelSettings
+
+log = logging.getLogger(__name__)
+
+# Set in the config.json of models written by ``worker.make_model``: their weights are random.
+RANDOM_WEIGHTS_FLAG = "sentimentalyzer_random_weights"
+
+OFFLINE_HINT = (
+    "If this machine cannot reach the Hugging Face Hub, set MODEL to a local model directory "
+    "(one saved with `save_pretrained`), or create the offline benchmark model with "
+    "`python -m worker.make_model bench models/bench` and set MODEL=models/bench "
+    "(same size as DistilBERT-SST-2, random weights: meaningless labels)."
+)
+
+
+class ModelLoadError(RuntimeError):
+    """The configured model could not be loaded. The message names the fix."""
+
+
+def resolve_device(requested: str) -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(f"DEVICE={requested} but torch sees no CUDA device (torch {torch.__version__})")
+    return requested
+
+
+class TransformersPredictor:
+    """A Hugging Face sequence classifier. ``predict`` runs one padded forward pass over its texts."""
+
+    def __init__(self, settings: ModelSettings) -> None:
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        # Tokenizers' own thread pool competes with torch's for the same cores and warns after fork.
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        if settings.torch_threads:
+            torch.set_num_threads(settings.torch_threads)
+        self.device = resolve_device(settings.device)
+        self.dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+        started = time.perf_counter()
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(settings.model)
+            model = AutoModelForSequenceClassification.from_pretrained(settings.model, dtype=self.dtype)
+        except (OSError, ValueError, EnvironmentError) as exc:
+            raise ModelLoadError(f"cannot load model {settings.model!r}: {_first_line(exc)}. {OFFLINE_HINT}") from exc
+        self.model = model.to(self.device).eval()
+        self.name = settings.model
+        config = self.model.config
+        self.id2label = {int(i): str(label) for i, label in config.id2label.items()}
+        model_max = min(getattr(self.tokenizer, "model_max_length", 512) or 512, getattr(config, "max_position_embeddings", 512))
+        self.max_length = min(settings.max_sequence_tokens or model_max, model_max)
+        self.random_weights = bool(getattr(config, RANDOM_WEIGHTS_FLAG, False))
+        if self.random_weights:
+            log.warning(
+                "MODEL %s HAS RANDOM WEIGHTS (offline benchmark model): its labels and scores are "
+                "meaningless. Use a trained model for real answers.",
+                settings.model,
+            )
+        log.info(
+            "loaded %s on %s (%s, torch threads %d, max %d tokens) in %.1fs",
+            settings.model, self.device, str(self.dtype).removeprefix("torch."),
+            torch.get_num_threads(), self.max_length, time.perf_counter() - started,
+        )
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        import torch
+
+        if not texts:
+            return []
+        encoded = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        ).to(self.device)
+        with torch.inference_mode():
+            logits = self.model(**encoded).logits
+        probs = logits.float().softmax(dim=-1)
+        scores, ids = probs.max(dim=-1)
+        return [
+            Prediction(label=self.id2label[int(i)], score=float(s))
+            for s, i in zip(scores.tolist(), ids.tolist())
+        ]
+
+    def warm_up(self, batch_size: int) -> None:
+        """Run the first passes before announcing readiness: they pay for lazy initialisation."""
+        started = time.perf_counter()
+        sample = "a warm-up sentence of ordinary length for the first forward passes"
+        self.predict([sample])
+        self.predict([sample] * max(1, batch_size))
+        log.info("warm-up done in %.2fs", time.perf_counter() - started)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
