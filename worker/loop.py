@@ -66,6 +66,11 @@ class LoopCounters:
     malformed: int = 0
     failed: int = 0
     last_batch_size: int = 0
+    # Where the worker's time goes (cumulative seconds), for profiling from the heartbeat hash.
+    pop_s: float = 0.0  # waiting for work + the Redis pop round trips
+    decode_s: float = 0.0  # msgpack decoding and validation
+    infer_s: float = 0.0  # tokenization + forward pass
+    publish_s: float = 0.0  # encoding replies + the Redis publish round trip
 
 
 class BatchLoop:
@@ -102,18 +107,27 @@ class BatchLoop:
 
     def run_once(self) -> bool:
         """Collect one batch (blocking while the queue is empty), run it, publish. False if nothing came."""
+        c = self.counters
+        t0 = time.perf_counter()
         raw = self._queue.pop(self._policy.max_batch_size, self._policy.idle_block_s)
+        t1 = time.perf_counter()
+        c.pop_s += t1 - t0
         if not raw:
             return False
         stats = BatchStats()
         replies: list[Reply] = []
         items = self._decode(raw, stats, replies)
+        c.decode_s += time.perf_counter() - t1
         items = self._fill(items, len(raw), stats, replies)
         picked_up = self._clock()
         live = [item for item in items if item.deadline > picked_up]
         stats.expired = len(items) - len(live)
+        t2 = time.perf_counter()
         replies.extend(self._infer(live, picked_up, stats))
+        t3 = time.perf_counter()
         self._queue.publish(replies, stats)
+        c.infer_s += t3 - t2
+        c.publish_s += time.perf_counter() - t3
         self._count(stats)
         return True
 

@@ -100,6 +100,13 @@ def main() -> int:
             "batches": loop.counters.batches,
             "texts": loop.counters.texts,
             "last_batch_size": loop.counters.last_batch_size,
+            # cumulative seconds: where the time goes (pop includes idle waiting for work)
+            "pop_s": f"{loop.counters.pop_s:.3f}",
+            "decode_s": f"{loop.counters.decode_s:.3f}",
+            "infer_s": f"{loop.counters.infer_s:.3f}",
+            "tokenize_s": f"{predictor.tokenize_s:.3f}",
+            "forward_s": f"{predictor.forward_s:.3f}",
+            "publish_s": f"{loop.counters.publish_s:.3f}",
         },
     )
     try:

@@ -63,6 +63,8 @@ class TransformersPredictor:
         model_max = min(getattr(self.tokenizer, "model_max_length", 512) or 512, getattr(config, "max_position_embeddings", 512))
         self.max_length = min(settings.max_sequence_tokens or model_max, model_max)
         self.random_weights = bool(getattr(config, RANDOM_WEIGHTS_FLAG, False))
+        self.tokenize_s = 0.0  # cumulative, for profiling
+        self.forward_s = 0.0
         if self.random_weights:
             log.warning(
                 "MODEL %s HAS RANDOM WEIGHTS (offline benchmark model): its labels and scores are "
@@ -80,13 +82,17 @@ class TransformersPredictor:
 
         if not texts:
             return []
+        started = time.perf_counter()
         encoded = self.tokenizer(
             list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         ).to(self.device)
+        tokenized = time.perf_counter()
         with torch.inference_mode():
             logits = self.model(**encoded).logits
         probs = logits.float().softmax(dim=-1)
         scores, ids = probs.max(dim=-1)
+        self.tokenize_s += tokenized - started
+        self.forward_s += time.perf_counter() - tokenized
         return [
             Prediction(label=self.id2label[int(i)], score=float(s))
             for s, i in zip(scores.tolist(), ids.tolist())
