@@ -1,0 +1,93 @@
+"""The two systems under test, each started as real processes on loopback."""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import contextmanager
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from benchmarks.processes import Process, RedisServer, cpu_seconds, free_port, python_env, wait_until
+
+PROFILE_FIELDS = ("pop_s", "decode_s", "infer_s", "tokenize_s", "forward_s", "publish_s")
+
+
+@dataclass
+class System:
+    name: str
+    url: str
+    processes: dict[str, int]  # role -> pid, for CPU accounting
+    redis: RedisServer | None = None
+    prefix: str | None = None
+    worker_pids: list[int] = field(default_factory=list)
+
+    def cpu(self) -> dict[str, float]:
+        return {role: cpu_seconds(pid) for role, pid in self.processes.items()}
+
+    def batch_sizes(self) -> dict[int, int]:
+        if self.redis is None:
+            return {}
+        raw = self.redis.client.hgetall(f"{self.prefix}:stats:batch_sizes")
+        return {int(k): int(v) for k, v in raw.items()}
+
+    def worker_profile(self) -> dict[str, float]:
+        """Cumulative seconds per phase, summed over workers, from their heartbeat hashes."""
+        if self.redis is None:
+            return {}
+        total = dict.fromkeys(PROFILE_FIELDS, 0.0)
+        for member in self.redis.client.smembers(f"{self.prefix}:workers"):
+            beat = self.redis.client.hgetall(f"{self.prefix}:worker:{member.decode()}")
+            for name in PROFILE_FIELDS:
+                total[name] += float(beat.get(name.encode(), 0))
+        return total
+
+
+def _ready(url: str, workers: int) -> bool:
+    try:
+        r = httpx.get(f"{url}/readyz", timeout=2)
+    except httpx.HTTPError:
+        return False
+    return r.status_code == 200 and r.json().get("workers", workers) >= workers
+
+
+def warm_up(url: str, texts: list[str], n: int = 20) -> None:
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for text in texts[:n]:
+            client.post("/predict", json={"text": text}).raise_for_status()
+
+
+@contextmanager
+def naive_system(model: str, logs: Path, env: dict[str, str]) -> Iterator[System]:
+    port = free_port()
+    proc = Process("naive", python_env(MODEL=model, PORT=str(port), **env), logs / "naive.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _ready(url, 0), 120, "naive server ready", interval=0.2)
+        yield System("naive", url, {"naive": proc.pid})
+    finally:
+        proc.stop()
+
+
+@contextmanager
+def batched_system(model: str, logs: Path, env: dict[str, str], *, workers: int) -> Iterator[System]:
+    redis = RedisServer(logs)
+    port = free_port()
+    prefix = f"bench-{uuid.uuid4().hex[:6]}"
+    environment = python_env(REDIS_URL=redis.url, KEY_PREFIX=prefix, MODEL=model, PORT=str(port),
+                             HEARTBEAT_INTERVAL_S="0.5", HEARTBEAT_TTL_S="5", **env)
+    api = Process("api", environment, logs / "api.log")
+    worker_procs = [Process("worker", environment, logs / f"worker-{i + 1}.log") for i in range(workers)]
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _ready(url, workers), 180, f"batched service ready with {workers} workers", interval=0.2)
+        processes = {"api": api.pid, "redis": redis.pid}
+        processes.update({f"worker-{i + 1}": w.pid for i, w in enumerate(worker_procs)})
+        yield System("batched", url, processes, redis, prefix, [w.pid for w in worker_procs])
+    finally:
+        api.stop()
+        for w in worker_procs:
+            w.stop()
+        redis.stop()

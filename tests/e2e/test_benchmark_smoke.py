@@ -1,0 +1,28 @@
+"""The benchmark command end to end in its quick mode with the tiny model: it runs and writes its report."""
+
+import json
+import subprocess
+import sys
+
+from tests.helpers import ROOT, python_env
+
+
+def test_quick_benchmark_writes_json_markdown_and_charts(tiny_model, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--model", str(tiny_model), "--name", "smoke",
+         "--out", str(tmp_path)],
+        cwd=ROOT, env=python_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads((tmp_path / "smoke.json").read_text())
+    assert set(results["closed_loop"]) == {"naive", "batched"}
+    for system in ("naive", "batched"):
+        for level in results["closed_loop"][system].values():
+            assert level["median"]["failures"] == 0 and level["median"]["rps"] > 0
+        assert results["open_loop"][system]["failures"] == 0
+    assert results["ceiling"]["policies"]["batch_1"]["sentences_per_s"] > 0
+    assert sum(results["batch_sizes"].values()) > 0
+    markdown = (tmp_path / "smoke.md").read_text()
+    assert "batched/naive RPS" in markdown and "In-process ceiling" in markdown
+    for chart in results["charts"]:
+        assert (tmp_path / chart).stat().st_size > 10_000
