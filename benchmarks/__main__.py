@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1, help="batched service workers")
     parser.add_argument("--torch-threads", type=int, default=2, help="torch threads per model process")
-    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--max-batch-size", type=int, default=64)
+    parser.add_argument("--max-batch-tokens", type=int, default=512)
     parser.add_argument("--open-loop-rate", type=float, default=0.0,
                         help="requests/s for the open-loop run (0: midway between the two systems' top RPS)")
     parser.add_argument("--open-loop-duration", type=float, default=20.0)
@@ -124,19 +125,21 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_model": cpu_model(), "cores": __import__("os").cpu_count(), "date": dt.datetime.now().isoformat(timespec="seconds"),
         "commit": commit, "python": platform.python_version(), "texts": source, "warmup_s": args.warmup,
         "measure_s": args.duration, "repeats": args.repeats, "workers": args.workers,
-        "max_batch_size": args.max_batch_size, "think_time": "uniform 0-1 s (locustfile default)",
+        "max_batch_size": args.max_batch_size, "max_batch_tokens": args.max_batch_tokens, "think_time": "uniform 0-1 s (locustfile default)",
     }
     print(f"benchmark {name}: model {model}, texts {source}", flush=True)
 
     print("in-process ceiling ...", flush=True)
     n_batched = 64 if args.quick else 512
     ceiling = measure_ceiling(model, sentences, torch_threads=args.torch_threads, max_batch_size=args.max_batch_size,
+                              max_batch_tokens=args.max_batch_tokens,
                               repeats=args.ceiling_repeats, n_batch1=32 if args.quick else 160, n_batched=n_batched)
     for policy, r in ceiling["policies"].items():
         print(f"  {policy}: {r['sentences_per_s']:.1f} sentences/s", flush=True)
 
     model_env = {"TORCH_THREADS": str(args.torch_threads), "LOG_LEVEL": "WARNING"}
-    batched_env = {**model_env, "MAX_BATCH_SIZE": str(args.max_batch_size), "REQUEST_TIMEOUT_S": "60",
+    batched_env = {**model_env, "MAX_BATCH_SIZE": str(args.max_batch_size),
+                   "MAX_BATCH_TOKENS": str(args.max_batch_tokens), "REQUEST_TIMEOUT_S": "60",
                    "MAX_QUEUE_DEPTH": "100000"}
     results: dict = {"name": name, "environment": environment, "ceiling": ceiling, "closed_loop": {}, "open_loop": {}}
 

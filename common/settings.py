@@ -136,11 +136,18 @@ class ApiSettings(SharedSettings, InputLimits):
 
 class WorkerSettings(SharedSettings, ModelSettings):
     max_batch_size: int = Field(
-        32,
+        64,
         ge=1,
         le=4096,
-        description="Most texts in one forward pass. Larger batches amortize per-pass overhead but pad more "
-        "and make every text in the batch wait for the slowest.",
+        description="Most texts a worker takes from the queue at once (its window); no forward pass holds "
+        "more. A larger window gives length grouping more to choose from but holds more texts per worker.",
+    )
+    max_batch_tokens: int = Field(
+        512,
+        ge=0,
+        description="Padded-token budget of one forward pass (longest text x texts). The window is grouped by "
+        "token length into passes within it, so short texts don't pay for a long one's padding. On CPU "
+        "~512 keeps passes cache-friendly; on GPUs use thousands. 0: the whole window in one pass, arrival order.",
     )
     max_batch_wait_ms: float = Field(
         0.0,

@@ -21,6 +21,7 @@ from common.protocol import (
     WorkItem,
     decode_item,
 )
+from worker.batching import plan_batches
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +38,21 @@ class RequestQueue(Protocol):
 
 
 class Predictor(Protocol):
-    def predict(self, texts: Sequence[str]) -> list[Prediction]: ...
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        """One forward pass over ``texts`` (padded to the longest)."""
+        ...
+
+    def token_lengths(self, texts: Sequence[str]) -> list[int]:
+        """Tokens each text takes in a forward pass (special tokens and truncation included)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
 class BatchPolicy:
-    max_batch_size: int
+    max_batch_size: int  # texts taken from the queue at once (the window); a forward pass holds at most this many
     max_batch_wait_s: float = 0.0
     idle_block_s: float = 1.0
+    max_batch_tokens: int = 0  # padded-token budget of one forward pass; 0: the whole window, arrival order
 
 
 @dataclass(slots=True)
@@ -52,6 +60,8 @@ class BatchStats:
     """Counters of one batch, published with its replies."""
 
     size: int = 0  # texts in the forward pass
+    tokens: int = 0  # real tokens in the forward pass
+    padded_tokens: int = 0  # tokens including padding (longest x size): what the pass costs
     expired: int = 0  # items past their deadline, dropped unanswered (the API already answered 504)
     malformed: int = 0  # messages that could not be decoded
     failed: int = 0  # items answered with an inference error
@@ -87,6 +97,7 @@ class BatchLoop:
         self._policy = policy
         self._clock = clock
         self._stop = threading.Event()
+        self._lengths: dict[tuple[str, int], int] = {}  # token length by (request id, index), current window
         self.counters = LoopCounters()
 
     def request_stop(self) -> None:
@@ -120,16 +131,46 @@ class BatchLoop:
         c.decode_s += time.perf_counter() - t1
         items = self._fill(items, len(raw), stats, replies)
         picked_up = self._clock()
-        live = [item for item in items if item.deadline > picked_up]
-        stats.expired = len(items) - len(live)
         t2 = time.perf_counter()
-        replies.extend(self._infer(live, picked_up, stats))
-        t3 = time.perf_counter()
-        self._queue.publish(replies, stats)
-        c.infer_s += t3 - t2
-        c.publish_s += time.perf_counter() - t3
-        self._count(stats)
+        passes = self._plan(items, stats, replies)
+        c.infer_s += time.perf_counter() - t2
+        # Each forward pass is published as soon as it is done; the window's malformed/failed answers and
+        # counters go out with the first publish.
+        for batch in passes or [[]]:
+            now = self._clock()
+            live = [item for item in batch if item.deadline > now]
+            stats.expired += len(batch) - len(live)
+            t2 = time.perf_counter()
+            replies.extend(self._infer(live, picked_up, stats))
+            t3 = time.perf_counter()
+            if replies or stats.size or stats.expired or stats.malformed:
+                self._queue.publish(replies, stats)
+            c.infer_s += t3 - t2
+            c.publish_s += time.perf_counter() - t3
+            self._count(stats)
+            stats, replies = BatchStats(), []
         return True
+
+    def _plan(self, items: list[WorkItem], stats: BatchStats, replies: list[Reply]) -> list[list[WorkItem]]:
+        """Split the window into forward passes within the padded-token budget (see worker.batching)."""
+        if not items:
+            return []
+        self._lengths = {}
+        if self._policy.max_batch_tokens <= 0:
+            return [items]  # the window (at most max_batch_size texts) in arrival order
+        try:
+            lengths = self._predictor.token_lengths([item.text for item in items])
+        except Exception:
+            log.exception("tokenization failed for a window of %d texts", len(items))
+            stats.failed += len(items)
+            error = WorkError(ErrorCode.INFERENCE_FAILED, "the model failed on the batch holding this text")
+            replies.extend(Reply(item.request_id, item.index, error=error) for item in items)
+            return []
+        self._lengths = {(item.request_id, item.index): length for item, length in zip(items, lengths)}
+        plan = plan_batches(lengths, self._policy.max_batch_tokens)
+        # A window never exceeds max_batch_size, but a budget that allows more texts than that must not either.
+        return [[items[i] for i in batch[start:start + self._policy.max_batch_size]]
+                for batch in plan for start in range(0, len(batch), self._policy.max_batch_size)]
 
     def _fill(self, items: list[WorkItem], taken: int, stats: BatchStats, replies: list[Reply]) -> list[WorkItem]:
         """Wait for more items while the batch is not full and the oldest item's wait budget lasts.
@@ -181,6 +222,9 @@ class BatchLoop:
             return [Reply(item.request_id, item.index, error=error) for item in items]
         stats.inference_ms = (time.perf_counter() - started) * 1000
         stats.size = len(items)
+        lengths = [self._lengths.get((item.request_id, item.index), 0) for item in items]
+        stats.tokens = sum(lengths)
+        stats.padded_tokens = max(lengths) * len(items)
         return [
             Reply(
                 item.request_id,

@@ -70,7 +70,8 @@ def main() -> int:
     longest_block = max(settings.idle_block_s, settings.max_batch_wait_ms / 1000)
     client = sync_client(settings, longest_block_s=longest_block)
     queue = RedisRequestQueue(client, settings.keys(), settings.reply_ttl_s)
-    policy = BatchPolicy(settings.max_batch_size, settings.max_batch_wait_ms / 1000, settings.idle_block_s)
+    policy = BatchPolicy(settings.max_batch_size, settings.max_batch_wait_ms / 1000, settings.idle_block_s,
+                         settings.max_batch_tokens)
     loop = BatchLoop(queue, predictor, policy)
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -96,6 +97,7 @@ def main() -> int:
             "model": predictor.name,
             "device": predictor.device,
             "max_batch_size": settings.max_batch_size,
+            "max_batch_tokens": settings.max_batch_tokens,
             "started_at": f"{started:.3f}",
             "batches": loop.counters.batches,
             "texts": loop.counters.texts,

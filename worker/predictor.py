@@ -98,6 +98,12 @@ class TransformersPredictor:
             for s, i in zip(scores.tolist(), ids.tolist())
         ]
 
+    def token_lengths(self, texts: Sequence[str]) -> list[int]:
+        started = time.perf_counter()
+        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        self.tokenize_s += time.perf_counter() - started
+        return [len(x) for x in ids]
+
     def warm_up(self, batch_size: int) -> None:
         """Run the first passes before announcing readiness: they pay for lazy initialisation."""
         started = time.perf_counter()

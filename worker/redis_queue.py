@@ -50,8 +50,9 @@ class RedisRequestQueue:
         for key, payloads in by_key.items():
             pipe.rpush(key, *payloads)
             pipe.expire(key, self._reply_ttl_s)
-        counters = {"batches": 1 if stats.size else 0, "texts": stats.size, "expired": stats.expired,
-                    "malformed": stats.malformed, "failed": stats.failed}
+        counters = {"batches": 1 if stats.size else 0, "texts": stats.size, "tokens": stats.tokens,
+                    "padded_tokens": stats.padded_tokens, "expired": stats.expired, "malformed": stats.malformed,
+                    "failed": stats.failed}
         for name, value in counters.items():
             if value:
                 pipe.hincrby(self._keys.stats, name, value)

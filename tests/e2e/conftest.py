@@ -65,6 +65,6 @@ def start_service(redis_url: str, model: Path | str, logs: Path, *, workers: int
 @pytest.fixture(scope="module")
 def service(redis_server, tiny_model, tmp_path_factory) -> Iterator[Service]:
     svc = start_service(redis_server.url, tiny_model, tmp_path_factory.mktemp("logs"), workers=2,
-                        MAX_BATCH_SIZE="16")
+                        MAX_BATCH_SIZE="16", MAX_BATCH_TOKENS="256")
     yield svc
     svc.stop()

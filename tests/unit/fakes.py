@@ -45,6 +45,9 @@ class FakePredictor:
             raise RuntimeError("CUDA out of memory (simulated)")
         return [Prediction("POSITIVE" if "good" in t else "NEGATIVE", len(t) / 1000) for t in texts]
 
+    def token_lengths(self, texts: Sequence[str]) -> list[int]:
+        return [len(t.split()) + 2 for t in texts]  # words + [CLS] and [SEP]
+
 
 class Clock:
     def __init__(self, now: float = 1000.0) -> None:

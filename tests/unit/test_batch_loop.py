@@ -124,3 +124,35 @@ def test_replies_carry_queue_and_inference_time():
     make_loop(queue, clock=clock).run(max_batches=1)
     reply = queue.replies[0]
     assert abs(reply.queue_ms - 500.0) < 1e-6 and reply.inference_ms >= 0
+
+
+def test_a_window_is_split_into_passes_by_token_budget_and_each_is_published():
+    texts = ["a", "one two three four five six seven eight", "b", "nine ten eleven twelve thirteen fourteen x y", "c"]
+    queue, predictor = FakeQueue(items(texts)), FakePredictor()
+    loop = BatchLoop(queue, predictor, BatchPolicy(8, 0.0, 0.5, max_batch_tokens=20), clock=Clock())
+    loop.run(max_batches=1)
+    # short ones (3 tokens) together, the two 10-token ones together: 9 + 20 padded tokens instead of 50
+    assert predictor.batches == [["a", "b", "c"], [texts[1], texts[3]]]
+    assert len(queue.published) == 2
+    assert [(s.size, s.tokens, s.padded_tokens) for _, s in queue.published] == [(3, 9, 9), (2, 20, 20)]
+    assert sorted(r.index for r in queue.replies) == [0, 1, 2, 3, 4]
+    assert loop.counters.batches == 2
+
+
+def test_counters_of_the_window_go_out_with_the_first_pass():
+    stale = items(["late"], now=900.0, timeout=10.0)
+    queue = FakeQueue(stale + [b"\xc1junk"] + items(["x", "y y y y y y y y y y y y"]))
+    BatchLoop(queue, FakePredictor(), BatchPolicy(8, 0.0, 0.5, max_batch_tokens=14), clock=Clock()).run(max_batches=1)
+    (first, first_stats), (_, second_stats) = queue.published
+    assert (first_stats.expired, first_stats.malformed) == (1, 1)
+    assert (second_stats.expired, second_stats.malformed) == (0, 0)
+
+
+def test_tokenization_failure_answers_the_window_with_errors():
+    class BrokenTokenizer(FakePredictor):
+        def token_lengths(self, texts):
+            raise RuntimeError("tokenizer exploded")
+
+    queue = FakeQueue(items(["a", "b"]))
+    BatchLoop(queue, BrokenTokenizer(), BatchPolicy(8, 0.0, 0.5, max_batch_tokens=64), clock=Clock()).run(max_batches=1)
+    assert [r.error.code for r in queue.replies] == [ErrorCode.INFERENCE_FAILED] * 2
