@@ -161,6 +161,8 @@ def worker_error(reply: Reply) -> ServiceError:
     assert reply.error is not None
     if reply.error.code == ErrorCode.MALFORMED:
         message = "a worker could not read the request (API and worker versions differ?)"
+    elif reply.error.code == ErrorCode.POISON:
+        message = f"this text was set aside: {reply.error.message}"
     else:
         message = "the model failed while processing this text"
     return ServiceError(ErrorKind.WORKER_ERROR, f"{message} [{reply.error.code}]")

@@ -39,6 +39,27 @@ class Keys:
         """Hash describing one live worker (host, pid, model, counters); expires when the worker stops beating."""
         return f"{self.prefix}:worker:{worker_id}"
 
+    def inflight(self, worker_id: str) -> str:
+        """List of the raw messages a worker has popped and not yet answered. Given back to the queue's head
+        by the reaper if the worker's heartbeat expires (at-least-once delivery)."""
+        return f"{self.prefix}:inflight:{worker_id}"
+
+    @property
+    def deaths(self) -> str:
+        """Hash: sha1 of a raw message -> how many workers died while holding it. Such a message is a suspect:
+        it runs alone, so that a poison message only ever kills its worker by itself."""
+        return f"{self.prefix}:deaths"
+
+    @property
+    def dead_letter(self) -> str:
+        """List of JSON records of messages set aside after killing MAX_DELIVERIES workers, with the reason."""
+        return f"{self.prefix}:dead_letter"
+
+    @property
+    def reaper_lock(self) -> str:
+        """Short lock so that one live worker at a time recovers dead workers' in-flight messages."""
+        return f"{self.prefix}:reaper_lock"
+
     @property
     def stats(self) -> str:
         """Hash of cluster-wide counters (batches, texts, expired, malformed, failed) written at batch boundaries."""
@@ -51,7 +72,8 @@ class Keys:
 
     def persistent(self) -> set[str]:
         """Keys that are meant to outlive requests (everything else is per-request and must not leak)."""
-        return {self.requests, self.workers, self.stats, self.batch_sizes}
+        return {self.requests, self.workers, self.stats, self.batch_sizes, self.deaths, self.dead_letter,
+                self.reaper_lock}
 
     def heartbeat_pattern(self) -> str:
         return f"{self.prefix}:worker:*"

@@ -73,6 +73,7 @@ class ErrorCode:
 
     MALFORMED = "malformed_message"
     INFERENCE_FAILED = "inference_failed"
+    POISON = "poison_message"  # written by the reaper's Lua script (worker/scripts.py), not by Python
 
 
 @dataclass(frozen=True, slots=True)

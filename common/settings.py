@@ -171,6 +171,12 @@ class WorkerSettings(SharedSettings, ModelSettings):
         description="Heartbeat expiry: a worker silent this long counts as dead for `/readyz`. Must exceed "
         "the interval; shorter detects deaths sooner but risks flapping under load.",
     )
+    max_deliveries: int = Field(
+        3,
+        ge=1,
+        description="Worker deaths a message may be in flight for before it is dead-lettered (its client gets "
+        "a 500 naming the reason). Higher tolerates more unrelated crashes; lower stops a poison message sooner.",
+    )
     worker_id: str | None = Field(
         None, description="Name of this worker in Redis keys; default `<hostname>-<pid>`."
     )

@@ -34,6 +34,7 @@ class Heartbeat:
         interval_s: float,
         ttl_s: int,
         describe: Callable[[], Mapping[str, str | int | float]],
+        after_beat: Callable[[], object] | None = None,
     ) -> None:
         self._redis = client
         self._keys = keys
@@ -41,6 +42,7 @@ class Heartbeat:
         self._interval_s = interval_s
         self._ttl_s = ttl_s
         self._describe = describe
+        self._after_beat = after_beat  # e.g. the reaper: every live worker looks for dead ones
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
 
@@ -57,18 +59,8 @@ class Heartbeat:
         pipe.expire(key, self._ttl_s)
         pipe.sadd(self._keys.workers, self.worker_id)
         pipe.execute()
-        self._forget_dead_workers()
-
-    def _forget_dead_workers(self) -> None:
-        """Drop registry entries whose heartbeat expired, so the registry lists live workers only."""
-        members = sorted(m.decode() for m in self._redis.smembers(self._keys.workers))
-        pipe = self._redis.pipeline(transaction=False)
-        for member in members:
-            pipe.exists(self._keys.heartbeat(member))
-        dead = [m for m, alive in zip(members, pipe.execute()) if not alive]
-        if dead:
-            self._redis.srem(self._keys.workers, *dead)
-            log.info("forgot %d dead worker(s): %s", len(dead), ", ".join(dead))
+        if self._after_beat is not None:
+            self._after_beat()
 
     def _run(self) -> None:
         while not self._stopped.wait(self._interval_s):

@@ -28,12 +28,14 @@ log = logging.getLogger(__name__)
 
 class RequestQueue(Protocol):
     def pop(self, max_items: int, block_s: float) -> list[bytes]:
-        """Take up to ``max_items`` raw messages from the head of the queue in one atomic step. If the
-        queue is empty, block up to ``block_s`` seconds for the first arrival (0: don't block)."""
+        """Take up to ``max_items`` raw messages from the head of the queue in one atomic step, recording them
+        as held by this worker. If the queue is empty, block up to ``block_s`` seconds for the first arrival
+        (0: don't block)."""
         ...
 
-    def publish(self, replies: Sequence[Reply], stats: "BatchStats") -> None:
-        """Deliver replies to their reply keys and record the batch's counters, in one round trip."""
+    def publish(self, replies: Sequence[Reply], stats: "BatchStats", done: Sequence[bytes]) -> None:
+        """Deliver replies, record the batch's counters and release ``done`` (messages this worker held and
+        has now dealt with), in one round trip."""
         ...
 
 
@@ -69,6 +71,20 @@ class BatchStats:
 
 
 @dataclass(slots=True)
+class Held:
+    """A message this worker has popped: the decoded item, the raw bytes (to release it), its token length."""
+
+    item: WorkItem
+    raw: bytes
+    tokens: int = 0
+
+
+def _failed(item: WorkItem) -> Reply:
+    return Reply(item.request_id, item.index,
+                 error=WorkError(ErrorCode.INFERENCE_FAILED, "the model failed on the batch holding this text"))
+
+
+@dataclass(slots=True)
 class LoopCounters:
     batches: int = 0
     texts: int = 0
@@ -97,7 +113,6 @@ class BatchLoop:
         self._policy = policy
         self._clock = clock
         self._stop = threading.Event()
-        self._lengths: dict[tuple[str, int], int] = {}  # token length by (request id, index), current window
         self.counters = LoopCounters()
 
     def request_stop(self) -> None:
@@ -117,7 +132,8 @@ class BatchLoop:
         return ran
 
     def run_once(self) -> bool:
-        """Collect one batch (blocking while the queue is empty), run it, publish. False if nothing came."""
+        """Collect one window (blocking while the queue is empty), run it as one or more forward passes,
+        publish each. False if nothing came."""
         c = self.counters
         t0 = time.perf_counter()
         raw = self._queue.pop(self._policy.max_batch_size, self._policy.idle_block_s)
@@ -127,62 +143,65 @@ class BatchLoop:
             return False
         stats = BatchStats()
         replies: list[Reply] = []
-        items = self._decode(raw, stats, replies)
+        done: list[bytes] = []  # held messages dealt with, released with the next publish
+        held = self._decode(raw, stats, replies, done)
         c.decode_s += time.perf_counter() - t1
-        items = self._fill(items, len(raw), stats, replies)
+        held = self._fill(held, len(raw), stats, replies, done)
         picked_up = self._clock()
         t2 = time.perf_counter()
-        passes = self._plan(items, stats, replies)
+        passes = self._plan(held, stats, replies, done)
         c.infer_s += time.perf_counter() - t2
         # Each forward pass is published as soon as it is done; the window's malformed/failed answers and
         # counters go out with the first publish.
         for batch in passes or [[]]:
             now = self._clock()
-            live = [item for item in batch if item.deadline > now]
+            live = [h for h in batch if h.item.deadline > now]
             stats.expired += len(batch) - len(live)
+            done.extend(h.raw for h in batch)
             t2 = time.perf_counter()
             replies.extend(self._infer(live, picked_up, stats))
             t3 = time.perf_counter()
-            if replies or stats.size or stats.expired or stats.malformed:
-                self._queue.publish(replies, stats)
+            if done or replies:
+                self._queue.publish(replies, stats, done)
             c.infer_s += t3 - t2
             c.publish_s += time.perf_counter() - t3
             self._count(stats)
-            stats, replies = BatchStats(), []
+            stats, replies, done = BatchStats(), [], []
         return True
 
-    def _plan(self, items: list[WorkItem], stats: BatchStats, replies: list[Reply]) -> list[list[WorkItem]]:
+    def _plan(self, held: list[Held], stats: BatchStats, replies: list[Reply], done: list[bytes]) -> list[list[Held]]:
         """Split the window into forward passes within the padded-token budget (see worker.batching)."""
-        if not items:
+        if not held:
             return []
-        self._lengths = {}
         if self._policy.max_batch_tokens <= 0:
-            return [items]  # the window (at most max_batch_size texts) in arrival order
+            return [held]  # the window (at most max_batch_size texts) in arrival order
         try:
-            lengths = self._predictor.token_lengths([item.text for item in items])
+            lengths = self._predictor.token_lengths([h.item.text for h in held])
         except Exception:
-            log.exception("tokenization failed for a window of %d texts", len(items))
-            stats.failed += len(items)
-            error = WorkError(ErrorCode.INFERENCE_FAILED, "the model failed on the batch holding this text")
-            replies.extend(Reply(item.request_id, item.index, error=error) for item in items)
+            log.exception("tokenization failed for a window of %d texts", len(held))
+            stats.failed += len(held)
+            replies.extend(_failed(h.item) for h in held)
+            done.extend(h.raw for h in held)
             return []
-        self._lengths = {(item.request_id, item.index): length for item, length in zip(items, lengths)}
+        for h, length in zip(held, lengths):
+            h.tokens = length
         plan = plan_batches(lengths, self._policy.max_batch_tokens)
         # A window never exceeds max_batch_size, but a budget that allows more texts than that must not either.
-        return [[items[i] for i in batch[start:start + self._policy.max_batch_size]]
+        return [[held[i] for i in batch[start:start + self._policy.max_batch_size]]
                 for batch in plan for start in range(0, len(batch), self._policy.max_batch_size)]
 
-    def _fill(self, items: list[WorkItem], taken: int, stats: BatchStats, replies: list[Reply]) -> list[WorkItem]:
-        """Wait for more items while the batch is not full and the oldest item's wait budget lasts.
+    def _fill(self, held: list[Held], taken: int, stats: BatchStats, replies: list[Reply],
+              done: list[bytes]) -> list[Held]:
+        """Wait for more items while the window is not full and the oldest item's wait budget lasts.
 
         The budget counts from the oldest item's enqueue time (clamped to now against clock skew), so a
         request never waits longer than ``max_batch_wait_s`` in total for batch-mates. Each wait is a
         blocking pop that returns on the first arrival: no sleeping, no polling.
         """
         wait = self._policy.max_batch_wait_s
-        while wait > 0 and taken < self._policy.max_batch_size and items and not self._stop.is_set():
+        while wait > 0 and taken < self._policy.max_batch_size and held and not self._stop.is_set():
             now = self._clock()
-            oldest = min(min(item.enqueued_at for item in items), now)
+            oldest = min(min(h.item.enqueued_at for h in held), now)
             remaining = oldest + wait - now
             if remaining <= 0:
                 break
@@ -190,50 +209,50 @@ class BatchLoop:
             if not more:
                 break
             taken += len(more)
-            items.extend(self._decode(more, stats, replies))
-        return items
+            held.extend(self._decode(more, stats, replies, done))
+        return held
 
-    def _decode(self, raw: Sequence[bytes], stats: BatchStats, replies: list[Reply]) -> list[WorkItem]:
-        items = []
+    def _decode(self, raw: Sequence[bytes], stats: BatchStats, replies: list[Reply], done: list[bytes]) -> list[Held]:
+        held = []
         for message in raw:
             try:
-                items.append(decode_item(message))
+                held.append(Held(decode_item(message), message))
             except ProtocolError as exc:
                 stats.malformed += 1
-                log.warning("skipping malformed message (%d bytes): %s", len(message) if isinstance(message, bytes) else -1, exc)
+                done.append(message)
+                size = len(message) if isinstance(message, (bytes, bytearray)) else -1
+                log.warning("skipping malformed message (%d bytes): %s", size, exc)
                 if exc.request_id is not None and exc.index is not None:
                     error = WorkError(ErrorCode.MALFORMED, f"the worker could not read this item: {exc}")
                     replies.append(Reply(exc.request_id, exc.index, error=error))
-        return items
+        return held
 
-    def _infer(self, items: list[WorkItem], picked_up: float, stats: BatchStats) -> list[Reply]:
-        if not items:
+    def _infer(self, held: list[Held], picked_up: float, stats: BatchStats) -> list[Reply]:
+        if not held:
             return []
         started = time.perf_counter()
         try:
-            predictions = self._predictor.predict([item.text for item in items])
-            if len(predictions) != len(items):
-                raise RuntimeError(f"predictor returned {len(predictions)} results for {len(items)} texts")
+            predictions = self._predictor.predict([h.item.text for h in held])
+            if len(predictions) != len(held):
+                raise RuntimeError(f"predictor returned {len(predictions)} results for {len(held)} texts")
         except Exception:
             # The batch fails, the worker does not: every client of the batch is told, the loop goes on.
-            log.exception("inference failed for a batch of %d texts", len(items))
-            stats.failed = len(items)
-            error = WorkError(ErrorCode.INFERENCE_FAILED, "the model failed on the batch holding this text")
-            return [Reply(item.request_id, item.index, error=error) for item in items]
+            log.exception("inference failed for a batch of %d texts", len(held))
+            stats.failed += len(held)
+            return [_failed(h.item) for h in held]
         stats.inference_ms = (time.perf_counter() - started) * 1000
-        stats.size = len(items)
-        lengths = [self._lengths.get((item.request_id, item.index), 0) for item in items]
-        stats.tokens = sum(lengths)
-        stats.padded_tokens = max(lengths) * len(items)
+        stats.size = len(held)
+        stats.tokens = sum(h.tokens for h in held)
+        stats.padded_tokens = max(h.tokens for h in held) * len(held)
         return [
             Reply(
-                item.request_id,
-                item.index,
+                h.item.request_id,
+                h.item.index,
                 prediction=prediction,
-                queue_ms=max(0.0, (picked_up - item.enqueued_at) * 1000),
+                queue_ms=max(0.0, (picked_up - h.item.enqueued_at) * 1000),
                 inference_ms=stats.inference_ms,
             )
-            for item, prediction in zip(items, predictions)
+            for h, prediction in zip(held, predictions)
         ]
 
     def _count(self, stats: BatchStats) -> None:

@@ -39,9 +39,10 @@ def wait_for_redis(client: redis.Redis, stop: threading.Event) -> bool:
     return False
 
 
-def serve(loop: BatchLoop, client: redis.Redis, stop: threading.Event) -> None:
-    """Run batches until stopped. A Redis failure costs the batch in hand (its clients time out), never the
-    worker: reconnect with capped backoff and go on. Commands are never retried blindly."""
+def serve(loop: BatchLoop, queue: RedisRequestQueue, client: redis.Redis, stop: threading.Event) -> None:
+    """Run batches until stopped. A Redis failure never stops the worker: reconnect with capped backoff, give
+    back what it held (the window in hand is re-queued, not lost), go on. Commands are never retried blindly:
+    a pop whose answer was lost is recovered from the in-flight list instead of being re-sent."""
     delay = BACKOFF_START_S
     while not loop.stopping:
         try:
@@ -51,7 +52,11 @@ def serve(loop: BatchLoop, client: redis.Redis, stop: threading.Event) -> None:
             log.error("Redis error in the batch loop: %s", exc)
             stop.wait(delay)
             delay = min(delay * 2, BACKOFF_CAP_S)
-            wait_for_redis(client, stop)
+            if wait_for_redis(client, stop):
+                try:
+                    queue.release_own()
+                except redis.RedisError as again:
+                    log.error("could not give back in-flight messages yet: %s", again)
 
 
 def main() -> int:
@@ -69,7 +74,7 @@ def main() -> int:
 
     longest_block = max(settings.idle_block_s, settings.max_batch_wait_ms / 1000)
     client = sync_client(settings, longest_block_s=longest_block)
-    queue = RedisRequestQueue(client, settings.keys(), settings.reply_ttl_s)
+    queue = RedisRequestQueue(client, settings.keys(), settings.reply_ttl_s, worker_id, settings.max_deliveries)
     policy = BatchPolicy(settings.max_batch_size, settings.max_batch_wait_ms / 1000, settings.idle_block_s,
                          settings.max_batch_tokens)
     loop = BatchLoop(queue, predictor, policy)
@@ -84,9 +89,21 @@ def main() -> int:
 
     if not wait_for_redis(client, stop):
         return 0
+    try:
+        # A worker id is reused when a container restarts (same hostname, PID 1): whatever the previous
+        # incarnation held, it died holding.
+        requeued, dead = queue.recover(worker_id, died=True)
+        if requeued or dead:
+            log.warning("previous run of %s died holding %d message(s): %d re-queued, %d dead-lettered",
+                        worker_id, requeued + dead, requeued, dead)
+    except redis.RedisError as exc:
+        log.error("could not recover this worker's previous in-flight messages: %s", exc)
+        return 1
     started = time.time()
+    beat_client = sync_client(settings, longest_block_s=0)
+    reaper = RedisRequestQueue(beat_client, settings.keys(), settings.reply_ttl_s, worker_id, settings.max_deliveries)
     heartbeat = Heartbeat(
-        sync_client(settings, longest_block_s=0),
+        beat_client,
         settings.keys(),
         worker_id,
         interval_s=settings.heartbeat_interval_s,
@@ -110,6 +127,7 @@ def main() -> int:
             "forward_s": f"{predictor.forward_s:.3f}",
             "publish_s": f"{loop.counters.publish_s:.3f}",
         },
+        after_beat=lambda: reaper.reap(lock_ttl_s=settings.heartbeat_interval_s * 2),
     )
     try:
         heartbeat.start()
@@ -119,8 +137,12 @@ def main() -> int:
     log.info("worker %s ready: model %s, max batch %d, queue %s", worker_id, predictor.name,
              settings.max_batch_size, settings.keys().requests)
     try:
-        serve(loop, client, stop)
+        serve(loop, queue, client, stop)
     finally:
+        try:
+            queue.release_own()  # normally nothing: the batch in hand was finished and published
+        except redis.RedisError as exc:
+            log.error("could not give back in-flight messages (the reaper will): %s", exc)
         heartbeat.stop()
     log.info("worker %s stopped after %d batches (%d texts)", worker_id, loop.counters.batches, loop.counters.texts)
     return 0

@@ -8,6 +8,7 @@ import time
 import httpx
 import redis
 
+from common.keys import Keys
 from tests.e2e.conftest import Service
 
 WORDS = ("the film is good bad charming dull and a bit too long but its actors are wonderful terrible "
@@ -49,7 +50,7 @@ def assert_correct(outcomes, predictor) -> None:
 def leftover_keys(svc: Service) -> set[str]:
     client = redis.Redis.from_url(svc.redis_url)
     keys = {k.decode() for k in client.scan_iter(f"{svc.prefix}:*")}
-    allowed = {f"{svc.prefix}:{name}" for name in ("requests", "workers", "stats", "stats:batch_sizes")}
+    allowed = Keys(svc.prefix).persistent()
     return {k for k in keys - allowed if not k.startswith(f"{svc.prefix}:worker:")}
 
 

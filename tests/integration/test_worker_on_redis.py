@@ -57,7 +57,7 @@ def test_batched_equals_unbatched(tiny_predictor):
 def test_worker_pops_batches_and_answers_through_redis(setup, tiny_predictor):
     settings, client, keys = setup
     rids = [enqueue(client, keys, TEXTS[i:i + 2]) for i in range(0, len(TEXTS), 2)]
-    loop = BatchLoop(RedisRequestQueue(client, keys, 30), tiny_predictor, BatchPolicy(3, 0.0, 0.2))
+    loop = BatchLoop(RedisRequestQueue(client, keys, 30, "w-test"), tiny_predictor, BatchPolicy(3, 0.0, 0.2))
     assert loop.run(max_batches=3) == 3  # 7 texts, batches of at most 3
     assert loop.counters.texts == len(TEXTS)
     got = [r for rid in rids for r in replies(client, keys, rid)]
@@ -73,7 +73,7 @@ def test_expired_requests_are_dropped(setup, tiny_predictor):
     _, client, keys = setup
     stale = enqueue(client, keys, ["too late"], timeout=-1)
     fresh = enqueue(client, keys, ["in time"])
-    loop = BatchLoop(RedisRequestQueue(client, keys, 30), tiny_predictor, BatchPolicy(8, 0.0, 0.2))
+    loop = BatchLoop(RedisRequestQueue(client, keys, 30, "w-test"), tiny_predictor, BatchPolicy(8, 0.0, 0.2))
     loop.run(max_batches=1)
     assert client.exists(keys.reply(stale)) == 0
     assert len(replies(client, keys, fresh)) == 1
@@ -86,7 +86,7 @@ def test_malformed_messages_are_skipped_and_the_rest_answered(setup, tiny_predic
     client.rpush(keys.requests, b"\x00\xffnot msgpack", msgpack.packb({"v": 1, "request_id": broken_rid, "index": 0}),
                  b"x" * 100_000)
     good = enqueue(client, keys, ["still answered"])
-    loop = BatchLoop(RedisRequestQueue(client, keys, 30), tiny_predictor, BatchPolicy(8, 0.0, 0.2))
+    loop = BatchLoop(RedisRequestQueue(client, keys, 30, "w-test"), tiny_predictor, BatchPolicy(8, 0.0, 0.2))
     loop.run(max_batches=1)
     assert replies(client, keys, good)[0].prediction is not None
     assert replies(client, keys, broken_rid)[0].error.code == ErrorCode.MALFORMED
@@ -101,7 +101,7 @@ def test_concurrent_pops_never_share_or_lose_an_item(setup):
 
     def consume(slot):
         own = sync_client(settings, longest_block_s=1)
-        queue = RedisRequestQueue(own, keys, 30)
+        queue = RedisRequestQueue(own, keys, 30, f"w-{slot}")
         while batch := queue.pop(7, block_s=0.2):
             taken[slot].extend(batch)
 
@@ -117,7 +117,7 @@ def test_concurrent_pops_never_share_or_lose_an_item(setup):
 
 def test_blocking_pop_wakes_on_arrival_without_taking_anything_early(setup):
     _, client, keys = setup
-    queue = RedisRequestQueue(client, keys, 30)
+    queue = RedisRequestQueue(client, keys, 30, "w-test")
     pusher = redis.Redis.from_url(setup[0].redis_url)
     threading.Timer(0.3, lambda: pusher.rpush(keys.requests, b"late arrival")).start()
     started = time.monotonic()
@@ -132,13 +132,15 @@ def test_blocking_pop_wakes_on_arrival_without_taking_anything_early(setup):
 
 def test_heartbeat_is_readable_expires_and_is_withdrawn(setup):
     settings, client, keys = setup
-    beat = Heartbeat(client, keys, "host-7", interval_s=0.1, ttl_s=2, describe=lambda: {"model": "tiny", "batches": 4})
+    reaper = RedisRequestQueue(client, keys, 30, "host-7")
+    beat = Heartbeat(client, keys, "host-7", interval_s=0.1, ttl_s=2, describe=lambda: {"model": "tiny", "batches": 4},
+                     after_beat=lambda: reaper.reap(lock_ttl_s=1))
     beat.start()
     data = client.hgetall(keys.heartbeat("host-7"))
     assert data[b"model"] == b"tiny" and data[b"batches"] == b"4" and b"last_beat" in data
     assert 0 < client.ttl(keys.heartbeat("host-7")) <= 2
     assert client.smembers(keys.workers) == {b"host-7"}
-    client.sadd(keys.workers, "long-gone")  # registered once, heartbeat expired since
+    client.sadd(keys.workers, "long-gone")  # registered once, heartbeat expired since: the reaper forgets it
     time.sleep(0.35)
     assert client.smembers(keys.workers) == {b"host-7"}
     beat.stop()

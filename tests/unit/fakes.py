@@ -17,6 +17,7 @@ class FakeQueue:
         self.arrivals = arrivals or {}
         self.pops: list[tuple[int, float]] = []
         self.published: list[tuple[list[Reply], BatchStats]] = []
+        self.released: list[bytes] = []
 
     def pop(self, max_items: int, block_s: float) -> list[bytes]:
         self.pending.extend(self.arrivals.pop(len(self.pops), []))
@@ -24,8 +25,9 @@ class FakeQueue:
         taken, self.pending = self.pending[:max_items], self.pending[max_items:]
         return taken
 
-    def publish(self, replies: Sequence[Reply], stats: BatchStats) -> None:
+    def publish(self, replies: Sequence[Reply], stats: BatchStats, done: Sequence[bytes]) -> None:
         self.published.append((list(replies), stats))
+        self.released.extend(done)
 
     @property
     def replies(self) -> list[Reply]:

@@ -156,3 +156,14 @@ def test_tokenization_failure_answers_the_window_with_errors():
     queue = FakeQueue(items(["a", "b"]))
     BatchLoop(queue, BrokenTokenizer(), BatchPolicy(8, 0.0, 0.5, max_batch_tokens=64), clock=Clock()).run(max_batches=1)
     assert [r.error.code for r in queue.replies] == [ErrorCode.INFERENCE_FAILED] * 2
+
+
+def test_every_popped_message_is_released_exactly_once():
+    stale = items(["late"], now=900.0, timeout=10.0)
+    junk = [b"\xc1junk"]
+    good = items(["a", "b b b b b b b b b b b b", "c"])
+    boom = items(["boom"])
+    queue = FakeQueue(stale + junk + good + boom)
+    loop = BatchLoop(queue, FakePredictor(fail_on="boom"), BatchPolicy(4, 0.0, 0.5, max_batch_tokens=14), clock=Clock())
+    loop.run(max_batches=2)
+    assert sorted(queue.released) == sorted(stale + junk + good + boom)
