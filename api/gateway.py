@@ -80,7 +80,7 @@ class Gateway:
         try:
             depth = await self._push(keys=[self._keys.requests], args=[s.max_queue_depth, *payloads])
         except redis.RedisError as exc:
-            raise _unavailable(exc) from None
+            raise await self._failed(exc) from None
         if depth < 0:
             raise ServiceError(ErrorKind.OVERLOADED,
                                f"the queue is full (limit {s.max_queue_depth} texts); retry later",
@@ -103,7 +103,7 @@ class Gateway:
                 popped = await self._redis.blmpop(max(remaining, _MIN_WAIT_S), 1, key,
                                                   direction="LEFT", count=count - len(got))
             except redis.RedisError as exc:
-                raise _unavailable(exc) from None
+                raise await self._failed(exc) from None
             if popped is None:
                 continue  # timed out: the loop head turns it into a 504
             for raw in popped[1]:
@@ -129,11 +129,22 @@ class Gateway:
         except redis.RedisError:
             pass  # replies that land later expire on their own (REPLY_TTL_S)
 
+    async def _failed(self, exc: redis.RedisError) -> ServiceError:
+        """Map a Redis failure to 503. A broken connection usually means the server went away (or restarted,
+        empty): drop every idle pooled connection too, so that requests after it returns get fresh ones
+        instead of failing one dead socket at a time. (Commands are never retried: see redis_factory.)"""
+        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+            try:
+                await self._redis.connection_pool.disconnect(inuse_connections=False)
+            except Exception:  # noqa: BLE001 - best effort; the 503 is what matters
+                log.debug("could not reset the connection pool", exc_info=True)
+        return _unavailable(exc)
+
     async def queue_depth(self) -> int:
         try:
             depth = int(await self._redis.llen(self._keys.requests))
         except redis.RedisError as exc:
-            raise _unavailable(exc) from None
+            raise await self._failed(exc) from None
         self.last_queue_depth = depth
         return depth
 
@@ -141,7 +152,7 @@ class Gateway:
         try:
             raw = await self._redis.hgetall(self._keys.stats)
         except redis.RedisError as exc:
-            raise _unavailable(exc) from None
+            raise await self._failed(exc) from None
         return {k.decode(): int(v) for k, v in raw.items()}
 
     async def live_workers(self) -> list[str]:
@@ -153,7 +164,7 @@ class Gateway:
                 pipe.exists(self._keys.heartbeat(member))
             alive = await pipe.execute() if members else []
         except redis.RedisError as exc:
-            raise _unavailable(exc) from None
+            raise await self._failed(exc) from None
         return [m for m, a in zip(members, alive) if a]
 
 

@@ -48,11 +48,11 @@ def cpu_seconds(pid: int) -> float:
 class RedisServer:
     """A private redis-server on a free port (in memory, noeviction, 10 ms timer like production)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server not found (apt-get install -y redis-server)")
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -61,6 +61,11 @@ class RedisServer:
         )
         self.client = redis.Redis.from_url(self.url)
         wait_until(self._answers, 10, "redis-server to start")
+
+    @classmethod
+    def on_port(cls, port: int, workdir: Path) -> "RedisServer":
+        """A new, empty server on a given port (a restarted Redis)."""
+        return cls(workdir, port)
 
     @property
     def pid(self) -> int:

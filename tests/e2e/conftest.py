@@ -23,8 +23,10 @@ class Service:
     api: Process | None = None
     workers: list[Process] = field(default_factory=list)
 
+    worker_module: str = "worker"
+
     def start_worker(self, name: str) -> Process:
-        worker = Process("worker", self.env, self.logs / f"{name}.log")
+        worker = Process(self.worker_module, self.env, self.logs / f"{name}.log")
         self.workers.append(worker)
         return worker
 
@@ -44,13 +46,14 @@ class Service:
         return "\n".join(f"--- {p.module} {p.pid}\n{p.output()[-3000:]}" for p in [self.api, *self.workers] if p)
 
 
-def start_service(redis_url: str, model: Path | str, logs: Path, *, workers: int, **env: str) -> Service:
+def start_service(redis_url: str, model: Path | str, logs: Path, *, workers: int, worker_module: str = "worker",
+                  **env: str) -> Service:
     port = free_port()
     prefix = f"e2e-{uuid.uuid4().hex[:8]}"
     settings = dict(REDIS_URL=redis_url, KEY_PREFIX=prefix, MODEL=str(model), PORT=str(port), TORCH_THREADS="1",
                     LOG_LEVEL="INFO", HEARTBEAT_INTERVAL_S="0.5", HEARTBEAT_TTL_S="3", IDLE_BLOCK_S="0.5")
     environment = python_env(**{**settings, **env})
-    service = Service(f"http://127.0.0.1:{port}", redis_url, prefix, environment, logs)
+    service = Service(f"http://127.0.0.1:{port}", redis_url, prefix, environment, logs, worker_module=worker_module)
     service.api = Process("api", environment, logs / "api.log")
     for i in range(workers):
         service.start_worker(f"worker-{i + 1}")

@@ -1,0 +1,117 @@
+"""The redis-py CVE-2023-28858/28859 scenario: commands cancelled mid-flight over a slow link must never leave
+a connection that hands one request's answer to another. A TCP proxy delays every Redis chunk; thousands of
+classify calls run concurrently through the API's gateway, a third of them cancelled at random moments."""
+
+import asyncio
+import random
+import uuid
+
+import httpx
+import pytest
+import redis
+
+from api.gateway import Gateway
+from api.errors import ServiceError
+from common.keys import Keys
+from common.redis_factory import async_client
+from common.settings import ApiSettings
+from tests.helpers import Process, python_env, wait_until
+
+CALLS = 2000
+CONCURRENCY = 64
+
+
+async def delaying_proxy(upstream_port: int, seed: int) -> asyncio.Server:
+    rng = random.Random(seed)
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                await asyncio.sleep(rng.uniform(0, 0.004))
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def handle(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
+        await asyncio.gather(pipe(client_reader, upstream_writer), pipe(upstream_reader, client_writer))
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+@pytest.fixture
+def worker(redis_server, tiny_model, tmp_path):
+    prefix = f"cancel-{uuid.uuid4().hex[:8]}"
+    proc = Process("worker", python_env(REDIS_URL=redis_server.url, KEY_PREFIX=prefix, MODEL=str(tiny_model),
+                                        TORCH_THREADS="1", MAX_BATCH_SIZE="32", HEARTBEAT_INTERVAL_S="0.5"),
+                   tmp_path / "worker.log")
+    client = redis.Redis.from_url(redis_server.url)
+    wait_until(lambda: client.scard(Keys(prefix).workers) == 1, 60, "worker ready", 0.1)
+    yield prefix
+    proc.stop()
+
+
+def test_cancelled_waits_never_deliver_an_answer_to_the_wrong_request(redis_server, worker, tiny_predictor):
+    rng = random.Random(1)
+    words = "good bad film plot actor dull fine great awful story moving charming".split()
+    texts = [f"{i} " + " ".join(rng.choice(words) for _ in range(rng.randint(1, 30))) for i in range(CALLS)]
+    expected = [p for start in range(0, CALLS, 64) for p in tiny_predictor.predict(texts[start:start + 64])]
+
+    async def scenario():
+        proxy = await delaying_proxy(redis_server.port, seed=2)
+        port = proxy.sockets[0].getsockname()[1]
+        settings = ApiSettings(redis_url=f"redis://127.0.0.1:{port}/0", key_prefix=worker, request_timeout_s=20,
+                               max_in_flight=CONCURRENCY)
+        client = async_client(settings, longest_block_s=20, max_connections=CONCURRENCY + 16)
+        gateway = Gateway(client, Keys(worker), settings)
+        semaphore = asyncio.Semaphore(CONCURRENCY)
+        counts = {"answered": 0, "cancelled": 0, "wrong": 0, "errors": 0}
+
+        async def one(i: int) -> None:
+            timeout = rng.uniform(0.001, 0.03) if rng.random() < 0.33 else None
+            async with semaphore:
+                try:
+                    outcome = await asyncio.wait_for(gateway.classify([texts[i]]), timeout)
+                except TimeoutError:
+                    counts["cancelled"] += 1
+                    return
+                except ServiceError:
+                    counts["errors"] += 1
+                    return
+            got = outcome.replies[0].prediction
+            counts["answered"] += 1
+            if got.label != expected[i].label or abs(got.score - expected[i].score) > 1e-4:
+                counts["wrong"] += 1
+
+        await asyncio.gather(*(one(i) for i in range(CALLS)))
+        await client.aclose()
+        proxy.close()
+        return counts, gateway.in_flight
+
+    counts, in_flight_after = asyncio.run(scenario())
+    print(f"\n[cancellation] sent={CALLS}, " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    assert counts["wrong"] == 0 and counts["errors"] == 0
+    assert counts["answered"] + counts["cancelled"] == CALLS
+    assert counts["cancelled"] > 200 and counts["answered"] > 1000
+    assert in_flight_after == 0  # cancelled waiters released their admission slot
+    leftovers = redis.Redis.from_url(redis_server.url)
+    assert all(leftovers.ttl(k) > 0 for k in leftovers.scan_iter(f"{worker}:reply:*")), "reply keys must expire"
+
+
+def test_clients_that_disconnect_leave_a_healthy_api(service, tiny_predictor):
+    async def scenario():
+        async with httpx.AsyncClient(base_url=service.url, timeout=0.005) as impatient:
+            results = await asyncio.gather(*(impatient.post("/predict", json={"text": f"gone {i}"})
+                                             for i in range(100)), return_exceptions=True)
+        assert any(isinstance(r, httpx.TimeoutException) for r in results)
+        async with httpx.AsyncClient(base_url=service.url, timeout=30) as patient:
+            return await asyncio.gather(*(patient.post("/predict", json={"text": f"stays {i}"}) for i in range(50)))
+
+    responses = asyncio.run(scenario())
+    for i, r in enumerate(responses):
+        assert r.status_code == 200
+        expected = tiny_predictor.predict([f"stays {i}"])[0]
+        assert r.json()["label"] == expected.label and abs(r.json()["score"] - expected.score) < 1e-4

@@ -1,0 +1,149 @@
+"""Failures with real processes: workers killed mid-batch, poison messages, Redis going away, garbage on the
+queue. Each test prints its figures (sent / answered / failed / duplicated): run with -s to see them."""
+
+import asyncio
+import json
+import signal
+import time
+
+import httpx
+import redis
+
+from benchmarks.processes import RedisServer
+from common.keys import Keys
+from common.protocol import WorkItem, encode_item, new_request_id
+from tests.e2e.conftest import start_service
+from tests.e2e.test_service import assert_correct, fire, sentences
+from tests.helpers import wait_until
+
+FAST_FAILOVER = dict(HEARTBEAT_INTERVAL_S="0.3", HEARTBEAT_TTL_S="2", REQUEST_TIMEOUT_S="60", IDLE_BLOCK_S="0.5")
+
+
+def report(scenario: str, **figures) -> None:
+    print(f"\n[{scenario}] " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+
+
+def test_sigkill_mid_batch_loses_nothing(redis_server, tiny_model, tiny_predictor, tmp_path):
+    svc = start_service(redis_server.url, tiny_model, tmp_path, workers=2, worker_module="tests.e2e.faulty_worker",
+                        FAULT_SLOW_S="0.15", MAX_BATCH_SIZE="16", **FAST_FAILOVER)
+    client = redis.Redis.from_url(svc.redis_url)
+    keys = Keys(svc.prefix)
+    try:
+        victim = svc.workers[0]
+        victim_id = next(m.decode() for m in client.smembers(keys.workers)
+                         if client.hget(keys.heartbeat(m.decode()), "worker_id").decode().endswith(f"-{victim.pid}"))
+
+        async def scenario():
+            load = asyncio.create_task(fire(svc.url, sentences(300, seed=21)))
+            # Kill the victim while it holds a batch (its in-flight list is not empty).
+            await asyncio.to_thread(wait_until, lambda: client.llen(keys.inflight(victim_id)) > 0, 20,
+                                    "the victim to hold a batch", 0.005)
+            held = client.llen(keys.inflight(victim_id))
+            victim.signal(signal.SIGKILL)
+            return held, await load
+
+        held, outcomes = asyncio.run(scenario())
+        texts_sent = sum(len(texts) for texts, _ in outcomes)
+        ok = [r for _, r in outcomes if r.status_code == 200]
+        processed = int(client.hget(keys.stats, "texts"))
+        report("sigkill", requests=len(outcomes), texts=texts_sent, held_by_killed_worker=held, answered=len(ok),
+               failed=len(outcomes) - len(ok), texts_run=processed, texts_run_twice=processed - texts_sent,
+               duplicate_answers_to_clients=0)
+        assert held > 0
+        assert_correct(outcomes, tiny_predictor)  # every request answered, correctly
+        assert client.exists(keys.inflight(victim_id)) == 0  # recovered by the survivor
+        assert not client.sismember(keys.workers, victim_id)
+    finally:
+        svc.stop()
+
+
+def test_poison_message_is_dead_lettered_and_its_batch_mates_answered(redis_server, tiny_model, tmp_path):
+    svc = start_service(redis_server.url, tiny_model, tmp_path, workers=2, worker_module="tests.e2e.faulty_worker",
+                        FAULT_CRASH_MARKER="POISON", FAULT_SLOW_S="0.05", MAX_DELIVERIES="3", **FAST_FAILOVER)
+    client = redis.Redis.from_url(svc.redis_url)
+    keys = Keys(svc.prefix)
+    try:
+        async def scenario():
+            async with httpx.AsyncClient(base_url=svc.url, timeout=90) as http:
+                normal = [http.post("/predict", json={"text": t}) for t in sentences(40, seed=5)]
+                poison = http.post("/predict", json={"text": "this text is POISON for the model"})
+                tasks = [asyncio.create_task(c) for c in [poison, *normal]]
+                crashes = 0
+                # A supervisor's job (compose restarts crashed containers): replace workers that die.
+                while not all(t.done() for t in tasks):
+                    await asyncio.sleep(0.1)
+                    for worker in list(svc.workers):
+                        if not worker.alive() and worker.proc.returncode == 86:
+                            svc.workers.remove(worker)
+                            crashes += 1
+                            svc.start_worker(f"replacement-{crashes}")
+                return [t.result() for t in tasks], crashes
+
+        (poison_response, *normal), crashes = asyncio.run(scenario())
+        report("poison", requests=1 + len(normal), answered=sum(r.status_code == 200 for r in normal),
+               failed=sum(r.status_code != 200 for r in normal), poison_status=poison_response.status_code,
+               worker_crashes=crashes, dead_letter=client.llen(keys.dead_letter))
+        assert poison_response.status_code == 500
+        assert "set aside" in poison_response.json()["error"]["message"]
+        assert all(r.status_code == 200 for r in normal), [r.text for r in normal if r.status_code != 200]
+        record = json.loads(client.lindex(keys.dead_letter, 0))
+        assert record["text"] == "this text is POISON for the model" and record["deaths"] == 3
+        assert crashes == 3 and client.llen(keys.dead_letter) == 1
+    finally:
+        svc.stop()
+
+
+def test_redis_outage_gives_fast_503s_and_everything_recovers(tiny_model, tiny_predictor, tmp_path):
+    own_redis = RedisServer(tmp_path)
+    svc = start_service(own_redis.url, tiny_model, tmp_path, workers=1, REDIS_CONNECT_TIMEOUT_S="0.5",
+                        **FAST_FAILOVER)
+    pids = [svc.api.pid, svc.workers[0].pid]
+    try:
+        before = asyncio.run(fire(svc.url, sentences(50, seed=1)))
+        assert_correct(before, tiny_predictor)
+        own_redis.stop()
+        during = []
+        with httpx.Client(base_url=svc.url, timeout=10) as http:
+            for text in sentences(20, seed=2):
+                started = time.monotonic()
+                r = http.post("/predict", json={"text": text})
+                during.append((r.status_code, time.monotonic() - started))
+            readyz = http.get("/readyz").status_code
+        # Same port, empty memory: as after a Redis crash or failover.
+        own_redis = RedisServer.on_port(own_redis.port, tmp_path)
+        wait_until(lambda: svc.live_workers() == 1, 30, "the worker to re-announce itself", 0.2)
+        after = asyncio.run(fire(svc.url, sentences(100, seed=3)))
+        report("redis_outage", during_sent=len(during), during_503=sum(s == 503 for s, _ in during),
+               slowest_503_s=round(max(t for _, t in during), 3), after_sent=len(after),
+               after_answered=sum(r.status_code == 200 for _, r in after))
+        assert all(status == 503 for status, _ in during) and max(t for _, t in during) < 1.5
+        assert readyz == 503
+        assert_correct(after, tiny_predictor)
+        assert [svc.api.alive(), svc.workers[0].alive()] == [True, True] and [svc.api.pid, svc.workers[0].pid] == pids
+    finally:
+        svc.stop()
+        own_redis.stop()
+
+
+def test_garbage_on_the_queue_under_load_harms_nobody(service, tiny_predictor):
+    client = redis.Redis.from_url(service.redis_url)
+    keys = Keys(service.prefix)
+    rid = new_request_id()
+    garbage = [b"\x00\xff\xfe garbage", b"\xc1" * 3, encode_item(WorkItem(rid, 0, "x", 1e12, 0.0))[:-3],
+               b"\x81\xa1v\x01",  # {"v": 1}, nothing else
+               b"\xdb" + (50_000_000).to_bytes(4, "big") + b"truncated huge string", b"z" * 3_000_000]
+
+    async def scenario():
+        load = asyncio.create_task(fire(service.url, sentences(150, seed=9)))
+        await asyncio.sleep(0.2)
+        client.rpush(keys.requests, *garbage)
+        return await load
+
+    malformed_before = int(client.hget(keys.stats, "malformed") or 0)
+    outcomes = asyncio.run(scenario())
+    wait_until(lambda: int(client.hget(keys.stats, "malformed") or 0) - malformed_before == len(garbage), 10,
+               "the garbage to be skipped")
+    report("garbage", garbage_messages=len(garbage), requests=len(outcomes),
+           answered=sum(r.status_code == 200 for _, r in outcomes))
+    assert_correct(outcomes, tiny_predictor)
+    assert all(w.alive() for w in service.workers)
