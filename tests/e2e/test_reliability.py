@@ -14,7 +14,7 @@ from common.keys import Keys
 from common.protocol import WorkItem, encode_item, new_request_id
 from tests.e2e.conftest import start_service
 from tests.e2e.test_service import assert_correct, fire, sentences
-from tests.helpers import wait_until
+from tests.helpers import Process, free_port, python_env, wait_until
 
 FAST_FAILOVER = dict(HEARTBEAT_INTERVAL_S="0.3", HEARTBEAT_TTL_S="2", REQUEST_TIMEOUT_S="60", IDLE_BLOCK_S="0.5")
 
@@ -147,3 +147,70 @@ def test_garbage_on_the_queue_under_load_harms_nobody(service, tiny_predictor):
            answered=sum(r.status_code == 200 for _, r in outcomes))
     assert_correct(outcomes, tiny_predictor)
     assert all(w.alive() for w in service.workers)
+
+
+def test_worker_started_before_redis_waits_instead_of_crash_looping(tiny_model, tmp_path):
+    port = free_port()
+    worker = Process("worker", python_env(REDIS_URL=f"redis://127.0.0.1:{port}/0", MODEL=str(tiny_model),
+                                          TORCH_THREADS="1", KEY_PREFIX="late-redis"), tmp_path / "worker.log")
+    try:
+        wait_until(lambda: "Redis not reachable" in worker.output(), 60, "the worker to notice Redis is down")
+        assert worker.alive()
+        late = RedisServer.on_port(port, tmp_path)
+        try:
+            wait_until(lambda: late.client.scard("late-redis:workers") == 1, 30, "the worker to announce itself")
+            report("redis_late", worker_restarts=0, announced=True)
+        finally:
+            assert worker.stop() == 0
+            late.stop()
+    finally:
+        worker.stop()
+
+
+def test_backpressure_bounds_the_latency_of_admitted_requests(redis_server, tiny_model, tmp_path):
+    svc = start_service(redis_server.url, tiny_model, tmp_path, workers=1, worker_module="tests.e2e.faulty_worker",
+                        FAULT_SLOW_S="0.05", MAX_BATCH_SIZE="8", MAX_QUEUE_DEPTH="16", RETRY_AFTER_S="2",
+                        **FAST_FAILOVER)
+    try:
+        async def overload():
+            async with httpx.AsyncClient(base_url=svc.url, timeout=60,
+                                         limits=httpx.Limits(max_connections=400)) as http:
+                async def one(i):
+                    started = time.monotonic()
+                    r = await http.post("/predict", json={"text": f"overload {i}"})
+                    return r, time.monotonic() - started
+                return await asyncio.gather(*(one(i) for i in range(300)))
+
+        results = asyncio.run(overload())
+        admitted = [r for r, _ in results if r.status_code == 200]
+        rejected = [r for r, _ in results if r.status_code == 429]
+        queue_ms = sorted(float(r.headers["X-Queue-Time"]) for r in admitted)
+        report("backpressure", sent=len(results), answered=len(admitted), rejected_429=len(rejected),
+               other=len(results) - len(admitted) - len(rejected), admitted_max_queue_ms=queue_ms[-1],
+               admitted_max_end_to_end_s=round(max(t for r, t in results if r.status_code == 200), 2))
+        assert len(admitted) + len(rejected) == len(results)
+        assert rejected and all(r.headers["Retry-After"] == "2" for r in rejected)
+        # At most 16 texts queued ahead, served in passes of <= 8 at >= 50 ms each: the time an admitted text
+        # spends in the queue stays around 3 passes, however many clients pile on (the rest get 429 at once).
+        assert queue_ms[-1] < 1500
+    finally:
+        svc.stop()
+
+
+def test_sigterm_to_the_api_drains_admitted_requests(redis_server, tiny_model, tmp_path):
+    svc = start_service(redis_server.url, tiny_model, tmp_path, workers=1, worker_module="tests.e2e.faulty_worker",
+                        FAULT_SLOW_S="0.1", MAX_BATCH_SIZE="4", **FAST_FAILOVER)
+    try:
+        async def scenario():
+            async with httpx.AsyncClient(base_url=svc.url, timeout=60) as http:
+                tasks = [asyncio.create_task(http.post("/predict", json={"text": f"drain {i}"})) for i in range(40)]
+                await asyncio.sleep(0.3)
+                svc.api.signal(signal.SIGTERM)
+                return await asyncio.gather(*tasks)
+
+        responses = asyncio.run(scenario())
+        code = svc.api.wait(timeout=30)
+        report("api_drain", sent=len(responses), answered=sum(r.status_code == 200 for r in responses), api_exit=code)
+        assert all(r.status_code == 200 for r in responses) and code == 0
+    finally:
+        svc.stop()
