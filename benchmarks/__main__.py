@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.ceiling import measure_ceiling
+from benchmarks.ceiling import measure_ceiling, merge
 from benchmarks.corpus import load_sentences
 from benchmarks.load import median_of, run_locust, run_open_loop
 from benchmarks.processes import ROOT
@@ -129,19 +129,23 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"benchmark {name}: model {model}, texts {source}", flush=True)
 
-    print("in-process ceiling ...", flush=True)
-    n_batched = 64 if args.quick else 512
-    ceiling = measure_ceiling(model, sentences, torch_threads=args.torch_threads, max_batch_size=args.max_batch_size,
-                              max_batch_tokens=args.max_batch_tokens,
-                              repeats=args.ceiling_repeats, n_batch1=32 if args.quick else 160, n_batched=n_batched)
-    for policy, r in ceiling["policies"].items():
-        print(f"  {policy}: {r['sentences_per_s']:.1f} sentences/s", flush=True)
+    def ceiling_now(when: str) -> dict:
+        print(f"in-process ceiling ({when}) ...", flush=True)
+        measured = measure_ceiling(model, sentences, torch_threads=args.torch_threads,
+                                   max_batch_size=args.max_batch_size, max_batch_tokens=args.max_batch_tokens,
+                                   repeats=args.ceiling_repeats, n_batch1=32 if args.quick else 160,
+                                   n_batched=64 if args.quick else 512)
+        for policy, r in measured["policies"].items():
+            print(f"  {policy}: {r['sentences_per_s']:.1f} sentences/s", flush=True)
+        return measured
+
+    ceiling_before = ceiling_now("before the load runs")
 
     model_env = {"TORCH_THREADS": str(args.torch_threads), "LOG_LEVEL": "WARNING"}
     batched_env = {**model_env, "MAX_BATCH_SIZE": str(args.max_batch_size),
                    "MAX_BATCH_TOKENS": str(args.max_batch_tokens), "REQUEST_TIMEOUT_S": "60",
                    "MAX_QUEUE_DEPTH": "100000"}
-    results: dict = {"name": name, "environment": environment, "ceiling": ceiling, "closed_loop": {}, "open_loop": {}}
+    results: dict = {"name": name, "environment": environment, "closed_loop": {}, "open_loop": {}}
 
     print("naive server ...", flush=True)
     with naive_system(model, run_dir, model_env) as naive:
@@ -167,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     for system, r in results["open_loop"].items():
         print(f"  {system}: p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms, failures {r['failures']}", flush=True)
 
+    results["ceiling"] = ceiling = merge(ceiling_before, ceiling_now("after the load runs"))
     results["ratios"] = ratios(results)
     policy_rate = ceiling["policies"][ceiling["worker_policy"]]["sentences_per_s"]
     results["ceiling_ratios"] = {

@@ -62,3 +62,15 @@ def measure_ceiling(model: str, texts: Sequence[str], *, torch_threads: int, max
     del predictor
     gc.collect()
     return {"policies": results, "worker_policy": worker_policy}
+
+
+def merge(before: dict, after: dict) -> dict:
+    """One ceiling from measurements taken before and after the load runs: the median of all runs, so that the
+    machine's drift over the benchmark (a shared VM's speed wanders by 10-20 %) weighs on both sides alike."""
+    policies = {}
+    for name, first in before["policies"].items():
+        second = after["policies"][name]
+        runs = first["runs"] + second["runs"]
+        policies[name] = {**first, "runs": runs, "sentences_per_s": statistics.median(runs),
+                          "before": first["sentences_per_s"], "after": second["sentences_per_s"]}
+    return {"policies": policies, "worker_policy": before["worker_policy"]}
