@@ -84,6 +84,13 @@ class ModelSettings(BaseSettings):
         pattern="^(auto|cpu|cuda(:[0-9]+)?)$",
         description="`auto` picks CUDA (fp16) when available, else CPU (fp32). `cpu`/`cuda` force one.",
     )
+    backend: str = Field(
+        "torch",
+        pattern="^(torch|torch-int8)$",
+        description="`torch`: PyTorch eager, the reference (fp32 on CPU, fp16 on CUDA). `torch-int8`: CPU only, "
+        "Linear layers dynamically quantized to int8 — several times faster on CPUs with int8 instructions, "
+        "answers differ slightly (see README: backend agreement on SST-2).",
+    )
     torch_threads: int = Field(
         0,
         ge=0,

@@ -113,6 +113,7 @@ def main() -> int:
             "host": socket.gethostname(),
             "model": predictor.name,
             "device": predictor.device,
+            "backend": predictor.backend,
             "max_batch_size": settings.max_batch_size,
             "max_batch_tokens": settings.max_batch_tokens,
             "started_at": f"{started:.3f}",

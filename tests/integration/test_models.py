@@ -69,3 +69,20 @@ def test_trained_model_agrees_with_its_published_accuracy(shared_minilm):
     predictions = predictor.predict([s for s, _ in rows])
     accuracy = sum((p.label.upper() in ("POSITIVE", "LABEL_1")) == bool(y) for p, (_, y) in zip(predictions, rows))
     assert accuracy / len(rows) > 0.8
+
+
+def test_int8_backend_quantizes_linear_layers_and_answers(tiny_model):
+    predictor = TransformersPredictor(ModelSettings(model=str(tiny_model), backend="torch-int8"))
+    assert predictor.backend == "torch-int8"
+    assert "quantized" in type(predictor.model.distilbert.transformer.layer[0].ffn.lin1).__module__
+    predictions = predictor.predict(["good", "a rather long and winding sentence about a film"])
+    assert [p.label in ("NEGATIVE", "POSITIVE") for p in predictions] == [True, True]
+
+
+def test_int8_backend_stays_close_to_the_reference_on_sst2(shared_minilm):
+    from benchmarks.agreement import agreement
+    from tests.helpers import load_sst2_dev
+
+    result = agreement(str(shared_minilm), load_sst2_dev()[:300], threads=2)
+    assert result["label_agreement"] >= 0.95
+    assert abs(result["accuracy"]["torch"] - result["accuracy"]["torch-int8"]) <= 0.02
