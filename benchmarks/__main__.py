@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--torch-threads", type=int, default=2, help="torch threads per model process")
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--max-batch-tokens", type=int, default=512)
+    parser.add_argument("--backend", default="torch", help="BACKEND of the batched service and its ceiling")
+    parser.add_argument("--naive-backend", default="torch", help="BACKEND of the naive server")
     parser.add_argument("--open-loop-rate", type=float, default=0.0,
                         help="requests/s for the open-loop run (0: midway between the two systems' top RPS)")
     parser.add_argument("--open-loop-duration", type=float, default=20.0)
@@ -125,13 +127,14 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_model": cpu_model(), "cores": __import__("os").cpu_count(), "date": dt.datetime.now().isoformat(timespec="seconds"),
         "commit": commit, "python": platform.python_version(), "texts": source, "warmup_s": args.warmup,
         "measure_s": args.duration, "repeats": args.repeats, "workers": args.workers,
-        "max_batch_size": args.max_batch_size, "max_batch_tokens": args.max_batch_tokens, "think_time": "uniform 0-1 s (locustfile default)",
+        "max_batch_size": args.max_batch_size, "max_batch_tokens": args.max_batch_tokens,
+        "backend_batched": args.backend, "backend_naive": args.naive_backend, "think_time": "uniform 0-1 s (locustfile default)",
     }
     print(f"benchmark {name}: model {model}, texts {source}", flush=True)
 
     def ceiling_now(when: str) -> dict:
         print(f"in-process ceiling ({when}) ...", flush=True)
-        measured = measure_ceiling(model, sentences, torch_threads=args.torch_threads,
+        measured = measure_ceiling(model, sentences, torch_threads=args.torch_threads, backend=args.backend,
                                    max_batch_size=args.max_batch_size, max_batch_tokens=args.max_batch_tokens,
                                    repeats=args.ceiling_repeats, n_batch1=32 if args.quick else 160,
                                    n_batched=64 if args.quick else 512)
@@ -141,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
 
     ceiling_before = ceiling_now("before the load runs")
 
-    model_env = {"TORCH_THREADS": str(args.torch_threads), "LOG_LEVEL": "WARNING"}
-    batched_env = {**model_env, "MAX_BATCH_SIZE": str(args.max_batch_size),
+    model_env = {"TORCH_THREADS": str(args.torch_threads), "LOG_LEVEL": "WARNING", "BACKEND": args.naive_backend}
+    batched_env = {**model_env, "BACKEND": args.backend, "MAX_BATCH_SIZE": str(args.max_batch_size),
                    "MAX_BATCH_TOKENS": str(args.max_batch_tokens), "REQUEST_TIMEOUT_S": "60",
                    "MAX_QUEUE_DEPTH": "100000"}
     results: dict = {"name": name, "environment": environment, "closed_loop": {}, "open_loop": {}}

@@ -46,8 +46,9 @@ def measure(predictor: TransformersPredictor, texts: Sequence[str], policy: Poli
 
 
 def measure_ceiling(model: str, texts: Sequence[str], *, torch_threads: int, max_batch_size: int,
-                    max_batch_tokens: int, repeats: int, n_batch1: int, n_batched: int) -> dict:
-    predictor = TransformersPredictor(ModelSettings(model=model, device="cpu", torch_threads=torch_threads))
+                    max_batch_tokens: int, repeats: int, n_batch1: int, n_batched: int, backend: str = "torch") -> dict:
+    predictor = TransformersPredictor(ModelSettings(model=model, device="cpu", torch_threads=torch_threads,
+                                                    backend=backend))
     predictor.warm_up(max_batch_size)
     worker_policy = (f"grouped_w{max_batch_size}_t{max_batch_tokens}" if max_batch_tokens > 0
                      else f"arrival_{max_batch_size}")

@@ -29,7 +29,8 @@ def write_markdown(results: dict, path: Path) -> None:
     env, ceiling = results["environment"], results["ceiling"]
     lines = [f"# Benchmark `{results['name']}`", "",
              f"Model `{env['model']}` ({env['model_note']}); torch {env['torch']} ({env['torch_threads']} threads "
-             f"per model process); {env['cpu_model']}, {env['cores']} cores; {env['date']}; commit `{env['commit']}`. "
+             f"per model process); backend: batched `{env.get('backend_batched', 'torch')}`, naive "
+             f"`{env.get('backend_naive', 'torch')}` (ceiling: the batched one's); {env['cpu_model']}, {env['cores']} cores; {env['date']}; commit `{env['commit']}`. "
              f"Texts: {env['texts']} in random order. Locust closed loop, think time {env['think_time']}, "
              f"{env['warmup_s']:.0f} s warm-up excluded, {env['measure_s']:.0f} s measured, {env['repeats']} repeats per "
              f"level (median; RPS and p99 ranges in brackets). Latencies are exact (raw per-request timings, not "
