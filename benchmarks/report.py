@@ -83,7 +83,7 @@ def write_markdown(results: dict, path: Path) -> None:
                            ("publish_s", "reply encode + Redis publish")):
             lines.append(f"| {label} | {profile[key]:.2f} | {100 * profile[key] / total:.1f} % |")
     if results.get("batch_sizes"):
-        sizes = results["batch_sizes"]
+        sizes = {int(k): v for k, v in results["batch_sizes"].items()}  # JSON keys are strings
         texts = sum(k * v for k, v in sizes.items())
         lines += ["", f"Worker batch sizes at the highest level: mean {texts / max(1, sum(sizes.values())):.1f} texts "
                   f"per forward pass over {sum(sizes.values())} batches."]
@@ -134,7 +134,7 @@ def write_charts(results: dict, out_dir: Path, name: str) -> list[str]:
     ax.grid(alpha=0.3, which="both")
     charts.append(_save(fig, out_dir / f"{name}_latency.png"))
 
-    sizes = results.get("batch_sizes")
+    sizes = {int(k): v for k, v in (results.get("batch_sizes") or {}).items()}
     if sizes:
         fig, ax = plt.subplots(figsize=(7, 4))
         xs = sorted(sizes)
