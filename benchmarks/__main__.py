@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import platform
 import random
 import statistics
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     environment = {
         "model": model, "model_note": model_note, "torch": torch.__version__, "torch_threads": args.torch_threads,
-        "cpu_model": cpu_model(), "cores": __import__("os").cpu_count(), "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "cpu_model": cpu_model(), "cores": os.cpu_count(), "date": dt.datetime.now().isoformat(timespec="seconds"),
         "commit": commit, "python": platform.python_version(), "texts": source, "warmup_s": args.warmup,
         "measure_s": args.duration, "repeats": args.repeats, "workers": args.workers,
         "max_batch_size": args.max_batch_size, "max_batch_tokens": args.max_batch_tokens,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import os
 import random
 import resource
 import statistics
@@ -146,6 +145,3 @@ def median_of(results: Sequence[LoadResult]) -> dict:
     out["repeats"] = len(results)
     return out
 
-
-def cpu_count() -> int:
-    return os.cpu_count() or 1

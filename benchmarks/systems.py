@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from contextlib import contextmanager
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -22,7 +22,6 @@ class System:
     processes: dict[str, int]  # role -> pid, for CPU accounting
     redis: RedisServer | None = None
     prefix: str | None = None
-    worker_pids: list[int] = field(default_factory=list)
 
     def cpu(self) -> dict[str, float]:
         return {role: cpu_seconds(pid) for role, pid in self.processes.items()}
@@ -85,7 +84,7 @@ def batched_system(model: str, logs: Path, env: dict[str, str], *, workers: int)
         wait_until(lambda: _ready(url, workers), 180, f"batched service ready with {workers} workers", interval=0.2)
         processes = {"api": api.pid, "redis": redis.pid}
         processes.update({f"worker-{i + 1}": w.pid for i, w in enumerate(worker_procs)})
-        yield System("batched", url, processes, redis, prefix, [w.pid for w in worker_procs])
+        yield System("batched", url, processes, redis, prefix)
     finally:
         api.stop()
         for w in worker_procs:

@@ -74,6 +74,3 @@ class Keys:
         """Keys that are meant to outlive requests (everything else is per-request and must not leak)."""
         return {self.requests, self.workers, self.stats, self.batch_sizes, self.deaths, self.dead_letter,
                 self.reaper_lock}
-
-    def heartbeat_pattern(self) -> str:
-        return f"{self.prefix}:worker:*"

@@ -50,7 +50,6 @@ def redis_server_command(url: str) -> list[str]:
 class Children:
     def __init__(self) -> None:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.stopping = threading.Event()
 
     def start(self, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
