@@ -74,7 +74,10 @@ def create_app(settings: ApiSettings, client: redis.asyncio.Redis | None = None)
             settings, longest_block_s=settings.request_timeout_s,
             max_connections=settings.max_in_flight + POOL_HEADROOM,
         )
-        state["gateway"] = Gateway(redis_client, settings.keys(), settings)
+        gw = state["gateway"] = Gateway(redis_client, settings.keys(), settings)
+        # Read at scrape time from the gateway's own counters instead of being copied on every request.
+        metrics.in_flight.set_function(lambda: gw.in_flight)
+        metrics.queue_depth.set_function(lambda: gw.last_queue_depth)
         try:
             yield
         finally:
@@ -107,13 +110,7 @@ def create_app(settings: ApiSettings, client: redis.asyncio.Redis | None = None)
         response.headers["X-Inference-Time"] = f"{outcome.inference_ms:.1f}"
 
     async def classify(texts: list[str], response: Response) -> list[PredictionOut]:
-        gw = gateway()
-        metrics.in_flight.set(gw.in_flight + 1)
-        try:
-            outcome = await gw.classify(texts)
-        finally:
-            metrics.in_flight.set(gw.in_flight)
-            metrics.queue_depth.set(gw.last_queue_depth)
+        outcome = await gateway().classify(texts)
         metrics.texts.inc(len(texts))
         for reply in outcome.replies:
             if reply.error is not None:
@@ -151,7 +148,7 @@ def create_app(settings: ApiSettings, client: redis.asyncio.Redis | None = None)
     async def prometheus_metrics() -> Response:
         gw = gateway()
         try:
-            metrics.queue_depth.set(await gw.queue_depth())
+            await gw.queue_depth()  # refreshes gw.last_queue_depth, which the gauge reads
             metrics.live_workers.set(len(await gw.live_workers()))
             metrics.worker_stats.snapshot = await gw.worker_stats()
         except ServiceError:
