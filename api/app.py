@@ -115,6 +115,8 @@ def create_app(settings: ApiSettings, client: redis.asyncio.Redis | None = None)
         for reply in outcome.replies:
             if reply.error is not None:
                 raise worker_error(reply)
+        metrics.queue_wait.observe(outcome.queue_ms / 1000)
+        metrics.inference.observe(outcome.inference_ms / 1000)
         timing_headers(response, outcome)
         return [PredictionOut(label=r.prediction.label, score=r.prediction.score)  # type: ignore[union-attr]
                 for r in outcome.replies]
@@ -151,6 +153,7 @@ def create_app(settings: ApiSettings, client: redis.asyncio.Redis | None = None)
             await gw.queue_depth()  # refreshes gw.last_queue_depth, which the gauge reads
             metrics.live_workers.set(len(await gw.live_workers()))
             metrics.worker_stats.snapshot = await gw.worker_stats()
+            metrics.batch_histograms.snapshot = await gw.batch_histograms()
         except ServiceError:
             pass  # Redis down: serve this process's own metrics; the gauges keep their last values
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import redis
 import redis.asyncio
 
+from common.batch_metrics import BATCH_HISTOGRAM_NAMES
 from common.keys import Keys
 from common.protocol import ErrorCode, ProtocolError, Reply, WorkItem, decode_reply, encode_item, new_request_id
 from common.settings import ApiSettings
@@ -154,6 +155,17 @@ class Gateway:
         except redis.RedisError as exc:
             raise await self._failed(exc) from None
         return {k.decode(): int(v) for k, v in raw.items()}
+
+    async def batch_histograms(self) -> dict[str, dict[str, float]]:
+        """The batch histogram hashes workers keep in Redis (common/batch_metrics.py), by histogram name."""
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for name in BATCH_HISTOGRAM_NAMES:
+                pipe.hgetall(self._keys.histogram(name))
+            hashes = await pipe.execute()
+        except redis.RedisError as exc:
+            raise await self._failed(exc) from None
+        return {name: {k.decode(): float(v) for k, v in raw.items()} for name, raw in zip(BATCH_HISTOGRAM_NAMES, hashes)}
 
     async def live_workers(self) -> list[str]:
         """Workers whose heartbeat key exists (registry membership alone proves nothing)."""

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
+
+from common.batch_metrics import BATCH_HISTOGRAMS, COUNT_FIELD, SUM_FIELD, cumulative_buckets
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.4, 0.6, 1.0, 1.5, 2.5, 4.0, 6.0, 10.0, 20.0, 30.0)
 WORKER_COUNTERS = ("batches", "texts", "expired", "malformed", "failed")
@@ -24,6 +27,23 @@ class WorkerStatsCollector:
             yield family
 
 
+class BatchHistogramCollector:
+    """Exposes the batch histograms workers keep in Redis (common/batch_metrics.py) at scrape time: one
+    cluster-wide view, whichever API process is scraped."""
+
+    def __init__(self) -> None:
+        self.snapshot: Mapping[str, Mapping[str, float]] = {}
+
+    def collect(self) -> Iterable[Metric]:
+        for spec in BATCH_HISTOGRAMS:
+            counts = self.snapshot.get(spec.name, {})
+            buckets = [(floatToGoString(bound), count)
+                       for bound, count in cumulative_buckets(spec, {k: int(v) for k, v in counts.items()
+                                                                     if k not in (SUM_FIELD, COUNT_FIELD)})]
+            yield HistogramMetricFamily(f"sentimentalyzer_{spec.name}", f"{spec.help} (all workers, from Redis)",
+                                        buckets=buckets, sum_value=float(counts.get(SUM_FIELD, 0.0)))
+
+
 class ApiMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -38,5 +58,15 @@ class ApiMetrics:
                                registry=self.registry)
         self.live_workers = Gauge("sentimentalyzer_live_workers", "Workers with a live heartbeat",
                                   registry=self.registry)
+        # Per request, from the replies: time spent queued (enqueue -> picked up by a worker) vs in the model.
+        # Their sum against sentimentalyzer_request_latency_seconds shows what the HTTP + Redis path adds.
+        self.queue_wait = Histogram("sentimentalyzer_queue_wait_seconds",
+                                    "Per request: enqueue to pick-up by a worker (slowest text of the request)",
+                                    buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.inference = Histogram("sentimentalyzer_inference_seconds",
+                                   "Per request: the forward pass(es) that answered it (slowest text of the request)",
+                                   buckets=LATENCY_BUCKETS, registry=self.registry)
         self.worker_stats = WorkerStatsCollector()
         self.registry.register(self.worker_stats)  # type: ignore[arg-type]
+        self.batch_histograms = BatchHistogramCollector()
+        self.registry.register(self.batch_histograms)  # type: ignore[arg-type]

@@ -14,38 +14,17 @@ import os
 import platform
 import random
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from benchmarks.ceiling import measure_ceiling, merge
 from benchmarks.corpus import load_sentences
+from benchmarks.environment import cpu_model, git_commit
 from benchmarks.load import median_of, run_locust, run_open_loop
 from benchmarks.processes import ROOT
 from benchmarks.report import ratios, write_charts, write_json, write_markdown
-from benchmarks.systems import PROFILE_FIELDS, System, batched_system, naive_system, warm_up
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def git_commit() -> str:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
-        return commit + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+from benchmarks.systems import PROFILE_FIELDS, System, batched_system, litserve_system, naive_system, warm_up
 
 
 def ensure_model(model: str | None) -> tuple[str, str]:
@@ -102,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch-tokens", type=int, default=512)
     parser.add_argument("--backend", default="torch", help="BACKEND of the batched service and its ceiling")
     parser.add_argument("--naive-backend", default="torch", help="BACKEND of the naive server")
+    parser.add_argument("--peers", nargs="*", default=["litserve"], choices=["litserve"],
+                        help="other servers measured in the same run with the same load and model (none: --peers)")
+    parser.add_argument("--litserve-max-batch-size", type=int, default=8)
+    parser.add_argument("--litserve-batch-timeout", type=float, default=0.01, help="seconds (default: best of benchmarks.peers.tune_litserve here)")
     parser.add_argument("--open-loop-rate", type=float, default=0.0,
                         help="requests/s for the open-loop run (0: midway between the two systems' top RPS)")
     parser.add_argument("--open-loop-duration", type=float, default=20.0)
@@ -131,6 +114,14 @@ def main(argv: list[str] | None = None) -> int:
         "max_batch_size": args.max_batch_size, "max_batch_tokens": args.max_batch_tokens,
         "backend_batched": args.backend, "backend_naive": args.naive_backend, "think_time": "uniform 0-1 s (locustfile default)",
     }
+    if "litserve" in args.peers:
+        import litserve
+
+        environment["litserve"] = {
+            "version": litserve.__version__, "max_batch_size": args.litserve_max_batch_size,
+            "batch_timeout_s": args.litserve_batch_timeout,
+            "note": f"backend {args.backend}, {args.torch_threads} torch threads, arrival-order batches",
+        }
     print(f"benchmark {name}: model {model}, texts {source}", flush=True)
 
     def ceiling_now(when: str) -> dict:
@@ -155,6 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     with naive_system(model, run_dir, model_env) as naive:
         warm_up(naive.url, sentences)
         results["closed_loop"]["naive"], _, _ = measure_system(naive, args.users, args, run_dir)
+    if "litserve" in args.peers:
+        print("LitServe ...", flush=True)
+        peer_env = {**model_env, "BACKEND": args.backend}  # the peer runs the batched service's backend
+        with litserve_system(model, run_dir, peer_env, max_batch_size=args.litserve_max_batch_size,
+                             batch_timeout_s=args.litserve_batch_timeout) as peer:
+            warm_up(peer.url, sentences)
+            results["closed_loop"]["litserve"], _, _ = measure_system(peer, args.users, args, run_dir)
     print("batched service ...", flush=True)
     with batched_system(model, run_dir, batched_env, workers=args.workers) as batched:
         warm_up(batched.url, sentences)

@@ -15,12 +15,14 @@ from pathlib import Path
 
 from benchmarks.ceiling import arrival_order, grouped_by_length, measure
 from benchmarks.corpus import read_sst2, sst2_path
+from benchmarks.environment import cpu_model
 from benchmarks.processes import ROOT
 from common.protocol import Prediction
 from common.settings import ModelSettings
-from worker.predictor import TransformersPredictor
+from worker.predictor import TransformersPredictor, cpu_bf16_support
 
-BACKENDS = ("torch", "torch-int8")
+REFERENCE = "torch"
+BACKENDS = (REFERENCE, "torch-bf16", "torch-int8")
 DEFAULT_TRAINED = ROOT.parent / "shared" / "models" / "minilm-sst2"
 
 
@@ -34,19 +36,22 @@ def agreement(model: str, rows: list[tuple[str, int]], threads: int) -> dict:
     for backend in BACKENDS:
         predictor = TransformersPredictor(ModelSettings(model=model, backend=backend, torch_threads=threads))
         answers[backend] = [p for i in range(0, len(sentences), 32) for p in predictor.predict(sentences[i:i + 32])]
-    reference, fast = answers["torch"], answers["torch-int8"]
-    deltas = [abs(p_positive(a) - p_positive(b)) for a, b in zip(reference, fast)]
+    reference = answers[REFERENCE]
 
     def accuracy(predictions: list[Prediction]) -> float:
         return sum((p.label == "POSITIVE") == bool(y) for p, (_, y) in zip(predictions, rows)) / len(rows)
 
-    return {
-        "sentences": len(rows),
-        "label_agreement": sum(a.label == b.label for a, b in zip(reference, fast)) / len(rows),
-        "accuracy": {"torch": accuracy(reference), "torch-int8": accuracy(fast)},
-        "max_abs_p_positive_diff": max(deltas),
-        "mean_abs_p_positive_diff": statistics.fmean(deltas),
-    }
+    out: dict = {"sentences": len(rows), "accuracy": {REFERENCE: accuracy(reference)}, "backends": {}}
+    for backend in BACKENDS[1:]:
+        fast = answers[backend]
+        deltas = [abs(p_positive(a) - p_positive(b)) for a, b in zip(reference, fast)]
+        out["accuracy"][backend] = accuracy(fast)
+        out["backends"][backend] = {
+            "label_agreement": sum(a.label == b.label for a, b in zip(reference, fast)) / len(rows),
+            "max_abs_p_positive_diff": max(deltas),
+            "mean_abs_p_positive_diff": statistics.fmean(deltas),
+        }
+    return out
 
 
 def speed(model: str, sentences: list[str], threads: int, repeats: int) -> dict:
@@ -90,12 +95,15 @@ def main(argv: list[str] | None = None) -> int:
         f"({result['speed_model']}, {args.threads} threads, in-process, median of {args.repeats})", "",
         "| backend | accuracy | label agreement with torch | max / mean abs diff of P(positive) | batch 1 /s | "
         "grouped w64 t512 /s |", "|---|---|---|---|---|---|",
-        f"| torch (reference) | {a['accuracy']['torch']:.4f} | — | — | {s['torch']['batch_1']:.1f} | "
-        f"{s['torch']['grouped_w64_t512']:.1f} |",
-        f"| torch-int8 | {a['accuracy']['torch-int8']:.4f} | {100 * a['label_agreement']:.2f} % | "
-        f"{a['max_abs_p_positive_diff']:.4f} / {a['mean_abs_p_positive_diff']:.4f} | {s['torch-int8']['batch_1']:.1f} | "
-        f"{s['torch-int8']['grouped_w64_t512']:.1f} |",
+        f"| {REFERENCE} (reference) | {a['accuracy'][REFERENCE]:.4f} | — | — | {s[REFERENCE]['batch_1']:.1f} | "
+        f"{s[REFERENCE]['grouped_w64_t512']:.1f} |",
     ]
+    for backend, b in a["backends"].items():
+        lines.append(
+            f"| {backend} | {a['accuracy'][backend]:.4f} | {100 * b['label_agreement']:.2f} % | "
+            f"{b['max_abs_p_positive_diff']:.4f} / {b['mean_abs_p_positive_diff']:.4f} | {s[backend]['batch_1']:.1f} | "
+            f"{s[backend]['grouped_w64_t512']:.1f} |")
+    lines += ["", f"CPU: {cpu_model()}; bf16 matrix instructions: {cpu_bf16_support() or 'none'}."]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

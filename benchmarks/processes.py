@@ -45,6 +45,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (uvicorn's or LitServe's worker processes), from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 class RedisServer:
     """A private redis-server on a free port (in memory, noeviction, 10 ms timer like production)."""
 
@@ -83,14 +96,18 @@ class RedisServer:
 
 
 class Process:
-    """A project entry point (``python -m <module>``) as a child process, its output in a log file."""
+    """A project entry point (``python -m <module>``) as a child process, its output in a log file.
 
-    def __init__(self, module: str, env: dict[str, str], log_path: Path, *args: str) -> None:
+    ``group=True`` runs it in its own process group and signals the whole group: for servers that spawn
+    processes of their own and don't pass signals on (LitServe's inference workers would outlive it)."""
+
+    def __init__(self, module: str, env: dict[str, str], log_path: Path, *args: str, group: bool = False) -> None:
         self.module = module
         self.log_path = log_path
+        self.group = group
         self._log = open(log_path, "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+                                     stdout=self._log, stderr=subprocess.STDOUT, start_new_session=group)
 
     @property
     def pid(self) -> int:
@@ -100,7 +117,12 @@ class Process:
         return self.proc.poll() is None
 
     def signal(self, signum: int = signal.SIGTERM) -> None:
-        if self.alive():
+        if self.group:
+            try:
+                os.killpg(self.proc.pid, signum)  # the group outlives its leader: signal it even if the leader is gone
+            except ProcessLookupError:
+                pass
+        elif self.alive():
             self.proc.send_signal(signum)
 
     def wait(self, timeout: float = 30) -> int:
@@ -111,11 +133,28 @@ class Process:
         try:
             code = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            self.signal(signal.SIGKILL)
             code = self.proc.wait()
+        if self.group:
+            self._reap_group(timeout)
         self._log.close()
         return code
 
+    def _reap_group(self, timeout: float) -> None:
+        """Wait for the rest of the process group to exit after SIGTERM; SIGKILL what is left."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")

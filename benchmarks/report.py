@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-SYSTEM_LABELS = {"naive": "naive (1 pass per request)", "batched": "batched service (API + Redis + worker)"}
+SYSTEM_LABELS = {"naive": "naive (1 pass per request)", "batched": "batched service (API + Redis + worker)",
+                 "litserve": "LitServe (its batching, same model code)"}
 
 
 def _fmt(value: float, digits: int = 0) -> str:
@@ -22,6 +23,11 @@ def ratios(results: dict) -> dict:
         n, b = naive[users]["median"], batched[users]["median"]
         out[users] = {"rps_batched_over_naive": b["rps"] / n["rps"], "p50_naive_over_batched": n["p50_ms"] / b["p50_ms"],
                       "p99_naive_over_batched": n["p99_ms"] / b["p99_ms"]}
+        peer = results["closed_loop"].get("litserve", {}).get(users)
+        if peer:
+            p = peer["median"]
+            out[users].update(rps_batched_over_litserve=b["rps"] / p["rps"],
+                              p99_litserve_over_batched=p["p99_ms"] / b["p99_ms"])
     return out
 
 
@@ -52,11 +58,20 @@ def write_markdown(results: dict, path: Path) -> None:
                 f"| {users} | {system} | {_fmt(m['rps'], 1)} [{_fmt(m['rps_range'][0], 1)}–{_fmt(m['rps_range'][1], 1)}] | "
                 f"{_fmt(m['p50_ms'])} | {_fmt(m['p95_ms'])} | {_fmt(m['p99_ms'])} [{_fmt(m['p99_range'][0])}–"
                 f"{_fmt(m['p99_range'][1])}] | {_fmt(m['max_ms'])} | {m['failures']} | {_fmt(m['generator_cpu_pct'])} % |")
-    lines += ["", "## Ratios (same run)", "", "| users | batched/naive RPS | naive/batched p50 | naive/batched p99 |",
-              "|---|---|---|---|"]
+    peer = any("rps_batched_over_litserve" in r for r in results["ratios"].values())
+    lines += ["", "## Ratios (same run)", "", "| users | batched/naive RPS | naive/batched p50 | naive/batched p99 |"
+              + (" batched/LitServe RPS | LitServe/batched p99 |" if peer else ""),
+              "|---|---|---|---|" + ("---|---|" if peer else "")]
     for users, r in results["ratios"].items():
-        lines.append(f"| {users} | {r['rps_batched_over_naive']:.2f}× | {r['p50_naive_over_batched']:.2f}× | "
-                     f"{r['p99_naive_over_batched']:.2f}× |")
+        row = (f"| {users} | {r['rps_batched_over_naive']:.2f}× | {r['p50_naive_over_batched']:.2f}× | "
+               f"{r['p99_naive_over_batched']:.2f}× |")
+        if "rps_batched_over_litserve" in r:
+            row += f" {r['rps_batched_over_litserve']:.2f}× | {r['p99_litserve_over_batched']:.2f}× |"
+        lines.append(row)
+    if results["environment"].get("litserve"):
+        ls = results["environment"]["litserve"]
+        lines.append(f"\nLitServe {ls['version']}: max_batch_size={ls['max_batch_size']}, "
+                     f"batch_timeout={ls['batch_timeout_s']:g} s, 1 inference process ({ls['note']}).")
     for key, value in results.get("ceiling_ratios", {}).items():
         lines.append(f"\n{key}: **{value:.2f}**")
     if results.get("open_loop"):
@@ -98,7 +113,7 @@ def write_charts(results: dict, out_dir: Path, name: str) -> list[str]:
     import matplotlib.pyplot as plt
 
     charts = []
-    colors = {"naive": "tab:red", "batched": "tab:blue"}
+    colors = {"naive": "tab:red", "batched": "tab:blue", "litserve": "tab:green"}
     closed = results["closed_loop"]
 
     fig, ax = plt.subplots(figsize=(7, 4.5))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.processes import Process, RedisServer, cpu_seconds, free_port, python_env, wait_until
+from benchmarks.processes import Process, RedisServer, children, cpu_seconds, free_port, python_env, wait_until
 
 PROFILE_FIELDS = ("pop_s", "decode_s", "infer_s", "tokenize_s", "forward_s", "publish_s")
 
@@ -44,12 +44,16 @@ class System:
         return total
 
 
-def _ready(url: str, workers: int) -> bool:
+def service_ready(url: str, workers: int, *, exact: bool = False) -> bool:
+    """``/readyz`` answers 200 with at least (``exact``: exactly) ``workers`` live workers."""
     try:
         r = httpx.get(f"{url}/readyz", timeout=2)
     except httpx.HTTPError:
         return False
-    return r.status_code == 200 and r.json().get("workers", workers) >= workers
+    if r.status_code != 200:
+        return False
+    live = r.json().get("workers", workers)
+    return live == workers if exact else live >= workers
 
 
 def warm_up(url: str, texts: list[str], n: int = 20) -> None:
@@ -64,8 +68,33 @@ def naive_system(model: str, logs: Path, env: dict[str, str]) -> Iterator[System
     proc = Process("naive", python_env(MODEL=model, PORT=str(port), **env), logs / "naive.log")
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _ready(url, 0), 120, "naive server ready", interval=0.2)
+        wait_until(lambda: service_ready(url, 0), 120, "naive server ready", interval=0.2)
         yield System("naive", url, {"naive": proc.pid})
+    finally:
+        proc.stop()
+
+
+def litserve_ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@contextmanager
+def litserve_system(model: str, logs: Path, env: dict[str, str], *, max_batch_size: int,
+                    batch_timeout_s: float) -> Iterator[System]:
+    """The peer: the same model and predictor code behind LitServe's own batching (benchmarks/peers)."""
+    port = free_port()
+    proc = Process("benchmarks.peers.litserve_server",
+                   python_env(MODEL=model, PORT=str(port), LITSERVE_MAX_BATCH_SIZE=str(max_batch_size),
+                              LITSERVE_BATCH_TIMEOUT_S=str(batch_timeout_s), **env),
+                   logs / "litserve.log", group=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: litserve_ready(url), 180, "LitServe ready", interval=0.2)
+        yield System("litserve", url, {"litserve": proc.pid, **{f"litserve-{i + 1}": c
+                                                               for i, c in enumerate(children(proc.pid))}})
     finally:
         proc.stop()
 
@@ -81,7 +110,7 @@ def batched_system(model: str, logs: Path, env: dict[str, str], *, workers: int)
     worker_procs = [Process("worker", environment, logs / f"worker-{i + 1}.log") for i in range(workers)]
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _ready(url, workers), 180, f"batched service ready with {workers} workers", interval=0.2)
+        wait_until(lambda: service_ready(url, workers), 180, f"batched service ready with {workers} workers", interval=0.2)
         processes = {"api": api.pid, "redis": redis.pid}
         processes.update({f"worker-{i + 1}": w.pid for i, w in enumerate(worker_procs)})
         yield System("batched", url, processes, redis, prefix)

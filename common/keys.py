@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from common.batch_metrics import BATCH_HISTOGRAM_NAMES
+
 DEFAULT_PREFIX = "sentimentalyzer"
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.\-]+(:[A-Za-z0-9_.\-]+)*$")
 
@@ -70,7 +72,11 @@ class Keys:
         """Hash: batch size (texts per forward pass) -> how many batches had that size."""
         return f"{self.prefix}:stats:batch_sizes"
 
+    def histogram(self, name: str) -> str:
+        """Hash of one batch histogram (common/batch_metrics.py): per-bucket counts, sum and count."""
+        return f"{self.prefix}:stats:hist:{name}"
+
     def persistent(self) -> set[str]:
         """Keys that are meant to outlive requests (everything else is per-request and must not leak)."""
         return {self.requests, self.workers, self.stats, self.batch_sizes, self.deaths, self.dead_letter,
-                self.reaper_lock}
+                self.reaper_lock, *(self.histogram(name) for name in BATCH_HISTOGRAM_NAMES)}

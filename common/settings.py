@@ -86,10 +86,14 @@ class ModelSettings(BaseSettings):
     )
     backend: str = Field(
         "torch",
-        pattern="^(torch|torch-int8)$",
-        description="`torch`: PyTorch eager, the reference (fp32 on CPU, fp16 on CUDA). `torch-int8`: CPU only, "
+        pattern="^(torch|torch-bf16|torch-int8|simulated)$",
+        description="`torch`: PyTorch eager, the reference (fp32 on CPU, fp16 on CUDA). `torch-bf16`: weights and "
+        "activations in bfloat16 — fast on CPUs with AMX or AVX512-BF16 (and on GPUs), slow on CPUs without "
+        "(the worker warns). `torch-int8`: CPU only, "
         "Linear layers dynamically quantized to int8 — several times faster on CPUs with int8 instructions, "
-        "answers differ slightly (see README: backend agreement on SST-2).",
+        "answers differ slightly (see README: backend agreement on SST-2). `simulated` (workers only): no model, "
+        "each pass sleeps `SIMULATED_BATCH_MS + SIMULATED_TEXT_MS` x texts and answers label `SIMULATED` — "
+        "for measuring the queueing system, never for real traffic.",
     )
     torch_threads: int = Field(
         0,
@@ -170,6 +174,20 @@ class WorkerSettings(SharedSettings, ModelSettings):
         le=30,
         description="How long one blocking wait on an empty queue lasts before the worker re-checks for "
         "shutdown. Arrivals wake it at once; this only bounds how fast SIGTERM is noticed when idle.",
+    )
+    simulated_batch_ms: float = Field(
+        0.0,
+        ge=0,
+        le=60_000,
+        description="`BACKEND=simulated` only: fixed cost (a) of one forward pass, slept, not computed. Models "
+        "an accelerator's per-pass overhead; with a large a, fuller batches pay off.",
+    )
+    simulated_text_ms: float = Field(
+        0.0,
+        ge=0,
+        le=60_000,
+        description="`BACKEND=simulated` only: cost per text (b) of one forward pass. Both 0: a no-op worker, "
+        "to measure the API + Redis path's own ceiling.",
     )
     heartbeat_interval_s: float = Field(2.0, gt=0, description="How often a worker refreshes its heartbeat.")
     heartbeat_ttl_s: int = Field(

@@ -16,7 +16,7 @@ from common.redis_factory import sync_client
 from common.settings import WorkerSettings
 from worker.heartbeat import Heartbeat, default_worker_id
 from worker.loop import BatchLoop, BatchPolicy
-from worker.predictor import ModelLoadError, TransformersPredictor
+from worker.predictor import ModelLoadError, load_predictor
 from worker.redis_queue import RedisRequestQueue
 
 log = logging.getLogger("worker")
@@ -66,7 +66,7 @@ def main() -> int:
     stop = threading.Event()
 
     try:
-        predictor = TransformersPredictor(settings)
+        predictor = load_predictor(settings)
     except ModelLoadError as exc:
         log.error("%s", exc)
         return 2

@@ -6,9 +6,13 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from common.protocol import Prediction
-from common.settings import ModelSettings
+from common.settings import ModelSettings, WorkerSettings
+
+if TYPE_CHECKING:
+    from worker.simulated import SimulatedPredictor
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +27,22 @@ OFFLINE_HINT = (
 )
 
 
+TORCH_BACKENDS = ("torch", "torch-bf16", "torch-int8")
+
+
 class ModelLoadError(RuntimeError):
     """The configured model could not be loaded. The message names the fix."""
+
+
+def load_predictor(settings: WorkerSettings) -> TransformersPredictor | SimulatedPredictor:
+    """The worker's predictor for ``BACKEND``: a real model, or the simulated cost model (no torch import)."""
+    if settings.backend == "simulated":
+        from worker.simulated import SIMULATED_LABEL, SimulatedPredictor
+
+        log.warning("BACKEND=simulated: no model; every pass sleeps %.1f + %.1f ms/text and answers %r",
+                    settings.simulated_batch_ms, settings.simulated_text_ms, SIMULATED_LABEL)
+        return SimulatedPredictor(settings.simulated_batch_ms, settings.simulated_text_ms)
+    return TransformersPredictor(settings)
 
 
 def resolve_device(requested: str) -> str:
@@ -41,6 +59,8 @@ class TransformersPredictor:
     """A Hugging Face sequence classifier. ``predict`` runs one padded forward pass over its texts."""
 
     def __init__(self, settings: ModelSettings) -> None:
+        if settings.backend not in TORCH_BACKENDS:
+            raise ModelLoadError(f"BACKEND={settings.backend} is not a model backend (one of {', '.join(TORCH_BACKENDS)})")
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -49,7 +69,13 @@ class TransformersPredictor:
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
         self.device = resolve_device(settings.device)
-        self.dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+        if settings.backend == "torch-bf16":
+            self.dtype = torch.bfloat16
+            if self.device.startswith("cpu") and not cpu_bf16_support():
+                log.warning("BACKEND=torch-bf16 on a CPU without bf16 matrix instructions (AMX / AVX512-BF16): "
+                            "expect it to be slower than fp32; use BACKEND=torch or torch-int8 here")
+        else:
+            self.dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
         started = time.perf_counter()
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(settings.model)
@@ -114,6 +140,17 @@ class TransformersPredictor:
         self.predict([sample])
         self.predict([sample] * max(1, batch_size))
         log.info("warm-up done in %.2fs", time.perf_counter() - started)
+
+
+def cpu_bf16_support() -> str:
+    """The CPU's bf16 matrix instruction sets (Linux /proc/cpuinfo), '' if none or unknown. bf16 weights only pay
+    off where oneDNN can use them (AMX tiles or AVX512-BF16); elsewhere bf16 is emulated and slower than fp32."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return ""
+    return " ".join(flag for flag in ("amx_bf16", "avx512_bf16") if flag in flags)
 
 
 def quantize_int8(model, device: str):

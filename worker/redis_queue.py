@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import redis
 
+from common.batch_metrics import COUNT_FIELD, SUM_FIELD, batch_observations
 from common.keys import Keys
 from common.protocol import Reply, encode_reply
 from worker.loop import BatchStats
@@ -82,6 +83,12 @@ class RedisRequestQueue:
                 pipe.hincrby(self._keys.stats, name, value)
         if stats.size:
             pipe.hincrby(self._keys.batch_sizes, str(stats.size), 1)
+        for spec, value in batch_observations(stats.size, stats.tokens, stats.padded_tokens,
+                                              stats.inference_ms / 1000):
+            key = self._keys.histogram(spec.name)
+            pipe.hincrby(key, spec.field(value), 1)
+            pipe.hincrbyfloat(key, SUM_FIELD, value)
+            pipe.hincrby(key, COUNT_FIELD, 1)
         if len(pipe):
             pipe.execute()
 

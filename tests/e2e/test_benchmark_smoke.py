@@ -15,14 +15,16 @@ def test_quick_benchmark_writes_json_markdown_and_charts(tiny_model, tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads((tmp_path / "smoke.json").read_text())
-    assert set(results["closed_loop"]) == {"naive", "batched"}
-    for system in ("naive", "batched"):
+    assert set(results["closed_loop"]) == {"naive", "batched", "litserve"}  # the peer runs by default
+    for system in ("naive", "batched", "litserve"):
         for level in results["closed_loop"][system].values():
             assert level["median"]["failures"] == 0 and level["median"]["rps"] > 0
+    for system in ("naive", "batched"):
         assert results["open_loop"][system]["failures"] == 0
+    assert all("rps_batched_over_litserve" in r for r in results["ratios"].values())
     assert results["ceiling"]["policies"]["batch_1"]["sentences_per_s"] > 0
     assert sum(results["batch_sizes"].values()) > 0
     markdown = (tmp_path / "smoke.md").read_text()
-    assert "batched/naive RPS" in markdown and "In-process ceiling" in markdown
+    assert "batched/naive RPS" in markdown and "In-process ceiling" in markdown and "batched/LitServe RPS" in markdown
     for chart in results["charts"]:
         assert (tmp_path / chart).stat().st_size > 10_000

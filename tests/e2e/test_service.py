@@ -92,3 +92,8 @@ def test_metrics_and_probes_over_http(service):
     assert 'sentimentalyzer_requests_total{route="/predict",status="200"}' in metrics
     assert "sentimentalyzer_live_workers 2.0" in metrics
     assert "sentimentalyzer_request_latency_seconds_bucket" in metrics
+    # Batch histograms are cluster-wide (from Redis): as many passes as the workers counted.
+    batches = int(redis.Redis.from_url(service.redis_url).hget(f"{service.prefix}:stats", "batches"))
+    assert f'sentimentalyzer_batch_texts_bucket{{le="+Inf"}} {float(batches)}' in metrics
+    assert f"sentimentalyzer_batch_padding_ratio_count {float(batches)}" in metrics
+    assert "sentimentalyzer_queue_wait_seconds_count" in metrics

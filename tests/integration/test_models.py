@@ -79,10 +79,22 @@ def test_int8_backend_quantizes_linear_layers_and_answers(tiny_model):
     assert [p.label in ("NEGATIVE", "POSITIVE") for p in predictions] == [True, True]
 
 
-def test_int8_backend_stays_close_to_the_reference_on_sst2(shared_minilm):
+def test_bf16_backend_runs_the_model_in_bfloat16_and_answers_like_fp32(tiny_model):
+    import torch
+
+    reference = TransformersPredictor(ModelSettings(model=str(tiny_model), device="cpu"))
+    predictor = TransformersPredictor(ModelSettings(model=str(tiny_model), device="cpu", backend="torch-bf16"))
+    assert predictor.model.dtype == torch.bfloat16
+    texts = ["good", "a rather long and winding sentence about a film", "bad"]
+    for fast, exact in zip(predictor.predict(texts), reference.predict(texts)):
+        assert isinstance(fast.score, float) and abs(fast.score - exact.score) < 0.02
+
+
+def test_fast_backends_stay_close_to_the_reference_on_sst2(shared_minilm):
     from benchmarks.agreement import agreement
     from tests.helpers import load_sst2_dev
 
     result = agreement(str(shared_minilm), load_sst2_dev()[:300], threads=2)
-    assert result["label_agreement"] >= 0.95
-    assert abs(result["accuracy"]["torch"] - result["accuracy"]["torch-int8"]) <= 0.02
+    for backend in ("torch-bf16", "torch-int8"):
+        assert result["backends"][backend]["label_agreement"] >= 0.95, backend
+        assert abs(result["accuracy"]["torch"] - result["accuracy"][backend]) <= 0.02, backend

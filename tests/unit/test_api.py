@@ -43,8 +43,8 @@ async def fake_worker(client, s: ApiSettings, stop: asyncio.Event, *, heartbeat:
 
 
 @contextlib.asynccontextmanager
-async def running(s: ApiSettings, *, worker: bool = True, client=None):
-    server = fakeredis.FakeServer()
+async def running(s: ApiSettings, *, worker: bool = True, client=None, server=None):
+    server = server or fakeredis.FakeServer()
     client = client or fakeredis.FakeAsyncRedis(server=server)
     app = create_app(s, client)
     stop = asyncio.Event()
@@ -263,6 +263,46 @@ def test_metrics_expose_requests_latency_and_queue_depth():
             assert 'sentimentalyzer_request_latency_seconds_count{route="/predict"} 2.0' in body
             assert "sentimentalyzer_queue_depth 0.0" in body
             assert "sentimentalyzer_worker_texts_total 7.0" in body
+
+    run(scenario())
+
+
+def test_metrics_expose_queue_wait_inference_time_and_the_workers_batch_histograms():
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from worker.loop import BatchStats
+    from worker.redis_queue import RedisRequestQueue
+
+    async def scenario():
+        server = fakeredis.FakeServer()
+        s = settings()
+        # Two passes published the way a worker publishes them (same MULTI as replies).
+        queue = RedisRequestQueue(fakeredis.FakeRedis(server=server), s.keys(), 60, "w1")
+        queue.publish([], BatchStats(size=4, tokens=60, padded_tokens=80, inference_ms=30.0), [])
+        queue.publish([], BatchStats(size=16, tokens=400, padded_tokens=400, inference_ms=120.0), [])
+        async with running(s, server=server) as (http, _):
+            for _ in range(3):
+                assert (await http.post("/predict", json={"text": "good"})).status_code == 200
+            body = (await http.get("/metrics")).text
+        samples = {(m.name, tuple(sorted(m.labels.items()))): m.value
+                   for family in text_string_to_metric_families(body) for m in family.samples}
+
+        def sample(name, **labels):
+            return samples[(name, tuple(sorted(labels.items())))]
+
+        # Per request (the fake worker answers queue_ms=1, inference_ms=2).
+        assert sample("sentimentalyzer_queue_wait_seconds_count") == 3
+        assert sample("sentimentalyzer_queue_wait_seconds_sum") == pytest.approx(0.003)
+        assert sample("sentimentalyzer_inference_seconds_sum") == pytest.approx(0.006)
+        # Per pass, cumulative buckets, +Inf == count.
+        assert sample("sentimentalyzer_batch_texts_bucket", le="4.0") == 1
+        assert sample("sentimentalyzer_batch_texts_bucket", le="16.0") == 2
+        assert sample("sentimentalyzer_batch_texts_bucket", le="+Inf") == sample("sentimentalyzer_batch_texts_count") == 2
+        assert sample("sentimentalyzer_batch_texts_sum") == 20
+        assert sample("sentimentalyzer_batch_padded_tokens_sum") == 480
+        assert sample("sentimentalyzer_batch_padding_ratio_bucket", le="0.0") == 1  # the pass with no padding
+        assert sample("sentimentalyzer_batch_padding_ratio_bucket", le="0.3") == 2  # 20/80 = 0.25
+        assert sample("sentimentalyzer_batch_inference_seconds_sum") == pytest.approx(0.15)
 
     run(scenario())
 

@@ -1,0 +1,95 @@
+"""wrk as the load generator where the rate is high (thousands of requests/s): a C event loop costs the 2-core
+machine far less CPU per request than Locust, so the server, not the generator, is what is measured.
+
+Closed loop: ``connections`` clients, each sending its next request when the previous answer arrived. The
+request bodies cycle through the given texts. The Lua ``done`` hook prints one JSON line with the counts and
+latency percentiles, parsed here.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+_MARKER = "WRK_RESULT "
+
+_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local bodies = {
+%(bodies)s
+}
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format(nil, nil, nil, bodies[(n %% #bodies) + 1])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('%(marker)s{"requests": %%d, "duration_us": %%d, "status_errors": %%d, "connect_errors": %%d, '
+    .. '"read_errors": %%d, "write_errors": %%d, "timeouts": %%d, "p50_us": %%d, "p90_us": %%d, "p99_us": %%d, '
+    .. '"max_us": %%d}\\n', summary.requests, summary.duration, e.status, e.connect, e.read, e.write, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+end
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class WrkResult:
+    rps: float
+    requests: int
+    errors: int  # non-2xx answers + socket errors + timeouts
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def wrk_binary() -> str:
+    binary = shutil.which("wrk")
+    if binary is None:
+        raise SystemExit("wrk not found: install it (Debian/Ubuntu: apt-get install -y wrk)")
+    return binary
+
+
+def _lua_string(text: str) -> str:
+    body = json.dumps({"text": text})
+    level = "=" * 4
+    if f"]{level}]" in body:
+        raise ValueError("text contains the Lua long-string terminator")
+    return f"[{level}[{body}]{level}]"
+
+
+def run_wrk(url: str, texts: list[str], connections: int, duration_s: int, *, threads: int = 1,
+            timeout_s: int = 10) -> WrkResult:
+    """POST ``{"text": ...}`` bodies to ``url`` for ``duration_s`` seconds (wrk counts whole seconds) over
+    ``connections`` connections."""
+    if duration_s < 1:
+        raise ValueError("wrk runs for whole seconds: duration_s must be >= 1")
+    script = _SCRIPT % {"bodies": ",\n".join(_lua_string(t) for t in texts), "marker": _MARKER}
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(script)
+        path = Path(f.name)
+    try:
+        out = subprocess.run(
+            [wrk_binary(), f"-t{threads}", f"-c{connections}", f"-d{duration_s}s", f"--timeout={timeout_s}s",
+             "-s", str(path), url],
+            capture_output=True, text=True, timeout=duration_s + timeout_s + 30,
+        )
+    finally:
+        path.unlink(missing_ok=True)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith(_MARKER)), None)
+    if out.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed (exit {out.returncode}):\n{out.stdout}\n{out.stderr}")
+    r = json.loads(line[len(_MARKER):])
+    errors = r["status_errors"] + r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["timeouts"]
+    return WrkResult(rps=r["requests"] / (r["duration_us"] / 1e6), requests=r["requests"], errors=errors,
+                     p50_ms=r["p50_us"] / 1000, p90_ms=r["p90_us"] / 1000, p99_ms=r["p99_us"] / 1000,
+                     max_ms=r["max_us"] / 1000)

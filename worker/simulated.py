@@ -1,0 +1,60 @@
+"""A predictor that costs time but no CPU, to measure the queueing system beyond this machine's cores.
+
+``BACKEND=simulated``: each forward pass sleeps ``SIMULATED_BATCH_MS + SIMULATED_TEXT_MS x texts`` (the
+``a + b·n`` cost model of a batched accelerator) and answers without a model. Sleeping leaves the cores to the
+API, Redis and the load generator, so 8 such workers on a 2-core machine behave like 8 accelerators: what
+limits throughput is the queue, the dispatch and the HTTP layer, which is what the scale-out benchmark
+measures. With both costs 0 it is a no-op: the ceiling of the API + Redis path itself.
+
+Answers are deterministic and clearly fake: label ``SIMULATED``, score a function of the text (so tests can
+check that every reply went to the right text). No torch, no tokenizer: such a worker starts in a second.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable, Sequence
+
+from common.protocol import Prediction
+
+SIMULATED_LABEL = "SIMULATED"
+
+
+def simulated_score(text: str) -> float:
+    """The score the simulated predictor gives ``text``: in [0, 1), stable across processes."""
+    return (zlib.crc32(text.encode()) % 10_000) / 10_000
+
+
+class SimulatedPredictor:
+    backend = "simulated"
+    device = "none"
+
+    def __init__(self, batch_ms: float, text_ms: float, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        if batch_ms < 0 or text_ms < 0:
+            raise ValueError("simulated costs must be >= 0")
+        self.batch_s = batch_ms / 1000
+        self.text_s = text_ms / 1000
+        self._sleep = sleep
+        self.name = f"simulated(a={batch_ms:g}ms, b={text_ms:g}ms/text)"
+        self.tokenize_s = 0.0  # nothing is tokenized; kept for the heartbeat's profile
+        self.forward_s = 0.0
+
+    def cost_s(self, texts: int) -> float:
+        return self.batch_s + self.text_s * texts
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        if not texts:
+            return []
+        cost = self.cost_s(len(texts))
+        if cost > 0:
+            self._sleep(cost)
+        self.forward_s += cost
+        return [Prediction(SIMULATED_LABEL, simulated_score(t)) for t in texts]
+
+    def token_lengths(self, texts: Sequence[str]) -> list[int]:
+        # Whitespace words + [CLS]/[SEP]: close enough to WordPiece on plain English for batch planning.
+        return [len(t.split()) + 2 for t in texts]
+
+    def warm_up(self, batch_size: int) -> None:
+        """Nothing to warm up (same interface as the real predictor)."""
