@@ -1,0 +1,67 @@
+"""``API_PROCESSES=2``: two API server processes on one port (SO_REUSEPORT), supervised by ``python -m api``."""
+
+import asyncio
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+from benchmarks.processes import children
+from tests.e2e.conftest import start_service
+from tests.e2e.test_service import fire, results, sentences
+from tests.helpers import wait_until
+from worker.simulated import simulated_score
+
+
+def api_servers(supervisor: int) -> set[int]:
+    """The supervisor's server processes (multiprocessing's spawned children)."""
+    return {pid for pid in children(supervisor)
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()}
+
+
+def assert_all_answered(outcomes) -> None:
+    for texts, response in outcomes:
+        assert response.status_code == 200, response.text
+        assert [r["score"] for r in results(response)] == [simulated_score(t) for t in texts]
+
+
+def test_two_api_processes_share_the_port_survive_a_crash_and_drain_on_sigterm(redis_server, tmp_path):
+    from api.main import MIN_UPTIME_S
+
+    started = time.monotonic()
+    svc = start_service(redis_server.url, "/no/model/needed", tmp_path, workers=1, BACKEND="simulated",
+                        API_PROCESSES="2")
+    try:
+        first = api_servers(svc.api.pid)
+        assert len(first) == 2
+        assert_all_answered(asyncio.run(fire(svc.url, sentences(120, seed=3))))
+        # A server that dies after it was up long enough is replaced; the port keeps answering meanwhile.
+        time.sleep(max(0.0, MIN_UPTIME_S + 0.5 - (time.monotonic() - started)))
+        os.kill(max(first), signal.SIGKILL)
+        assert_all_answered(asyncio.run(fire(svc.url, sentences(40, seed=4))))
+        wait_until(lambda: len(api_servers(svc.api.pid) - first) == 1, 30, "a replacement API process")
+        assert_all_answered(asyncio.run(fire(svc.url, sentences(60, seed=5))))
+        # SIGTERM drains every server; the supervisor exits 0.
+        svc.api.signal(signal.SIGTERM)
+        assert svc.api.wait(timeout=30) == 0, svc.api.output()[-2000:]
+        assert "starting another" in svc.api.output()
+        assert not api_servers(svc.api.pid)
+    finally:
+        svc.stop()
+
+
+def test_a_server_that_cannot_start_stops_the_api_instead_of_crash_looping(redis_server, tmp_path):
+    from benchmarks.processes import Process, free_port, python_env
+
+    port = free_port()
+    with socket.socket() as blocker:  # the port is taken by a socket without SO_REUSEPORT
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen()
+        api = Process("api", python_env(REDIS_URL=redis_server.url, PORT=str(port), API_PROCESSES="2"),
+                      tmp_path / "api.log")
+        try:
+            assert api.wait(timeout=60) == 1
+        finally:
+            api.stop()
+    assert "stopping the others" in api.output()
