@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
-from common.batch_metrics import BATCH_HISTOGRAMS, COUNT_FIELD, SUM_FIELD, cumulative_buckets
+from common.batch_metrics import BATCH_HISTOGRAMS, SUM_FIELD, cumulative_buckets
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.4, 0.6, 1.0, 1.5, 2.5, 4.0, 6.0, 10.0, 20.0, 30.0)
 WORKER_COUNTERS = ("batches", "texts", "expired", "malformed", "failed")
@@ -37,9 +37,7 @@ class BatchHistogramCollector:
     def collect(self) -> Iterable[Metric]:
         for spec in BATCH_HISTOGRAMS:
             counts = self.snapshot.get(spec.name, {})
-            buckets = [(floatToGoString(bound), count)
-                       for bound, count in cumulative_buckets(spec, {k: int(v) for k, v in counts.items()
-                                                                     if k not in (SUM_FIELD, COUNT_FIELD)})]
+            buckets = [(floatToGoString(bound), count) for bound, count in cumulative_buckets(spec, counts)]
             yield HistogramMetricFamily(f"sentimentalyzer_{spec.name}", f"{spec.help} (all workers, from Redis)",
                                         buckets=buckets, sum_value=float(counts.get(SUM_FIELD, 0.0)))
 

@@ -142,17 +142,17 @@ class Process:
 
     def _reap_group(self, timeout: float) -> None:
         """Wait for the rest of the process group to exit after SIGTERM; SIGKILL what is left."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def gone() -> bool:
             try:
                 os.killpg(self.proc.pid, 0)
             except ProcessLookupError:
-                return
-            time.sleep(0.1)
+                return True
+            return False
+
         try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+            wait_until(gone, timeout, f"the process group of {self.module} to exit", interval=0.1)
+        except TimeoutError:
+            self.signal(signal.SIGKILL)
 
     def output(self) -> str:
         if not self._log.closed:

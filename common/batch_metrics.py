@@ -1,7 +1,7 @@
 """Histograms of forward passes, kept in Redis so that any API process can expose the whole cluster's.
 
 Workers observe each pass at its batch boundary, in the same MULTI/EXEC as its replies: HINCRBY of the bucket
-the value falls in, plus its sum and count. The API turns each hash into a Prometheus histogram at scrape time
+the value falls in, plus its sum (the count is the buckets' total). The API turns each hash into a Prometheus histogram at scrape time
 (cumulative buckets). In Redis the buckets are *not* cumulative, so they read naturally:
 ``redis-cli HGETALL sentimentalyzer:stats:hist:batch_texts`` → ``le=16 → 830`` passes held 9–16 texts.
 """
@@ -9,10 +9,10 @@ the value falls in, plus its sum and count. The API turns each hash into a Prome
 from __future__ import annotations
 
 import bisect
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 SUM_FIELD = "sum"
-COUNT_FIELD = "count"
 INF_FIELD = "le=+Inf"
 
 
@@ -59,11 +59,12 @@ def batch_observations(size: int, tokens: int, padded_tokens: int, inference_s: 
     return observed
 
 
-def cumulative_buckets(spec: HistogramSpec, counts: dict[str, int]) -> list[tuple[float, int]]:
-    """Prometheus's cumulative (upper bound, count) pairs from a hash of per-bucket counts; the last is +Inf."""
+def cumulative_buckets(spec: HistogramSpec, counts: Mapping[str, float]) -> list[tuple[float, int]]:
+    """Prometheus's cumulative (upper bound, count) pairs from a histogram's hash (per-bucket counts; other
+    fields such as the sum are ignored); the last is +Inf, i.e. the count."""
     out, running = [], 0
     for bound in spec.buckets:
-        running += counts.get(bucket_field(bound), 0)
+        running += int(counts.get(bucket_field(bound), 0))
         out.append((bound, running))
-    out.append((float("inf"), running + counts.get(INF_FIELD, 0)))
+    out.append((float("inf"), running + int(counts.get(INF_FIELD, 0))))
     return out

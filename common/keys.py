@@ -73,7 +73,7 @@ class Keys:
         return f"{self.prefix}:stats:batch_sizes"
 
     def histogram(self, name: str) -> str:
-        """Hash of one batch histogram (common/batch_metrics.py): per-bucket counts, sum and count."""
+        """Hash of one batch histogram (common/batch_metrics.py): per-bucket counts and the sum."""
         return f"{self.prefix}:stats:hist:{name}"
 
     def persistent(self) -> set[str]:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import redis
 
-from common.batch_metrics import COUNT_FIELD, SUM_FIELD, batch_observations
+from common.batch_metrics import SUM_FIELD, batch_observations
 from common.keys import Keys
 from common.protocol import Reply, encode_reply
 from worker.loop import BatchStats
@@ -88,7 +88,6 @@ class RedisRequestQueue:
             key = self._keys.histogram(spec.name)
             pipe.hincrby(key, spec.field(value), 1)
             pipe.hincrbyfloat(key, SUM_FIELD, value)
-            pipe.hincrby(key, COUNT_FIELD, 1)
         if len(pipe):
             pipe.execute()
 
