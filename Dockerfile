@@ -19,6 +19,7 @@ COPY api ./api
 COPY worker ./worker
 COPY naive ./naive
 COPY launcher ./launcher
+COPY harness ./harness
 RUN pip install --no-deps . \
  && useradd --create-home --uid 10001 app \
  && mkdir -p /models && chown app /models

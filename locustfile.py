@@ -17,7 +17,7 @@ from typing import Any
 
 from locust import FastHttpUser, between, events, task
 
-from benchmarks.corpus import load_sentences
+from harness.corpus import load_sentences
 
 SENTENCES, SOURCE = load_sentences()
 RAW_FILE = os.environ.get("LOCUST_RAW_FILE")

@@ -19,12 +19,13 @@ import time
 from pathlib import Path
 
 from benchmarks.ceiling import measure_ceiling, merge
-from benchmarks.corpus import load_sentences
 from benchmarks.environment import cpu_model, git_commit
 from benchmarks.load import median_of, run_locust, run_open_loop
-from benchmarks.processes import ROOT
-from benchmarks.report import ratios, write_charts, write_json, write_markdown
-from benchmarks.systems import PROFILE_FIELDS, System, batched_system, litserve_system, naive_system, warm_up
+from benchmarks.report import markdown, ratios, save_report, write_charts
+from benchmarks.systems import System, batched_system, litserve_system, naive_system, warm_up
+from common.counters import PHASES
+from harness.corpus import load_sentences
+from harness.processes import ROOT
 
 
 def ensure_model(model: str | None) -> tuple[str, str]:
@@ -44,7 +45,7 @@ def measure_system(system: System, users_levels: list[int], args: argparse.Names
     for users in users_levels:
         runs, cpu_runs = [], []
         sizes_total: dict[int, int] = {}
-        profile_total = dict.fromkeys(PROFILE_FIELDS, 0.0)
+        profile_total = dict.fromkeys(PHASES, 0.0)
         for repeat in range(args.repeats):
             cpu0, sizes0, prof0, t0 = system.cpu(), system.batch_sizes(), system.worker_profile(), time.time()
             result = run_locust(system.url, users, args.warmup, args.duration, run_dir, f"{system.name}_u{users}_r{repeat}")
@@ -184,9 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         results["ceiling_ratios"][f"naive server RPS at {top} users / in-process batch-1 ceiling"] = (
             results["closed_loop"]["naive"][top]["median"]["rps"] / ceiling["policies"]["batch_1"]["sentences_per_s"])
     results["charts"] = [Path(c).name for c in write_charts(results, args.out, name)]
-    write_json(results, args.out / f"{name}.json")
-    write_markdown(results, args.out / f"{name}.md")
-    print((args.out / f"{name}.md").read_text())
+    save_report(args.out / name, results, markdown(results))
     return 0
 
 

@@ -7,18 +7,18 @@ in-process (the bench model, the worker's batch policy).
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import sys
 from pathlib import Path
 
 from benchmarks.ceiling import arrival_order, grouped_by_length, measure
-from benchmarks.corpus import read_sst2, sst2_path
 from benchmarks.environment import cpu_model
-from benchmarks.processes import ROOT
+from benchmarks.report import save_report
 from common.protocol import Prediction
 from common.settings import ModelSettings
+from harness.corpus import read_sst2, sst2_path
+from harness.processes import ROOT
 from worker.predictor import TransformersPredictor, cpu_bf16_support
 
 REFERENCE = "torch"
@@ -87,8 +87,6 @@ def main(argv: list[str] | None = None) -> int:
     result = {"agreement_model": str(args.model.name), "speed_model": Path(args.speed_model).name,
               "threads": args.threads, "agreement": agreement(str(args.model), rows, args.threads),
               "speed": speed(args.speed_model, sentences, args.threads, args.repeats)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     a, s = result["agreement"], result["speed"]
     lines = [
         f"# Backends: agreement on SST-2 dev ({a['sentences']} sentences, {result['agreement_model']}) and speed "
@@ -104,8 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{b['max_abs_p_positive_diff']:.4f} / {b['mean_abs_p_positive_diff']:.4f} | {s[backend]['batch_1']:.1f} | "
             f"{s[backend]['grouped_w64_t512']:.1f} |")
     lines += ["", f"CPU: {cpu_model()}; bf16 matrix instructions: {cpu_bf16_support() or 'none'}."]
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save_report(args.out, result, "\n".join(lines) + "\n")
     return 0
 
 

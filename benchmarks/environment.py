@@ -6,7 +6,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-from benchmarks.processes import ROOT
+from harness.processes import ROOT
 
 
 def cpu_model() -> str:

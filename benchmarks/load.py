@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.processes import ROOT, python_env
+from harness.processes import ROOT, python_env
 
 
 @dataclass

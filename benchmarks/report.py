@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from common.counters import LEAF_PHASES, PHASE_HELP, TOP_PHASES
+
 SYSTEM_LABELS = {"naive": "naive (1 pass per request)", "batched": "batched service (API + Redis + worker)",
                  "litserve": "LitServe (its batching, same model code)"}
 
@@ -31,7 +33,7 @@ def ratios(results: dict) -> dict:
     return out
 
 
-def write_markdown(results: dict, path: Path) -> None:
+def markdown(results: dict) -> str:
     env, ceiling = results["environment"], results["ceiling"]
     lines = [f"# Benchmark `{results['name']}`", "",
              f"Model `{env['model']}` ({env['model_note']}); torch {env['torch']} ({env['torch_threads']} threads "
@@ -90,20 +92,18 @@ def write_markdown(results: dict, path: Path) -> None:
         lines.append(f"| {system} | load generator (locust) | {_fmt(top['median']['generator_cpu_pct'])} % |")
     profile = results.get("worker_profile")
     if profile:
-        total = sum(profile[k] for k in ("pop_s", "decode_s", "infer_s", "publish_s")) or 1.0
+        total = sum(profile[k] for k in TOP_PHASES) or 1.0
         lines += ["", "## Where the worker's time goes (highest user level, all repeats)", "",
                   "| phase | seconds | share |", "|---|---|---|"]
-        for key, label in (("pop_s", "waiting for work + Redis pop"), ("decode_s", "msgpack decode"),
-                           ("tokenize_s", "tokenization"), ("forward_s", "forward pass"),
-                           ("publish_s", "reply encode + Redis publish")):
-            lines.append(f"| {label} | {profile[key]:.2f} | {100 * profile[key] / total:.1f} % |")
+        for key in LEAF_PHASES:
+            lines.append(f"| {PHASE_HELP[key]} | {profile[key]:.2f} | {100 * profile[key] / total:.1f} % |")
     if results.get("batch_sizes"):
         sizes = {int(k): v for k, v in results["batch_sizes"].items()}  # JSON keys are strings
         texts = sum(k * v for k, v in sizes.items())
         lines += ["", f"Worker batch sizes at the highest level: mean {texts / max(1, sum(sizes.values())):.1f} texts "
                   f"per forward pass over {sum(sizes.values())} batches."]
     lines += ["", "Charts: " + ", ".join(f"`{Path(c).name}`" for c in results.get("charts", []))]
-    path.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 def write_charts(results: dict, out_dir: Path, name: str) -> list[str]:
@@ -172,5 +172,9 @@ def _save(fig, path: Path) -> str:
     return str(path)
 
 
-def write_json(results: dict, path: Path) -> None:
-    path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+def save_report(base: Path, results: dict, text: str) -> None:
+    """A benchmark's results: ``<base>.json`` (everything) and ``<base>.md`` (the tables), which is also printed."""
+    base.parent.mkdir(parents=True, exist_ok=True)
+    base.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    base.with_suffix(".md").write_text(text)
+    print(text)

@@ -21,70 +21,60 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.corpus import load_sentences
 from benchmarks.environment import git_commit
-from benchmarks.processes import ROOT, Process, RedisServer, children, cpu_seconds, free_port, python_env, wait_until
-from benchmarks.systems import service_ready
+from benchmarks.report import save_report
 from benchmarks.wrk import WrkResult, run_wrk, wrk_binary
+from harness.corpus import load_sentences
+from harness.processes import ROOT, RedisServer, children, cpu_seconds, wait_until
+from harness.service import start_service
 
 
 class Cluster:
-    """Redis + one API (with ``api_processes`` uvicorn workers) + simulated workers added on demand."""
+    """Redis + one API (with ``api_processes`` server processes) + simulated workers added on demand."""
 
     def __init__(self, redis: RedisServer, logs: Path, api_processes: int, max_batch_size: int) -> None:
         self.redis = redis
-        self.logs = logs
-        self.prefix = f"scaleout-{uuid.uuid4().hex[:6]}"
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.env = python_env(REDIS_URL=redis.url, KEY_PREFIX=self.prefix, PORT=str(port), LOG_LEVEL="WARNING",
-                              API_PROCESSES=str(api_processes), BACKEND="simulated",
-                              MAX_BATCH_SIZE=str(max_batch_size), MAX_BATCH_TOKENS="0", MAX_QUEUE_DEPTH="100000",
-                              MAX_IN_FLIGHT="4096", HEARTBEAT_INTERVAL_S="0.5", HEARTBEAT_TTL_S="5")
-        self.api = Process("api", self.env, logs / f"api-x{api_processes}.log")
-        self.workers: list[Process] = []
+        logs = logs / f"api-x{api_processes}"
+        logs.mkdir()
+        self.service = start_service(redis.url, logs, workers=0, env=dict(
+            LOG_LEVEL="WARNING", API_PROCESSES=str(api_processes), BACKEND="simulated",
+            MAX_BATCH_SIZE=str(max_batch_size), MAX_BATCH_TOKENS="0", MAX_QUEUE_DEPTH="100000", MAX_IN_FLIGHT="4096",
+            HEARTBEAT_INTERVAL_S="0.5"))
+        self.url = self.service.url
 
     def set_workers(self, count: int, batch_ms: float, text_ms: float) -> None:
         """Exactly ``count`` workers with this cost model (restarts them if the cost model changed)."""
         costs = {"SIMULATED_BATCH_MS": f"{batch_ms:g}", "SIMULATED_TEXT_MS": f"{text_ms:g}"}
-        if self.workers and any(self.env.get(k) != v for k, v in costs.items()):
-            self.stop_workers()
-        self.env.update(costs)
-        while len(self.workers) < count:
-            n = len(self.workers) + 1
-            self.workers.append(Process("worker", self.env, self.logs / f"worker-{n}.log"))
-        while len(self.workers) > count:
-            self.workers.pop().stop()
-        wait_until(lambda: service_ready(self.url, count, exact=True), 60, f"{count} simulated workers", interval=0.1)
-
-    def stop_workers(self) -> None:
-        for w in self.workers:
-            w.stop()
-        self.workers = []
+        service = self.service
+        if any(service.env.get(k) != v for k, v in costs.items()):
+            service.stop_workers()
+            service.env.update(costs)
+        while len(service.workers) < count:
+            service.start_worker()
+        while len(service.workers) > count:
+            service.workers.pop().stop()
+        service.wait_ready(count, timeout=60)
 
     def stats(self) -> dict[str, int]:
-        return {k.decode(): int(v) for k, v in self.redis.client.hgetall(f"{self.prefix}:stats").items()}
+        return {k.decode(): int(v) for k, v in self.redis.client.hgetall(self.service.keys.stats).items()}
 
     def drained(self) -> bool:
-        return self.redis.client.llen(f"{self.prefix}:requests") == 0
+        return self.redis.client.llen(self.service.keys.requests) == 0
 
     def pids(self) -> dict[str, list[int]]:
-        return {"api": [self.api.pid, *children(self.api.pid)], "redis": [self.redis.pid],
-                "workers": [w.pid for w in self.workers]}
+        return {"api": [self.service.api.pid, *children(self.service.api.pid)], "redis": [self.redis.pid],
+                "workers": [w.pid for w in self.service.workers]}
 
     def stop(self) -> None:
-        self.stop_workers()
-        self.api.stop()
+        self.service.stop()
 
 
 def measure(cluster: Cluster, texts: list[str], connections: int, args: argparse.Namespace,
@@ -164,7 +154,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
     return results
 
 
-def write_markdown(results: dict, path: Path) -> None:
+def markdown(results: dict) -> str:
     env = results["environment"]
     lines = [
         f"# Scale-out with simulated workers `{results['name']}`", "",
@@ -196,7 +186,7 @@ def write_markdown(results: dict, path: Path) -> None:
                          f"{p['rps_range'][1]:,.0f}] | {m['p50_ms']:.1f} | {m['p99_ms']:.1f} | {p['mean_batch']:.1f} | "
                          f"{m['errors']} | {cpu['api']:.0f} / {cpu['redis']:.0f} / {cpu['workers']:.0f} |")
     lines.append("")
-    path.write_text("\n".join(lines))
+    return "\n".join(lines)
 
 
 def write_chart(results: dict, path: Path) -> None:
@@ -253,11 +243,8 @@ def main(argv: list[str] | None = None) -> int:
 
     results = run(args, print)
     results["name"], results["commit"] = args.name, git_commit()
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps(results, indent=2))
-    write_markdown(results, args.out / f"{args.name}.md")
+    save_report(args.out / args.name, results, markdown(results))
     write_chart(results, args.out / f"{args.name}.png")
-    print((args.out / f"{args.name}.md").read_text())
     return 0
 
 

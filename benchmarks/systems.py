@@ -1,18 +1,19 @@
-"""The two systems under test, each started as real processes on loopback."""
+"""The systems under test, each started as real processes on loopback (harness/), with what the benchmarks read
+of them: CPU per role, and for the batched service the batch sizes and worker profile from Redis."""
 
 from __future__ import annotations
 
-import uuid
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from benchmarks.processes import Process, RedisServer, children, cpu_seconds, free_port, python_env, wait_until
-
-PROFILE_FIELDS = ("pop_s", "decode_s", "infer_s", "tokenize_s", "forward_s", "publish_s")
+from common.counters import PHASES
+from common.keys import Keys
+from harness.processes import Process, RedisServer, children, cpu_seconds, free_port, python_env, wait_until
+from harness.service import start_naive, start_service
 
 
 @dataclass
@@ -21,39 +22,27 @@ class System:
     url: str
     processes: dict[str, int]  # role -> pid, for CPU accounting
     redis: RedisServer | None = None
-    prefix: str | None = None
+    keys: Keys | None = None
 
     def cpu(self) -> dict[str, float]:
         return {role: cpu_seconds(pid) for role, pid in self.processes.items()}
 
     def batch_sizes(self) -> dict[int, int]:
-        if self.redis is None:
+        if self.redis is None or self.keys is None:
             return {}
-        raw = self.redis.client.hgetall(f"{self.prefix}:stats:batch_sizes")
+        raw = self.redis.client.hgetall(self.keys.batch_sizes)
         return {int(k): int(v) for k, v in raw.items()}
 
     def worker_profile(self) -> dict[str, float]:
         """Cumulative seconds per phase, summed over workers, from their heartbeat hashes."""
-        if self.redis is None:
+        if self.redis is None or self.keys is None:
             return {}
-        total = dict.fromkeys(PROFILE_FIELDS, 0.0)
-        for member in self.redis.client.smembers(f"{self.prefix}:workers"):
-            beat = self.redis.client.hgetall(f"{self.prefix}:worker:{member.decode()}")
-            for name in PROFILE_FIELDS:
+        total = dict.fromkeys(PHASES, 0.0)
+        for member in self.redis.client.smembers(self.keys.workers):
+            beat = self.redis.client.hgetall(self.keys.heartbeat(member.decode()))
+            for name in PHASES:
                 total[name] += float(beat.get(name.encode(), 0))
         return total
-
-
-def service_ready(url: str, workers: int, *, exact: bool = False) -> bool:
-    """``/readyz`` answers 200 with at least (``exact``: exactly) ``workers`` live workers."""
-    try:
-        r = httpx.get(f"{url}/readyz", timeout=2)
-    except httpx.HTTPError:
-        return False
-    if r.status_code != 200:
-        return False
-    live = r.json().get("workers", workers)
-    return live == workers if exact else live >= workers
 
 
 def warm_up(url: str, texts: list[str], n: int = 20) -> None:
@@ -64,14 +53,11 @@ def warm_up(url: str, texts: list[str], n: int = 20) -> None:
 
 @contextmanager
 def naive_system(model: str, logs: Path, env: dict[str, str]) -> Iterator[System]:
-    port = free_port()
-    proc = Process("naive", python_env(MODEL=model, PORT=str(port), **env), logs / "naive.log")
-    url = f"http://127.0.0.1:{port}"
+    naive = start_naive(logs / "naive.log", env={**env, "MODEL": model})
     try:
-        wait_until(lambda: service_ready(url, 0), 120, "naive server ready", interval=0.2)
-        yield System("naive", url, {"naive": proc.pid})
+        yield System("naive", naive.url, {"naive": naive.process.pid})
     finally:
-        proc.stop()
+        naive.stop()
 
 
 def litserve_ready(url: str) -> bool:
@@ -86,10 +72,9 @@ def litserve_system(model: str, logs: Path, env: dict[str, str], *, max_batch_si
                     batch_timeout_s: float) -> Iterator[System]:
     """The peer: the same model and predictor code behind LitServe's own batching (benchmarks/peers)."""
     port = free_port()
-    proc = Process("benchmarks.peers.litserve_server",
-                   python_env(MODEL=model, PORT=str(port), LITSERVE_MAX_BATCH_SIZE=str(max_batch_size),
-                              LITSERVE_BATCH_TIMEOUT_S=str(batch_timeout_s), **env),
-                   logs / "litserve.log", group=True)
+    environment = python_env(MODEL=model, PORT=str(port), LITSERVE_MAX_BATCH_SIZE=str(max_batch_size),
+                             LITSERVE_BATCH_TIMEOUT_S=str(batch_timeout_s), **env)
+    proc = Process.python("benchmarks.peers.litserve_server", environment, logs / "litserve.log", group=True)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: litserve_ready(url), 180, "LitServe ready", interval=0.2)
@@ -102,20 +87,15 @@ def litserve_system(model: str, logs: Path, env: dict[str, str], *, max_batch_si
 @contextmanager
 def batched_system(model: str, logs: Path, env: dict[str, str], *, workers: int) -> Iterator[System]:
     redis = RedisServer(logs)
-    port = free_port()
-    prefix = f"bench-{uuid.uuid4().hex[:6]}"
-    environment = python_env(REDIS_URL=redis.url, KEY_PREFIX=prefix, MODEL=model, PORT=str(port),
-                             HEARTBEAT_INTERVAL_S="0.5", HEARTBEAT_TTL_S="5", **env)
-    api = Process("api", environment, logs / "api.log")
-    worker_procs = [Process("worker", environment, logs / f"worker-{i + 1}.log") for i in range(workers)]
-    url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: service_ready(url, workers), 180, f"batched service ready with {workers} workers", interval=0.2)
-        processes = {"api": api.pid, "redis": redis.pid}
-        processes.update({f"worker-{i + 1}": w.pid for i, w in enumerate(worker_procs)})
-        yield System("batched", url, processes, redis, prefix)
+        # Heartbeats every 0.5 s: the worker profile read from them at the end of a run is at most that stale.
+        service = start_service(redis.url, logs, workers=workers, ready_timeout=180,
+                                env={**env, "MODEL": model, "HEARTBEAT_INTERVAL_S": "0.5"})
+        try:
+            processes = {"api": service.api.pid, "redis": redis.pid}
+            processes.update({w.name: w.pid for w in service.workers})
+            yield System("batched", service.url, processes, redis, service.keys)
+        finally:
+            service.stop()
     finally:
-        api.stop()
-        for w in worker_procs:
-            w.stop()
         redis.stop()

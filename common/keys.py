@@ -76,6 +76,11 @@ class Keys:
         """Hash of one batch histogram (common/batch_metrics.py): per-bucket counts and the sum."""
         return f"{self.prefix}:stats:hist:{name}"
 
+    @property
+    def pattern(self) -> str:
+        """A SCAN/KEYS pattern matching every key of this prefix."""
+        return f"{self.prefix}:*"
+
     def persistent(self) -> set[str]:
         """Keys that are meant to outlive requests (everything else is per-request and must not leak)."""
         return {self.requests, self.workers, self.stats, self.batch_sizes, self.deaths, self.dead_letter,

@@ -28,7 +28,11 @@ _UNPACK_LIMITS = dict(
     max_map_len=64,
     max_ext_len=0,
 )
-_REQUEST_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+# A request id is a uuid4 in lowercase hex. The Lua scripts check it too: common/scripts.py builds their
+# pattern from these two constants.
+REQUEST_ID_LENGTH = 32
+REQUEST_ID_CHARS = "0-9a-f"
+_REQUEST_ID_RE = re.compile(f"[{REQUEST_ID_CHARS}]{{{REQUEST_ID_LENGTH}}}")
 
 
 class ProtocolError(ValueError):
@@ -73,7 +77,7 @@ class ErrorCode:
 
     MALFORMED = "malformed_message"
     INFERENCE_FAILED = "inference_failed"
-    POISON = "poison_message"  # written by the reaper's Lua script (worker/scripts.py), not by Python
+    POISON = "poison_message"  # sent by the recovery script (common/scripts.py) from a template encoded here
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +117,7 @@ def _peek_identity(data: dict[str, Any]) -> tuple[str | None, int | None]:
     """Read the id and index if they are well formed, so a broken message can still be answered."""
     request_id = data.get("request_id")
     index = data.get("index")
-    valid_id = request_id if isinstance(request_id, str) and _REQUEST_ID_RE.match(request_id) else None
+    valid_id = request_id if isinstance(request_id, str) and _REQUEST_ID_RE.fullmatch(request_id) else None
     valid_index = index if type(index) is int and index >= 0 else None
     return valid_id, valid_index
 

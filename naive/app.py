@@ -9,7 +9,7 @@ from api.errors import ErrorKind, error_responses, install_error_handlers
 from api.limits import BodySizeLimit
 from api.schemas import BatchPredictionOut, PredictionOut, request_models
 from common.settings import NaiveSettings
-from worker.loop import Predictor
+from worker.predictor import Predictor
 
 
 def create_naive_app(settings: NaiveSettings, predictor: Predictor) -> FastAPI:

@@ -1,9 +1,9 @@
-"""Test helpers. The process helpers live in benchmarks.processes (the benchmarks start the same processes)."""
+"""Test helpers: the process harness the launcher and the benchmarks use too (harness/), and where ../shared is."""
 
 from __future__ import annotations
 
-
-from benchmarks.processes import ROOT, Process, RedisServer, free_port, python_env, wait_until
+from harness.corpus import read_sst2
+from harness.processes import ROOT, Process, RedisServer, free_port, python_env, wait_until
 
 SHARED = ROOT.parent / "shared"
 SST2_DEV = SHARED / "data" / "sst2" / "dev.tsv"
@@ -14,6 +14,4 @@ __all__ = ["ROOT", "SHARED", "SST2_DEV", "MINILM", "Process", "RedisServer", "fr
 
 
 def load_sst2_dev() -> list[tuple[str, int]]:
-    from benchmarks.corpus import read_sst2
-
     return read_sst2(SST2_DEV)

@@ -20,6 +20,17 @@ from common.keys import Keys
 log = logging.getLogger(__name__)
 
 
+def _guarded(what: str, task: Callable[[], object]) -> None:
+    """Run one of the heartbeat thread's tasks. Nothing may end that thread but stop(): a worker that stops
+    beating while it serves is reaped as dead by the others (its messages run twice, deaths count against them)."""
+    try:
+        task()
+    except redis.RedisError as exc:
+        log.warning("%s failed: %s", what, exc)  # Redis away: expected, it comes back
+    except Exception:  # noqa: BLE001 - see above; the traceback is logged
+        log.exception("%s failed; the heartbeat goes on", what)
+
+
 def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -48,26 +59,33 @@ class Heartbeat:
 
     def start(self) -> None:
         self.beat()  # the first beat is synchronous: readiness is visible when start() returns
+        self._run_after_beat()
         self._thread.start()
 
+    def _run_after_beat(self) -> None:
+        if self._after_beat is not None:
+            _guarded("after-beat task", self._after_beat)
+
     def beat(self) -> None:
-        key = self._keys.heartbeat(self.worker_id)
-        fields = {k: str(v) for k, v in self._describe().items()}
+        """Write the heartbeat hash and refresh its TTL. A failing ``describe`` costs the description, not the
+        beat: the worker is alive either way."""
+        try:
+            fields = {k: str(v) for k, v in self._describe().items()}
+        except Exception:  # noqa: BLE001 - whatever describe() raises, the beat must still be written
+            log.exception("could not describe the worker; beating without a description")
+            fields = {}
         fields["last_beat"] = f"{time.time():.3f}"
+        key = self._keys.heartbeat(self.worker_id)
         pipe = self._redis.pipeline(transaction=True)
         pipe.hset(key, mapping=fields)
         pipe.expire(key, self._ttl_s)
         pipe.sadd(self._keys.workers, self.worker_id)
         pipe.execute()
-        if self._after_beat is not None:
-            self._after_beat()
 
     def _run(self) -> None:
         while not self._stopped.wait(self._interval_s):
-            try:
-                self.beat()
-            except redis.RedisError as exc:
-                log.warning("heartbeat failed: %s", exc)
+            _guarded("heartbeat", self.beat)
+            self._run_after_beat()
 
     def stop(self) -> None:
         """Stop beating and withdraw: the worker is no longer counted as live."""

@@ -8,6 +8,8 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import asdict
 
 import redis
 
@@ -16,7 +18,8 @@ from common.redis_factory import sync_client
 from common.settings import WorkerSettings
 from worker.heartbeat import Heartbeat, default_worker_id
 from worker.loop import BatchLoop, BatchPolicy
-from worker.predictor import ModelLoadError, load_predictor
+from worker.predictor import ModelLoadError, Predictor, load_predictor
+from worker.recovery import Recovery
 from worker.redis_queue import RedisRequestQueue
 
 log = logging.getLogger("worker")
@@ -39,7 +42,7 @@ def wait_for_redis(client: redis.Redis, stop: threading.Event) -> bool:
     return False
 
 
-def serve(loop: BatchLoop, queue: RedisRequestQueue, client: redis.Redis, stop: threading.Event) -> None:
+def serve(loop: BatchLoop, recovery: Recovery, worker_id: str, client: redis.Redis, stop: threading.Event) -> None:
     """Run batches until stopped. A Redis failure never stops the worker: reconnect with capped backoff, give
     back what it held (the window in hand is re-queued, not lost), go on. Commands are never retried blindly:
     a pop whose answer was lost is recovered from the in-flight list instead of being re-sent."""
@@ -54,9 +57,30 @@ def serve(loop: BatchLoop, queue: RedisRequestQueue, client: redis.Redis, stop: 
             delay = min(delay * 2, BACKOFF_CAP_S)
             if wait_for_redis(client, stop):
                 try:
-                    queue.release_own()
+                    recovery.release(worker_id)
                 except redis.RedisError as again:
                     log.error("could not give back in-flight messages yet: %s", again)
+
+
+def describe(worker_id: str, settings: WorkerSettings, predictor: Predictor,
+             loop: BatchLoop) -> Callable[[], dict[str, str | int]]:
+    """The heartbeat hash: who the worker is, then what it has done (its counters and where its time went)."""
+    identity = {
+        "worker_id": worker_id,
+        "host": socket.gethostname(),
+        "model": predictor.name,
+        "device": predictor.device,
+        "backend": predictor.backend,
+        "max_batch_size": settings.max_batch_size,
+        "max_batch_tokens": settings.max_batch_tokens,
+        "started_at": f"{time.time():.3f}",
+    }
+
+    def fields() -> dict[str, str | int]:
+        profile = {phase: f"{seconds:.3f}" for phase, seconds in asdict(loop.profile()).items()}
+        return {**identity, **asdict(loop.totals), "last_batch_size": loop.last_batch_size, **profile}
+
+    return fields
 
 
 def main() -> int:
@@ -72,9 +96,11 @@ def main() -> int:
         return 2
     predictor.warm_up(settings.max_batch_size)
 
+    keys = settings.keys()
     longest_block = max(settings.idle_block_s, settings.max_batch_wait_ms / 1000)
     client = sync_client(settings, longest_block_s=longest_block)
-    queue = RedisRequestQueue(client, settings.keys(), settings.reply_ttl_s, worker_id, settings.max_deliveries)
+    queue = RedisRequestQueue(client, keys, settings.reply_ttl_s, worker_id)
+    recovery = Recovery(client, keys, reply_ttl_s=settings.reply_ttl_s, max_deliveries=settings.max_deliveries)
     policy = BatchPolicy(settings.max_batch_size, settings.max_batch_wait_ms / 1000, settings.idle_block_s,
                          settings.max_batch_tokens)
     loop = BatchLoop(queue, predictor, policy)
@@ -92,42 +118,21 @@ def main() -> int:
     try:
         # A worker id is reused when a container restarts (same hostname, PID 1): whatever the previous
         # incarnation held, it died holding.
-        requeued, dead = queue.recover(worker_id, died=True)
+        requeued, dead = recovery.recover(worker_id, died=True)
         if requeued or dead:
             log.warning("previous run of %s died holding %d message(s): %d re-queued, %d dead-lettered",
                         worker_id, requeued + dead, requeued, dead)
     except redis.RedisError as exc:
         log.error("could not recover this worker's previous in-flight messages: %s", exc)
         return 1
-    started = time.time()
+    # The heartbeat thread has a client of its own: the main one may be blocked in a wait for work.
     beat_client = sync_client(settings, longest_block_s=0)
-    reaper = RedisRequestQueue(beat_client, settings.keys(), settings.reply_ttl_s, worker_id, settings.max_deliveries)
+    reaper = Recovery(beat_client, keys, reply_ttl_s=settings.reply_ttl_s, max_deliveries=settings.max_deliveries)
     heartbeat = Heartbeat(
-        beat_client,
-        settings.keys(),
-        worker_id,
+        beat_client, keys, worker_id,
         interval_s=settings.heartbeat_interval_s,
         ttl_s=settings.heartbeat_ttl_s,
-        describe=lambda: {
-            "worker_id": worker_id,
-            "host": socket.gethostname(),
-            "model": predictor.name,
-            "device": predictor.device,
-            "backend": predictor.backend,
-            "max_batch_size": settings.max_batch_size,
-            "max_batch_tokens": settings.max_batch_tokens,
-            "started_at": f"{started:.3f}",
-            "batches": loop.counters.batches,
-            "texts": loop.counters.texts,
-            "last_batch_size": loop.counters.last_batch_size,
-            # cumulative seconds: where the time goes (pop includes idle waiting for work)
-            "pop_s": f"{loop.counters.pop_s:.3f}",
-            "decode_s": f"{loop.counters.decode_s:.3f}",
-            "infer_s": f"{loop.counters.infer_s:.3f}",
-            "tokenize_s": f"{predictor.tokenize_s:.3f}",
-            "forward_s": f"{predictor.forward_s:.3f}",
-            "publish_s": f"{loop.counters.publish_s:.3f}",
-        },
+        describe=describe(worker_id, settings, predictor, loop),
         after_beat=lambda: reaper.reap(lock_ttl_s=settings.heartbeat_interval_s * 2),
     )
     try:
@@ -136,16 +141,16 @@ def main() -> int:
         log.error("could not announce the worker: %s", exc)
         return 1
     log.info("worker %s ready: model %s, max batch %d, queue %s", worker_id, predictor.name,
-             settings.max_batch_size, settings.keys().requests)
+             settings.max_batch_size, keys.requests)
     try:
-        serve(loop, queue, client, stop)
+        serve(loop, recovery, worker_id, client, stop)
     finally:
         try:
-            queue.release_own()  # normally nothing: the batch in hand was finished and published
+            recovery.release(worker_id)  # normally nothing: the batch in hand was finished and published
         except redis.RedisError as exc:
             log.error("could not give back in-flight messages (the reaper will): %s", exc)
         heartbeat.stop()
-    log.info("worker %s stopped after %d batches (%d texts)", worker_id, loop.counters.batches, loop.counters.texts)
+    log.info("worker %s stopped after %d batches (%d texts)", worker_id, loop.totals.batches, loop.totals.texts)
     return 0
 
 

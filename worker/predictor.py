@@ -1,4 +1,5 @@
-"""The model: loading (hub id or local directory), device and precision choice, batched prediction."""
+"""Predictors: the interface the worker, the naive server and the benchmarks call, and the real model behind
+it (loading from a hub id or local directory, device and precision choice, batched prediction)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,10 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from common.protocol import Prediction
 from common.settings import ModelSettings, WorkerSettings
-
-if TYPE_CHECKING:
-    from worker.simulated import SimulatedPredictor
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +28,33 @@ OFFLINE_HINT = (
 TORCH_BACKENDS = ("torch", "torch-bf16", "torch-int8")
 
 
+class Predictor(Protocol):
+    """Everything callers use of a predictor (``TransformersPredictor``, ``SimulatedPredictor``, test fakes)."""
+
+    name: str  # what it serves: a model id or directory (heartbeat, logs)
+    device: str  # e.g. "cpu", "cuda:0"
+    backend: str  # the BACKEND setting it runs
+    tokenize_s: float  # cumulative seconds spent tokenizing, for the worker's profile
+    forward_s: float  # cumulative seconds spent in forward passes
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        """One forward pass over ``texts`` (padded to the longest), one prediction per text in order."""
+        ...
+
+    def token_lengths(self, texts: Sequence[str]) -> list[int]:
+        """Tokens each text takes in a forward pass (special tokens and truncation included)."""
+        ...
+
+    def warm_up(self, batch_size: int) -> None:
+        """Run the first passes before the worker announces itself: they pay for lazy initialisation."""
+        ...
+
+
 class ModelLoadError(RuntimeError):
     """The configured model could not be loaded. The message names the fix."""
 
 
-def load_predictor(settings: WorkerSettings) -> TransformersPredictor | SimulatedPredictor:
+def load_predictor(settings: WorkerSettings) -> Predictor:
     """The worker's predictor for ``BACKEND``: a real model, or the simulated cost model (no torch import)."""
     if settings.backend == "simulated":
         from worker.simulated import SIMULATED_LABEL, SimulatedPredictor

@@ -9,16 +9,16 @@ the table; the best RPS (ties: lower p99) is what ``python -m benchmarks --litse
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 from pathlib import Path
 
 from benchmarks.__main__ import ensure_model
-from benchmarks.corpus import load_sentences
 from benchmarks.load import run_locust
-from benchmarks.processes import ROOT
+from benchmarks.report import save_report
 from benchmarks.systems import litserve_system, warm_up
+from harness.corpus import load_sentences
+from harness.processes import ROOT
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,16 +50,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  max_batch_size={size:<3d} batch_timeout={timeout:<6g}: {r.rps:6.1f} req/s, "
                   f"p50 {r.p50_ms:5.0f} ms, p99 {r.p99_ms:5.0f} ms, failures {r.failures}", flush=True)
     best = max(rows, key=lambda r: (r["rps"], -r["p99_ms"]))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps({"rows": rows, "best": best, "users": args.users,
-                                                        "backend": args.backend}, indent=2))
     lines = [f"# LitServe tuning: {args.users} users, backend {args.backend}, {args.duration:g} s per point", "",
              "| max_batch_size | batch_timeout s | RPS | p50 ms | p99 ms | failures |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['max_batch_size']} | {r['batch_timeout_s']:g} | {r['rps']:.1f} | {r['p50_ms']:.0f} | "
               f"{r['p99_ms']:.0f} | {r['failures']} |" for r in rows]
     lines += ["", f"Best: max_batch_size={best['max_batch_size']}, batch_timeout={best['batch_timeout_s']:g} s."]
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save_report(args.out, {"rows": rows, "best": best, "users": args.users, "backend": args.backend},
+                "\n".join(lines) + "\n")
     return 0
 
 

@@ -7,7 +7,7 @@ import socket
 import time
 from pathlib import Path
 
-from benchmarks.processes import children
+from harness.processes import children
 from tests.e2e.conftest import start_service
 from tests.e2e.test_service import fire, results, sentences
 from tests.helpers import wait_until
@@ -52,13 +52,13 @@ def test_two_api_processes_share_the_port_survive_a_crash_and_drain_on_sigterm(r
 
 
 def test_a_server_that_cannot_start_stops_the_api_instead_of_crash_looping(redis_server, tmp_path):
-    from benchmarks.processes import Process, free_port, python_env
+    from tests.helpers import Process, free_port, python_env
 
     port = free_port()
     with socket.socket() as blocker:  # the port is taken by a socket without SO_REUSEPORT
         blocker.bind(("127.0.0.1", port))
         blocker.listen()
-        api = Process("api", python_env(REDIS_URL=redis_server.url, PORT=str(port), API_PROCESSES="2"),
+        api = Process.python("api", python_env(REDIS_URL=redis_server.url, PORT=str(port), API_PROCESSES="2"),
                       tmp_path / "api.log")
         try:
             assert api.wait(timeout=60) == 1

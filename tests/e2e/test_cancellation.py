@@ -10,8 +10,8 @@ import httpx
 import pytest
 import redis
 
-from api.gateway import Gateway
 from api.errors import ServiceError
+from api.gateway import Gateway
 from common.keys import Keys
 from common.redis_factory import async_client
 from common.settings import ApiSettings
@@ -45,7 +45,7 @@ async def delaying_proxy(upstream_port: int, seed: int) -> asyncio.Server:
 @pytest.fixture
 def worker(redis_server, tiny_model, tmp_path):
     prefix = f"cancel-{uuid.uuid4().hex[:8]}"
-    proc = Process("worker", python_env(REDIS_URL=redis_server.url, KEY_PREFIX=prefix, MODEL=str(tiny_model),
+    proc = Process.python("worker", python_env(REDIS_URL=redis_server.url, KEY_PREFIX=prefix, MODEL=str(tiny_model),
                                         TORCH_THREADS="1", MAX_BATCH_SIZE="32", HEARTBEAT_INTERVAL_S="0.5"),
                    tmp_path / "worker.log")
     client = redis.Redis.from_url(redis_server.url)
@@ -81,7 +81,7 @@ def test_cancelled_waits_never_deliver_an_answer_to_the_wrong_request(redis_serv
                 except ServiceError:
                     counts["errors"] += 1
                     return
-            got = outcome.replies[0].prediction
+            got = outcome.predictions[0]
             counts["answered"] += 1
             if got.label != expected[i].label or abs(got.score - expected[i].score) > 1e-4:
                 counts["wrong"] += 1
@@ -98,7 +98,7 @@ def test_cancelled_waits_never_deliver_an_answer_to_the_wrong_request(redis_serv
     assert counts["cancelled"] > 200 and counts["answered"] > 1000
     assert in_flight_after == 0  # cancelled waiters released their admission slot
     leftovers = redis.Redis.from_url(redis_server.url)
-    assert all(leftovers.ttl(k) > 0 for k in leftovers.scan_iter(f"{worker}:reply:*")), "reply keys must expire"
+    assert all(leftovers.ttl(k) > 0 for k in leftovers.scan_iter(Keys(worker).reply("*"))), "reply keys must expire"
 
 
 def test_clients_that_disconnect_leave_a_healthy_api(service, tiny_predictor):

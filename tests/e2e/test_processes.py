@@ -1,40 +1,28 @@
 """The other entry points as processes: the launcher, the naive baseline, start-up failures."""
 
 import signal
-import subprocess
-import sys
 
 import httpx
 import pytest
 
-from tests.helpers import ROOT, Process, free_port, python_env, wait_until
-
-
-def ready(url: str, workers: int = 1) -> bool:
-    try:
-        r = httpx.get(f"{url}/readyz", timeout=2)
-    except httpx.HTTPError:
-        return False
-    return r.status_code == 200 and r.json().get("workers", workers) >= workers
+from harness.service import ready, start_naive
+from tests.helpers import Process, free_port, python_env, wait_until
 
 
 def test_launcher_starts_redis_api_and_workers_and_stops_them_all(tiny_model, tmp_path):
     redis_port, api_port = free_port(), free_port()
     env = python_env(REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", PORT=str(api_port), MODEL=str(tiny_model),
                      TORCH_THREADS="1")
-    log = tmp_path / "launcher.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "launcher", "--workers", "2"], cwd=ROOT, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{api_port}"
-        try:
-            wait_until(lambda: ready(url, workers=2), 90, "launcher's service ready with 2 workers")
-            r = httpx.post(f"{url}/predict", json={"text": "works end to end"})
-            assert r.status_code == 200 and r.json()["label"] in ("NEGATIVE", "POSITIVE")
-        finally:
-            proc.send_signal(signal.SIGINT)  # Ctrl-C
-            code = proc.wait(timeout=60)
-    output = log.read_text()
+    launcher = Process.python("launcher", env, tmp_path / "launcher.log", "--workers", "2")
+    url = f"http://127.0.0.1:{api_port}"
+    try:
+        wait_until(lambda: ready(url, workers=2), 90, "launcher's service ready with 2 workers")
+        r = httpx.post(f"{url}/predict", json={"text": "works end to end"})
+        assert r.status_code == 200 and r.json()["label"] in ("NEGATIVE", "POSITIVE")
+    finally:
+        launcher.signal(signal.SIGINT)  # Ctrl-C
+        code = launcher.wait(timeout=60)
+    output = launcher.output()
     assert code == 0, output[-3000:]
     for name in ("redis", "worker-1", "worker-2", "api"):
         assert f"[launcher] {name} exited with 0" in output, output[-3000:]
@@ -44,12 +32,10 @@ def test_launcher_starts_redis_api_and_workers_and_stops_them_all(tiny_model, tm
 
 
 def test_naive_baseline_serves_the_same_answers_and_errors(tiny_model, tiny_predictor, tmp_path):
-    port = free_port()
-    naive = Process("naive", python_env(MODEL=str(tiny_model), PORT=str(port), TORCH_THREADS="1"),
-                    tmp_path / "naive.log")
-    url = f"http://127.0.0.1:{port}"
+    naive = start_naive(tmp_path / "naive.log", env=dict(MODEL=str(tiny_model), TORCH_THREADS="1"),
+                        ready_timeout=60)
+    url = naive.url
     try:
-        wait_until(lambda: ready(url), 60, "naive server ready")
         text = "a charming and often affecting journey"
         got = httpx.post(f"{url}/predict", json={"text": text}).json()
         expected = tiny_predictor.predict([text])[0]
@@ -63,7 +49,7 @@ def test_naive_baseline_serves_the_same_answers_and_errors(tiny_model, tiny_pred
 
 
 def test_worker_with_an_unreachable_hub_model_exits_with_the_fix(tmp_path):
-    worker = Process("worker", python_env(MODEL="no-such-org/no-such-model", HF_HUB_OFFLINE="1"),
+    worker = Process.python("worker", python_env(MODEL="no-such-org/no-such-model", HF_HUB_OFFLINE="1"),
                      tmp_path / "worker.log")
     assert worker.wait(timeout=120) == 2
     output = worker.output()

@@ -9,12 +9,11 @@ import time
 import httpx
 import redis
 
-from benchmarks.processes import RedisServer
 from common.keys import Keys
 from common.protocol import WorkItem, encode_item, new_request_id
 from tests.e2e.conftest import start_service
 from tests.e2e.test_service import assert_correct, fire, sentences
-from tests.helpers import Process, free_port, python_env, wait_until
+from tests.helpers import Process, RedisServer, free_port, python_env, wait_until
 
 FAST_FAILOVER = dict(HEARTBEAT_INTERVAL_S="0.3", HEARTBEAT_TTL_S="2", REQUEST_TIMEOUT_S="60", IDLE_BLOCK_S="0.5")
 
@@ -27,7 +26,7 @@ def test_sigkill_mid_batch_loses_nothing(redis_server, tiny_model, tiny_predicto
     svc = start_service(redis_server.url, tiny_model, tmp_path, workers=2, worker_module="tests.e2e.faulty_worker",
                         FAULT_SLOW_S="0.15", MAX_BATCH_SIZE="16", **FAST_FAILOVER)
     client = redis.Redis.from_url(svc.redis_url)
-    keys = Keys(svc.prefix)
+    keys = svc.keys
     try:
         victim = svc.workers[0]
         victim_id = next(m.decode() for m in client.smembers(keys.workers)
@@ -61,7 +60,7 @@ def test_poison_message_is_dead_lettered_and_its_batch_mates_answered(redis_serv
     svc = start_service(redis_server.url, tiny_model, tmp_path, workers=2, worker_module="tests.e2e.faulty_worker",
                         FAULT_CRASH_MARKER="POISON", FAULT_SLOW_S="0.05", MAX_DELIVERIES="3", **FAST_FAILOVER)
     client = redis.Redis.from_url(svc.redis_url)
-    keys = Keys(svc.prefix)
+    keys = svc.keys
     try:
         async def scenario():
             async with httpx.AsyncClient(base_url=svc.url, timeout=90) as http:
@@ -127,7 +126,7 @@ def test_redis_outage_gives_fast_503s_and_everything_recovers(tiny_model, tiny_p
 
 def test_garbage_on_the_queue_under_load_harms_nobody(service, tiny_predictor):
     client = redis.Redis.from_url(service.redis_url)
-    keys = Keys(service.prefix)
+    keys = service.keys
     rid = new_request_id()
     garbage = [b"\x00\xff\xfe garbage", b"\xc1" * 3, encode_item(WorkItem(rid, 0, "x", 1e12, 0.0))[:-3],
                b"\x81\xa1v\x01",  # {"v": 1}, nothing else
@@ -151,14 +150,15 @@ def test_garbage_on_the_queue_under_load_harms_nobody(service, tiny_predictor):
 
 def test_worker_started_before_redis_waits_instead_of_crash_looping(tiny_model, tmp_path):
     port = free_port()
-    worker = Process("worker", python_env(REDIS_URL=f"redis://127.0.0.1:{port}/0", MODEL=str(tiny_model),
-                                          TORCH_THREADS="1", KEY_PREFIX="late-redis"), tmp_path / "worker.log")
+    keys = Keys("late-redis")
+    worker = Process.python("worker", python_env(REDIS_URL=f"redis://127.0.0.1:{port}/0", MODEL=str(tiny_model),
+                                                 TORCH_THREADS="1", KEY_PREFIX=keys.prefix), tmp_path / "worker.log")
     try:
         wait_until(lambda: "Redis not reachable" in worker.output(), 60, "the worker to notice Redis is down")
         assert worker.alive()
         late = RedisServer.on_port(port, tmp_path)
         try:
-            wait_until(lambda: late.client.scard("late-redis:workers") == 1, 30, "the worker to announce itself")
+            wait_until(lambda: late.client.scard(keys.workers) == 1, 30, "the worker to announce itself")
             report("redis_late", worker_restarts=0, announced=True)
         finally:
             assert worker.stop() == 0

@@ -8,8 +8,7 @@ import time
 import httpx
 import redis
 
-from common.keys import Keys
-from tests.e2e.conftest import Service
+from harness.service import Service
 
 WORDS = ("the film is good bad charming dull and a bit too long but its actors are wonderful terrible "
          "moving boring funny story plot ending music").split()
@@ -49,16 +48,15 @@ def assert_correct(outcomes, predictor) -> None:
 
 def leftover_keys(svc: Service) -> set[str]:
     client = redis.Redis.from_url(svc.redis_url)
-    keys = {k.decode() for k in client.scan_iter(f"{svc.prefix}:*")}
-    allowed = Keys(svc.prefix).persistent()
-    return {k for k in keys - allowed if not k.startswith(f"{svc.prefix}:worker:")}
+    keys = {k.decode() for k in client.scan_iter(svc.keys.pattern)}
+    return {k for k in keys - svc.keys.persistent() if not k.startswith(svc.keys.heartbeat(""))}
 
 
 def test_concurrent_requests_each_get_their_own_correct_answer(service, tiny_predictor):
     outcomes = asyncio.run(fire(service.url, sentences(200)))
     assert_correct(outcomes, tiny_predictor)
     assert leftover_keys(service) == set(), "per-request keys leaked"
-    stats = redis.Redis.from_url(service.redis_url).hgetall(f"{service.prefix}:stats")
+    stats = redis.Redis.from_url(service.redis_url).hgetall(service.keys.stats)
     assert int(stats[b"texts"]) >= 200 + 2 * 40
     assert int(stats[b"batches"]) < int(stats[b"texts"]), "requests were batched"
 
@@ -93,7 +91,7 @@ def test_metrics_and_probes_over_http(service):
     assert "sentimentalyzer_live_workers 2.0" in metrics
     assert "sentimentalyzer_request_latency_seconds_bucket" in metrics
     # Batch histograms are cluster-wide (from Redis): as many passes as the workers counted.
-    batches = int(redis.Redis.from_url(service.redis_url).hget(f"{service.prefix}:stats", "batches"))
+    batches = int(redis.Redis.from_url(service.redis_url).hget(service.keys.stats, "batches"))
     assert f'sentimentalyzer_batch_texts_bucket{{le="+Inf"}} {float(batches)}' in metrics
     assert f"sentimentalyzer_batch_padding_ratio_count {float(batches)}" in metrics
     assert "sentimentalyzer_queue_wait_seconds_count" in metrics

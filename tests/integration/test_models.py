@@ -6,7 +6,8 @@ import pytest
 
 from common.settings import ModelSettings
 from tests.helpers import MINILM
-from worker.make_model import build, main as make_model_main
+from worker.make_model import build
+from worker.make_model import main as make_model_main
 from worker.predictor import ModelLoadError, TransformersPredictor
 
 
@@ -88,13 +89,3 @@ def test_bf16_backend_runs_the_model_in_bfloat16_and_answers_like_fp32(tiny_mode
     texts = ["good", "a rather long and winding sentence about a film", "bad"]
     for fast, exact in zip(predictor.predict(texts), reference.predict(texts)):
         assert isinstance(fast.score, float) and abs(fast.score - exact.score) < 0.02
-
-
-def test_fast_backends_stay_close_to_the_reference_on_sst2(shared_minilm):
-    from benchmarks.agreement import agreement
-    from tests.helpers import load_sst2_dev
-
-    result = agreement(str(shared_minilm), load_sst2_dev()[:300], threads=2)
-    for backend in ("torch-bf16", "torch-int8"):
-        assert result["backends"][backend]["label_agreement"] >= 0.95, backend
-        assert abs(result["accuracy"]["torch"] - result["accuracy"][backend]) <= 0.02, backend

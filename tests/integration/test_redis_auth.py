@@ -1,38 +1,22 @@
 """A Redis with a password: the URL carries it to every client; a wrong one is a clean 503."""
 
 import asyncio
-import shutil
-import subprocess
 
 import pytest
-import redis
 
-from api.gateway import Gateway
+from api.cluster import ClusterView
 from api.errors import ErrorKind, ServiceError
 from common.keys import Keys
 from common.redis_factory import async_client, sync_client
 from common.settings import ApiSettings, WorkerSettings
-from tests.helpers import free_port, wait_until
+from tests.helpers import RedisServer
 
 
 @pytest.fixture
 def protected_redis(tmp_path):
-    port = free_port()
-    proc = subprocess.Popen([shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp_path), "--requirepass", "s3cret"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    probe = redis.Redis(port=port, password="s3cret")
-
-    def up() -> bool:
-        try:
-            return bool(probe.ping())
-        except redis.ConnectionError:
-            return False
-
-    wait_until(up, 10, "redis with a password")
-    yield port
-    proc.terminate()
-    proc.wait(timeout=10)
+    server = RedisServer(tmp_path, password="s3cret")
+    yield server.port
+    server.stop()
 
 
 def test_password_in_the_url_reaches_workers_and_api(protected_redis):
@@ -42,7 +26,7 @@ def test_password_in_the_url_reaches_workers_and_api(protected_redis):
     async def check(settings: ApiSettings):
         client = async_client(settings, longest_block_s=1, max_connections=4)
         try:
-            return await Gateway(client, Keys("auth"), settings).queue_depth()
+            return await ClusterView(client, Keys("auth")).queue_depth()
         finally:
             await client.aclose()
 

@@ -3,13 +3,25 @@ cmsgpack and cjson, which fakeredis lacks)."""
 
 import json
 
+import msgpack
 import pytest
 
-from common.protocol import ErrorCode, decode_reply, encode_item, WorkItem, new_request_id
+from common.protocol import (
+    PROTOCOL_VERSION,
+    ErrorCode,
+    ProtocolError,
+    WorkItem,
+    decode_item,
+    decode_reply,
+    encode_item,
+    new_request_id,
+)
 from common.redis_factory import sync_client
+from common.scripts import digest
 from common.settings import WorkerSettings
 from worker.heartbeat import Heartbeat
-from worker.redis_queue import RedisRequestQueue, digest
+from worker.recovery import Recovery
+from worker.redis_queue import RedisRequestQueue
 
 
 @pytest.fixture
@@ -25,8 +37,12 @@ def messages(texts, rid=None):
     return [encode_item(WorkItem(rid, i, t, 1e12, 0.0)) for i, t in enumerate(texts)], rid
 
 
-def queue(client, keys, worker, max_deliveries=3):
-    return RedisRequestQueue(client, keys, reply_ttl_s=30, worker_id=worker, max_deliveries=max_deliveries)
+def queue(client, keys, worker):
+    return RedisRequestQueue(client, keys, reply_ttl_s=30, worker_id=worker)
+
+
+def recovery(client, keys, max_deliveries=3):
+    return Recovery(client, keys, reply_ttl_s=30, max_deliveries=max_deliveries)
 
 
 def test_suspects_are_never_batched(env):
@@ -48,7 +64,7 @@ def test_a_dead_workers_messages_go_back_to_the_head_in_order(env):
     dead = queue(client, keys, "dead-1")
     assert dead.pop(3, block_s=0) == held
     client.sadd(keys.workers, "dead-1")  # registered, heartbeat never written/expired
-    reaped = queue(client, keys, "live-1").reap(lock_ttl_s=5)
+    reaped = recovery(client, keys).reap(lock_ttl_s=5)
     assert reaped == {"dead-1": (3, 0)}
     assert client.lrange(keys.requests, 0, -1) == held + waiting
     assert client.exists(keys.inflight("dead-1")) == 0 and client.sismember(keys.workers, "dead-1") == 0
@@ -61,13 +77,13 @@ def test_live_workers_are_not_reaped_and_one_reaper_at_a_time(env):
     client.rpush(keys.requests, *held)
     queue(client, keys, "alive").pop(1, block_s=0)
     Heartbeat(client, keys, "alive", interval_s=60, ttl_s=30, describe=lambda: {}).beat()
-    assert queue(client, keys, "other").reap(lock_ttl_s=5) == {}
+    assert recovery(client, keys).reap(lock_ttl_s=5) == {}
     assert client.lrange(keys.inflight("alive"), 0, -1) == held
     client.set(keys.reaper_lock, "someone-else", px=5000)
     client.delete(keys.heartbeat("alive"))
-    assert queue(client, keys, "other").reap(lock_ttl_s=5) == {}  # lock held elsewhere
+    assert recovery(client, keys).reap(lock_ttl_s=5) == {}  # lock held elsewhere
     client.delete(keys.reaper_lock)
-    assert queue(client, keys, "other").reap(lock_ttl_s=5) == {"alive": (1, 0)}
+    assert recovery(client, keys).reap(lock_ttl_s=5) == {"alive": (1, 0)}
     assert client.exists(keys.reaper_lock) == 0  # released
 
 
@@ -79,7 +95,7 @@ def test_poison_message_is_dead_lettered_after_max_deliveries_and_its_client_tol
         worker = f"victim-{death}"
         assert queue(client, keys, worker).pop(8, block_s=0) == [poison]
         client.sadd(keys.workers, worker)
-        requeued, dead = queue(client, keys, "reaper").reap(lock_ttl_s=5)[worker]
+        requeued, dead = recovery(client, keys).reap(lock_ttl_s=5)[worker]
         assert (requeued, dead) == ((1, 0) if death < 3 else (0, 1))
     assert client.llen(keys.requests) == 0
     record = json.loads(client.lindex(keys.dead_letter, 0))
@@ -94,16 +110,50 @@ def test_undecodable_poison_is_dead_lettered_readably(env):
     client, keys = env
     client.rpush(keys.inflight("gone"), b"\xc1\xc1 garbage")
     client.sadd(keys.workers, "gone")
-    assert queue(client, keys, "reaper", max_deliveries=1).reap(lock_ttl_s=5) == {"gone": (0, 1)}
+    assert recovery(client, keys, max_deliveries=1).reap(lock_ttl_s=5) == {"gone": (0, 1)}
     record = json.loads(client.lindex(keys.dead_letter, 0))
     assert record["undecodable"] is True and record["bytes"] == 10
 
 
-def test_release_own_requeues_without_counting_a_death(env):
+def test_release_requeues_without_counting_a_death(env):
     client, keys = env
     held, _ = messages(["a", "b"])
     client.rpush(keys.requests, *held)
-    q = queue(client, keys, "me")
-    q.pop(2, block_s=0)
-    assert q.release_own() == 2
+    queue(client, keys, "me").pop(2, block_s=0)
+    assert recovery(client, keys).release("me") == 2
     assert client.lrange(keys.requests, 0, -1) == held and client.hlen(keys.deaths) == 0
+
+
+def dead_letter_once(client, keys, raw, worker="gone"):
+    """``raw`` was held by a worker that died; with MAX_DELIVERIES=1 that death sets it aside."""
+    client.rpush(keys.inflight(worker), raw)
+    client.sadd(keys.workers, worker)
+    assert recovery(client, keys, max_deliveries=1).reap(lock_ttl_s=5) == {worker: (0, 1)}
+
+
+def test_poison_replies_follow_the_protocol_version(env, monkeypatch):
+    import common.protocol
+
+    client, keys = env
+    monkeypatch.setattr(common.protocol, "PROTOCOL_VERSION", common.protocol.PROTOCOL_VERSION + 1)
+    (poison,), rid = messages(["kills every worker"])
+    dead_letter_once(client, keys, poison)
+    reply = decode_reply(client.lindex(keys.reply(rid), 0))  # decodes only at the bumped version
+    assert reply.error.code == ErrorCode.POISON and reply.index == 0
+
+
+@pytest.mark.parametrize("request_id", [new_request_id(), new_request_id().upper(), new_request_id() + "\n",
+                                        new_request_id()[:31], "g" * 32])
+def test_the_recovery_script_reads_request_ids_as_the_protocol_does(env, request_id):
+    client, keys = env
+    raw = msgpack.packb({"v": PROTOCOL_VERSION, "request_id": request_id, "index": 2, "text": "x", "deadline": 1e12,
+                         "enqueued_at": 0.0})
+    try:
+        readable = decode_item(raw).request_id
+    except ProtocolError as exc:
+        readable = exc.request_id
+    dead_letter_once(client, keys, raw)
+    record = json.loads(client.lindex(keys.dead_letter, 0))
+    # Answered (and recorded with its id) exactly when Python could read the id; else recorded as undecodable.
+    assert client.exists(keys.reply(request_id)) == (readable is not None)
+    assert record.get("request_id") == readable and record.get("undecodable", False) == (readable is None)

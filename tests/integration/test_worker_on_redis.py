@@ -13,6 +13,7 @@ from common.redis_factory import sync_client
 from common.settings import WorkerSettings
 from worker.heartbeat import Heartbeat
 from worker.loop import BatchLoop, BatchPolicy
+from worker.recovery import Recovery
 from worker.redis_queue import RedisRequestQueue
 
 TEXTS = [
@@ -59,7 +60,7 @@ def test_worker_pops_batches_and_answers_through_redis(setup, tiny_predictor):
     rids = [enqueue(client, keys, TEXTS[i:i + 2]) for i in range(0, len(TEXTS), 2)]
     loop = BatchLoop(RedisRequestQueue(client, keys, 30, "w-test"), tiny_predictor, BatchPolicy(3, 0.0, 0.2))
     assert loop.run(max_batches=3) == 3  # 7 texts, batches of at most 3
-    assert loop.counters.texts == len(TEXTS)
+    assert loop.totals.texts == len(TEXTS)
     got = [r for rid in rids for r in replies(client, keys, rid)]
     expected = [tiny_predictor.predict([t])[0] for t in TEXTS]
     assert [r.prediction.label for r in got] == [e.label for e in expected]
@@ -132,7 +133,7 @@ def test_blocking_pop_wakes_on_arrival_without_taking_anything_early(setup):
 
 def test_heartbeat_is_readable_expires_and_is_withdrawn(setup):
     settings, client, keys = setup
-    reaper = RedisRequestQueue(client, keys, 30, "host-7")
+    reaper = Recovery(client, keys, reply_ttl_s=30, max_deliveries=3)
     beat = Heartbeat(client, keys, "host-7", interval_s=0.1, ttl_s=2, describe=lambda: {"model": "tiny", "batches": 4},
                      after_beat=lambda: reaper.reap(lock_ttl_s=1))
     beat.start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from common.protocol import Prediction, Reply, WorkItem, encode_item, new_request_id
-from worker.loop import BatchStats
+from worker.window import Outbox
 
 
 class FakeQueue:
@@ -16,8 +16,7 @@ class FakeQueue:
         self.pending = list(messages)
         self.arrivals = arrivals or {}
         self.pops: list[tuple[int, float]] = []
-        self.published: list[tuple[list[Reply], BatchStats]] = []
-        self.released: list[bytes] = []
+        self.published: list[Outbox] = []
 
     def pop(self, max_items: int, block_s: float) -> list[bytes]:
         self.pending.extend(self.arrivals.pop(len(self.pops), []))
@@ -25,21 +24,30 @@ class FakeQueue:
         taken, self.pending = self.pending[:max_items], self.pending[max_items:]
         return taken
 
-    def publish(self, replies: Sequence[Reply], stats: BatchStats, done: Sequence[bytes]) -> None:
-        self.published.append((list(replies), stats))
-        self.released.extend(done)
+    def publish(self, outbox: Outbox) -> None:
+        self.published.append(outbox)
 
     @property
     def replies(self) -> list[Reply]:
-        return [r for batch, _ in self.published for r in batch]
+        return [r for outbox in self.published for r in outbox.replies]
+
+    @property
+    def released(self) -> list[bytes]:
+        return [raw for outbox in self.published for raw in outbox.done]
 
 
 class FakePredictor:
     """POSITIVE when the text contains 'good'; the score encodes the text length. Records batch sizes."""
 
+    name = "fake"
+    device = "none"
+    backend = "fake"
+
     def __init__(self, fail_on: str | None = None) -> None:
         self.batches: list[list[str]] = []
         self.fail_on = fail_on
+        self.tokenize_s = 0.0
+        self.forward_s = 0.0
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         self.batches.append(list(texts))
@@ -49,6 +57,9 @@ class FakePredictor:
 
     def token_lengths(self, texts: Sequence[str]) -> list[int]:
         return [len(t.split()) + 2 for t in texts]  # words + [CLS] and [SEP]
+
+    def warm_up(self, batch_size: int) -> None:
+        """Nothing to warm up."""
 
 
 class Clock:

@@ -9,14 +9,17 @@ import httpx
 import pytest
 
 from api.app import create_app
+from common.keys import Keys
 from common.protocol import Prediction, Reply, WorkError, decode_item, encode_reply
 from common.redis_factory import async_client
 from common.settings import ApiSettings
 from tests.helpers import free_port
 
+KEYS = Keys("unit")
+
 
 def settings(**overrides) -> ApiSettings:
-    base = dict(key_prefix="unit", request_timeout_s=2.0, max_text_chars=100, max_batch_texts=5,
+    base = dict(key_prefix=KEYS.prefix, request_timeout_s=2.0, max_text_chars=100, max_batch_texts=5,
                 max_body_bytes=4096, max_queue_depth=50, max_in_flight=50)
     base.update(overrides)
     return ApiSettings(**base)
@@ -108,7 +111,7 @@ def test_bad_single_input_is_422_with_a_message_and_never_enqueued(body, message
             r = await http.post("/predict", json=body)
             assert r.status_code == 422
             assert message in r.json()["error"]["message"] and r.json()["error"]["type"] == "validation"
-            assert await client.llen("unit:requests") == 0
+            assert await client.llen(KEYS.requests) == 0
 
     run(scenario())
 
@@ -123,7 +126,7 @@ def test_bad_batch_input_is_422(body, message):
         async with running(settings(), worker=False) as (http, client):
             r = await http.post("/predict/batch", json=body)
             assert r.status_code == 422 and message in r.json()["error"]["message"]
-            assert await client.llen("unit:requests") == 0
+            assert await client.llen(KEYS.requests) == 0
 
     run(scenario())
 
@@ -138,7 +141,7 @@ def test_undecodable_bodies_are_422(raw, message):
         async with running(settings(), worker=False) as (http, client):
             r = await http.post("/predict", content=raw, headers={"content-type": "application/json"})
             assert r.status_code == 422 and message in r.json()["error"]["message"], r.text
-            assert await client.llen("unit:requests") == 0
+            assert await client.llen(KEYS.requests) == 0
 
     run(scenario())
 
@@ -163,11 +166,11 @@ def test_body_over_the_size_limit_is_413_declared_or_streamed():
 def test_full_queue_is_429_with_retry_after():
     async def scenario():
         async with running(settings(max_queue_depth=3, retry_after_s=7), worker=False) as (http, client):
-            await client.rpush("unit:requests", b"a", b"b", b"c")
+            await client.rpush(KEYS.requests, b"a", b"b", b"c")
             r = await http.post("/predict", json={"text": "hello"})
             assert r.status_code == 429 and r.headers["Retry-After"] == "7"
             assert "queue is full" in r.json()["error"]["message"]
-            assert await client.llen("unit:requests") == 3  # nothing was pushed
+            assert await client.llen(KEYS.requests) == 3  # nothing was pushed
             r = await http.post("/predict/batch", json={"texts": ["a", "b"]})
             assert r.status_code == 429
 
@@ -191,7 +194,7 @@ def test_no_answer_before_the_deadline_is_504_and_leaves_no_reply_key():
         async with running(settings(request_timeout_s=0.3), worker=False) as (http, client):
             r = await http.post("/predict", json={"text": "anyone?"})
             assert r.status_code == 504 and r.json()["error"]["type"] == "timeout"
-            assert await client.keys("unit:reply:*") == []
+            assert await client.keys(KEYS.reply("*")) == []
 
     run(scenario())
 
@@ -256,7 +259,7 @@ def test_metrics_expose_requests_latency_and_queue_depth():
         async with running(settings()) as (http, client):
             await http.post("/predict", json={"text": "good"})
             await http.post("/predict", json={"text": ""})
-            await client.hset("unit:stats", mapping={"batches": 3, "texts": 7})
+            await client.hset(KEYS.stats, mapping={"batches": 3, "texts": 7})
             body = (await http.get("/metrics")).text
             assert 'sentimentalyzer_requests_total{route="/predict",status="200"} 1.0' in body
             assert 'sentimentalyzer_requests_total{route="/predict",status="422"} 1.0' in body
@@ -270,16 +273,18 @@ def test_metrics_expose_requests_latency_and_queue_depth():
 def test_metrics_expose_queue_wait_inference_time_and_the_workers_batch_histograms():
     from prometheus_client.parser import text_string_to_metric_families
 
-    from worker.loop import BatchStats
+    from common.counters import WorkerCounts
     from worker.redis_queue import RedisRequestQueue
+    from worker.window import Outbox
 
     async def scenario():
         server = fakeredis.FakeServer()
         s = settings()
         # Two passes published the way a worker publishes them (same MULTI as replies).
         queue = RedisRequestQueue(fakeredis.FakeRedis(server=server), s.keys(), 60, "w1")
-        queue.publish([], BatchStats(size=4, tokens=60, padded_tokens=80, inference_ms=30.0), [])
-        queue.publish([], BatchStats(size=16, tokens=400, padded_tokens=400, inference_ms=120.0), [])
+        queue.publish(Outbox(counts=WorkerCounts(batches=1, texts=4, tokens=60, padded_tokens=80), inference_s=0.03))
+        queue.publish(Outbox(counts=WorkerCounts(batches=1, texts=16, tokens=400, padded_tokens=400),
+                             inference_s=0.12))
         async with running(s, server=server) as (http, _):
             for _ in range(3):
                 assert (await http.post("/predict", json={"text": "good"})).status_code == 200

@@ -20,8 +20,8 @@ def test_batches_are_bounded_by_max_batch_size_and_keep_fifo_order():
     replies = queue.replies
     assert [r.index for r in replies] == list(range(10))
     assert [r.prediction.label for r in replies] == ["NEGATIVE", "POSITIVE"] * 5
-    assert [stats.size for _, stats in queue.published] == [4, 4, 2]
-    assert loop.counters.batches == 3 and loop.counters.texts == 10
+    assert [outbox.counts.texts for outbox in queue.published] == [4, 4, 2]
+    assert loop.totals.batches == 3 and loop.totals.texts == 10
 
 
 def test_idle_queue_blocks_in_pop_and_runs_nothing():
@@ -40,7 +40,7 @@ def test_expired_items_are_dropped_before_inference_without_reply():
     make_loop(queue, predictor, clock=clock).run(max_batches=1)
     assert predictor.batches == [["in time good"]]
     assert [r.prediction.label for r in queue.replies] == ["POSITIVE"]
-    assert queue.published[0][1].expired == 1
+    assert queue.published[0].counts.expired == 1
 
 
 def test_malformed_messages_are_skipped_and_answered_when_possible():
@@ -52,7 +52,7 @@ def test_malformed_messages_are_skipped_and_answered_when_possible():
     assert predictor.batches == [["fine good"]]
     errors = [r for r in queue.replies if r.error]
     assert [(r.request_id, r.index, r.error.code) for r in errors] == [(rid, 2, ErrorCode.MALFORMED)]
-    assert queue.published[0][1].malformed == 2
+    assert queue.published[0].counts.malformed == 2
 
 
 def test_a_failing_forward_pass_answers_its_batch_with_errors_and_the_loop_goes_on():
@@ -61,9 +61,9 @@ def test_a_failing_forward_pass_answers_its_batch_with_errors_and_the_loop_goes_
     loop = make_loop(queue, predictor, size=2)
     assert loop.run(max_batches=2) == 2
     first, second = queue.published
-    assert all(r.error.code == ErrorCode.INFERENCE_FAILED for r in first[0]) and len(first[0]) == 2
-    assert first[1].failed == 2
-    assert second[0][0].prediction.label == "POSITIVE"
+    assert all(r.error.code == ErrorCode.INFERENCE_FAILED for r in first.replies) and len(first.replies) == 2
+    assert first.counts.failed == 2
+    assert second.replies[0].prediction.label == "POSITIVE"
 
 
 def test_batch_wait_collects_arrivals_until_full():
@@ -134,18 +134,19 @@ def test_a_window_is_split_into_passes_by_token_budget_and_each_is_published():
     # short ones (3 tokens) together, the two 10-token ones together: 9 + 20 padded tokens instead of 50
     assert predictor.batches == [["a", "b", "c"], [texts[1], texts[3]]]
     assert len(queue.published) == 2
-    assert [(s.size, s.tokens, s.padded_tokens) for _, s in queue.published] == [(3, 9, 9), (2, 20, 20)]
+    assert [(o.counts.texts, o.counts.tokens, o.counts.padded_tokens) for o in queue.published] == [(3, 9, 9),
+                                                                                                   (2, 20, 20)]
     assert sorted(r.index for r in queue.replies) == [0, 1, 2, 3, 4]
-    assert loop.counters.batches == 2
+    assert loop.totals.batches == 2
 
 
 def test_counters_of_the_window_go_out_with_the_first_pass():
     stale = items(["late"], now=900.0, timeout=10.0)
     queue = FakeQueue(stale + [b"\xc1junk"] + items(["x", "y y y y y y y y y y y y"]))
     BatchLoop(queue, FakePredictor(), BatchPolicy(8, 0.0, 0.5, max_batch_tokens=14), clock=Clock()).run(max_batches=1)
-    (first, first_stats), (_, second_stats) = queue.published
-    assert (first_stats.expired, first_stats.malformed) == (1, 1)
-    assert (second_stats.expired, second_stats.malformed) == (0, 0)
+    first, second = queue.published
+    assert (first.counts.expired, first.counts.malformed) == (1, 1)
+    assert (second.counts.expired, second.counts.malformed) == (0, 0)
 
 
 def test_tokenization_failure_answers_the_window_with_errors():

@@ -1,4 +1,4 @@
-from benchmarks.corpus import load_sentences, read_sst2, synthetic_sentences
+from harness.corpus import load_sentences, read_sst2, synthetic_sentences
 from tests.helpers import SST2_DEV
 
 

@@ -80,3 +80,12 @@ def test_reply_without_prediction_or_error_is_refused():
     raw = msgpack.packb({"v": 1, "request_id": RID, "index": 0, "queue_ms": 0.0, "inference_ms": 0.0})
     with pytest.raises(ProtocolError):
         decode_reply(raw)
+
+
+@pytest.mark.parametrize("request_id", [RID.upper(), RID + "\n", RID[:-1], RID + "0", " " + RID[1:]])
+def test_a_request_id_is_exactly_32_lowercase_hex_characters(request_id):
+    raw = msgpack.packb({"v": 1, "request_id": request_id, "index": 0, "text": "x", "deadline": 1.0,
+                         "enqueued_at": 1.0})
+    with pytest.raises(ProtocolError) as info:
+        decode_item(raw)
+    assert info.value.request_id is None  # not even readable enough to be answered

@@ -1,11 +1,13 @@
 import fakeredis
 import pytest
 
+from common.counters import WorkerCounts
 from common.keys import Keys
 from common.protocol import Prediction, Reply, WorkError, decode_reply, new_request_id
+from common.scripts import digest
 from tests.unit.fakes import items
-from worker.loop import BatchStats
-from worker.redis_queue import RedisRequestQueue, digest
+from worker.redis_queue import RedisRequestQueue
+from worker.window import Outbox
 
 KEYS = Keys("unit")
 
@@ -44,7 +46,8 @@ def test_publish_delivers_replies_releases_held_messages_and_counts(client):
     client.hset(KEYS.deaths, digest(held[0]), 1)
     replies = [Reply(a, 0, prediction=Prediction("POSITIVE", 0.9)), Reply(b, 0, prediction=Prediction("NEGATIVE", 0.8)),
                Reply(a, 1, error=WorkError("malformed_message", "x"))]
-    queue.publish(replies, BatchStats(size=2, tokens=10, padded_tokens=12, expired=1, malformed=1), done=held)
+    counts = WorkerCounts(batches=1, texts=2, tokens=10, padded_tokens=12, expired=1, malformed=1)
+    queue.publish(Outbox(replies, done=held, counts=counts))
     got_a = [decode_reply(r) for r in client.lrange(KEYS.reply(a), 0, -1)]
     assert [r.index for r in got_a] == [0, 1] and got_a[1].error is not None
     assert len(client.lrange(KEYS.reply(b), 0, -1)) == 1
@@ -56,5 +59,5 @@ def test_publish_delivers_replies_releases_held_messages_and_counts(client):
 
 
 def test_publish_of_an_empty_batch_writes_nothing(client):
-    make(client).publish([], BatchStats(), done=[])
+    make(client).publish(Outbox())
     assert client.keys("*") == []

@@ -6,7 +6,7 @@ import os
 import random
 from pathlib import Path
 
-DEFAULT_SST2_DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sst2" / "dev.tsv"
+DEFAULT_SST2_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2" / "dev.tsv"
 
 # Word counts of SST-2 dev sentences (median ~19 words, ~25 WordPiece tokens, max ~50 words).
 _LENGTHS = [3, 5, 7, 9, 11, 13, 15, 17, 18, 19, 19, 20, 21, 22, 24, 26, 28, 31, 35, 40, 47]

@@ -1,0 +1,65 @@
+"""Watching the cluster from an API process: queue depth, live workers, the workers' counters and batch
+histograms — all read from Redis, so any API process sees the whole cluster. Used by ``/readyz`` and
+``/metrics``; the request path (api/gateway.py) never needs it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import redis.asyncio
+
+from api.redis_errors import UnavailableOnRedisError
+from common.batch_metrics import BATCH_HISTOGRAM_NAMES
+from common.keys import Keys
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSnapshot:
+    queue_depth: int = 0
+    live_workers: int = 0
+    worker_counts: dict[str, int] = field(default_factory=dict)  # the stats hash (common/counters.py)
+    batch_histograms: dict[str, dict[str, float]] = field(default_factory=dict)  # name -> its hash
+
+
+class ClusterView:
+    def __init__(self, client: redis.asyncio.Redis, keys: Keys) -> None:
+        self._redis = client
+        self._keys = keys
+        self._unavailable = UnavailableOnRedisError(client)
+
+    async def queue_depth(self) -> int:
+        async with self._unavailable:
+            return int(await self._redis.llen(self._keys.requests))
+
+    async def live_workers(self) -> list[str]:
+        """Workers whose heartbeat key exists (registry membership alone proves nothing)."""
+        async with self._unavailable:
+            members = sorted(m.decode() for m in await self._redis.smembers(self._keys.workers))
+            return await self._alive(members)
+
+    async def snapshot(self) -> ClusterSnapshot:
+        """Everything ``/metrics`` shows of the cluster, read in two round trips."""
+        async with self._unavailable:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.llen(self._keys.requests)
+            pipe.smembers(self._keys.workers)
+            pipe.hgetall(self._keys.stats)
+            for name in BATCH_HISTOGRAM_NAMES:
+                pipe.hgetall(self._keys.histogram(name))
+            depth, members, stats, *histograms = await pipe.execute()
+            alive = await self._alive(sorted(m.decode() for m in members))
+        return ClusterSnapshot(
+            queue_depth=int(depth),
+            live_workers=len(alive),
+            worker_counts={k.decode(): int(v) for k, v in stats.items()},
+            batch_histograms={name: {k.decode(): float(v) for k, v in raw.items()}
+                              for name, raw in zip(BATCH_HISTOGRAM_NAMES, histograms)},
+        )
+
+    async def _alive(self, members: list[str]) -> list[str]:
+        if not members:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for member in members:
+            pipe.exists(self._keys.heartbeat(member))
+        return [m for m, alive in zip(members, await pipe.execute()) if alive]

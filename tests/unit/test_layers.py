@@ -1,0 +1,53 @@
+"""The code's layering, read from the source: who may import whom, and where Redis scripts live."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT
+
+# package -> packages it must never import
+FORBIDDEN = {
+    "common": {"api", "worker", "naive", "launcher", "harness", "benchmarks", "tests"},
+    "api": {"worker", "naive", "launcher", "harness", "benchmarks", "tests"},
+    "worker": {"api", "naive", "launcher", "harness", "benchmarks", "tests"},
+    "naive": {"launcher", "harness", "benchmarks", "tests"},
+    "harness": {"api", "worker", "naive", "launcher", "benchmarks", "tests"},
+    "launcher": {"api", "worker", "naive", "benchmarks", "tests"},
+    "benchmarks": {"tests"},
+}
+
+
+def sources(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+def imported_packages(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_packages_import_only_downward(package):
+    wrong = {str(path.relative_to(ROOT)): sorted(imported_packages(path) & FORBIDDEN[package])
+             for path in sources(package)}
+    assert not {path: names for path, names in wrong.items() if names}
+
+
+def test_tests_import_the_benchmarks_only_to_test_them():
+    # A test of a benchmark module is named for it; everything else (fixtures, helpers, e2e tests) stands on the
+    # service's own code and the harness.
+    importers = {str(p.relative_to(ROOT)) for p in sources("tests") if "benchmarks" in imported_packages(p)}
+    assert all(Path(p).name.startswith("test_benchmark_") for p in importers), importers
+
+
+def test_lua_lives_in_common_scripts_only():
+    script_users = {str(p.relative_to(ROOT)) for package in ("api", "worker", "common", "naive", "harness", "launcher")
+                    for p in sources(package) if "register_script" in p.read_text() or "redis.call(" in p.read_text()}
+    assert script_users == {"common/scripts.py"}

@@ -1,0 +1,100 @@
+"""A batch window: the messages a worker popped at once, from the pop until every one of them is released.
+
+Every popped message ends in exactly one publish's ``done`` list (released from the worker's in-flight list):
+decoded ones when their forward pass is published, malformed ones with the first publish. What goes out with
+the next publish — replies, released messages, counts — gathers in the window's ``outbox``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from common.counters import WorkerCounts
+from common.protocol import ErrorCode, Prediction, ProtocolError, Reply, WorkError, WorkItem, decode_item
+
+log = logging.getLogger(__name__)
+
+@dataclass(slots=True)
+class Held:
+    """A message this worker has popped: the decoded item, the raw bytes (to release it), its token length."""
+
+    item: WorkItem
+    raw: bytes
+    tokens: int = 0  # measured only when passes are planned by token budget
+
+
+@dataclass(slots=True)
+class Outbox:
+    """What one publish sends in one round trip: replies, the held messages now dealt with, and their counts."""
+
+    replies: list[Reply] = field(default_factory=list)
+    done: list[bytes] = field(default_factory=list)
+    counts: WorkerCounts = field(default_factory=WorkerCounts)
+    inference_s: float = 0.0  # the forward pass this publish answers, if any
+
+    def __bool__(self) -> bool:
+        return bool(self.replies or self.done or self.counts.nonzero())
+
+
+class Window:
+    def __init__(self) -> None:
+        self.held: list[Held] = []
+        self.taken = 0  # messages popped into this window, decodable or not
+        self.outbox = Outbox()
+
+    def add(self, raw: Sequence[bytes]) -> None:
+        """Decode freshly popped messages. A malformed one is counted, released, and answered when its request id
+        and index could be read."""
+        self.taken += len(raw)
+        for message in raw:
+            try:
+                self.held.append(Held(decode_item(message), message))
+            except ProtocolError as exc:
+                size = len(message) if isinstance(message, (bytes, bytearray)) else -1
+                log.warning("skipping malformed message (%d bytes): %s", size, exc)
+                self.outbox.counts.malformed += 1
+                self.outbox.done.append(message)
+                if exc.request_id is not None and exc.index is not None:
+                    error = WorkError(ErrorCode.MALFORMED, f"the worker could not read this item: {exc}")
+                    self.outbox.replies.append(Reply(exc.request_id, exc.index, error=error))
+
+    def oldest_enqueued_at(self) -> float:
+        return min(h.item.enqueued_at for h in self.held)
+
+    def release(self, held: Sequence[Held]) -> None:
+        """``held`` is dealt with: released from the in-flight list with the next publish."""
+        self.outbox.done.extend(h.raw for h in held)
+
+    def drop_expired(self, held: Sequence[Held], now: float) -> list[Held]:
+        """The items still within their deadline. The others are counted and not answered: the API has already
+        answered their client with 504."""
+        live = [h for h in held if h.item.deadline > now]
+        self.outbox.counts.expired += len(held) - len(live)
+        return live
+
+    def fail(self, held: Sequence[Held]) -> None:
+        """Answer ``held`` with an inference error."""
+        self.outbox.counts.failed += len(held)
+        error = WorkError(ErrorCode.INFERENCE_FAILED, "the model failed on the batch holding this text")
+        self.outbox.replies.extend(Reply(h.item.request_id, h.item.index, error=error) for h in held)
+
+    def answer(self, held: Sequence[Held], predictions: Sequence[Prediction], *, picked_up: float,
+               inference_s: float) -> None:
+        """Answer one forward pass over ``held`` (picked up from the queue at ``picked_up``, unix seconds)."""
+        counts = self.outbox.counts
+        counts.batches += 1
+        counts.texts += len(held)
+        counts.tokens += sum(h.tokens for h in held)
+        counts.padded_tokens += max(h.tokens for h in held) * len(held)
+        self.outbox.inference_s = inference_s
+        self.outbox.replies.extend(
+            Reply(h.item.request_id, h.item.index, prediction=prediction,
+                  queue_ms=max(0.0, (picked_up - h.item.enqueued_at) * 1000), inference_ms=inference_s * 1000)
+            for h, prediction in zip(held, predictions, strict=True)
+        )
+
+    def take_outbox(self) -> Outbox:
+        outbox, self.outbox = self.outbox, Outbox()
+        return outbox
