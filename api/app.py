@@ -16,7 +16,6 @@ from api.gateway import Gateway
 from api.limits import BodySizeLimit
 from api.metrics import ApiMetrics, RequestMetrics
 from api.routes import Services, add_routes
-from api.schemas import request_models
 from common.redis_factory import async_client
 from common.settings import ApiSettings
 
@@ -51,7 +50,7 @@ def create_app(settings: ApiSettings, client: redis.asyncio.Redis | None = None)
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    add_routes(app, request_models(settings))
+    add_routes(app, settings)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics,
                        routes={route.path for route in app.routes if isinstance(route, APIRoute)})

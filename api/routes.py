@@ -6,6 +6,7 @@ api/errors.py turns into the documented status and error body."""
 # from the configured limits, from the route signatures at definition time.
 
 import hmac
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from fastapi import Depends, FastAPI, Request, Response
@@ -17,7 +18,7 @@ from api.cluster import ClusterView
 from api.errors import ErrorKind, ServiceError, error_responses
 from api.gateway import Gateway
 from api.metrics import ApiMetrics
-from api.schemas import BatchPredictionOut, PredictionOut, RequestModels
+from api.schemas import BatchPredictionOut, PredictionOut, request_models
 from common.settings import ApiSettings
 
 PREDICT_ERRORS = (ErrorKind.VALIDATION, ErrorKind.PAYLOAD_TOO_LARGE, ErrorKind.UNAUTHORIZED, ErrorKind.OVERLOADED,
@@ -43,13 +44,18 @@ def services(request: Request) -> Services:
 _bearer = HTTPBearer(auto_error=False)
 
 
-async def authorized(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
-    s = services(request)
-    if s.settings.api_key is None:
-        return
-    given = credentials.credentials if credentials else ""
-    if not hmac.compare_digest(given.encode(), s.settings.api_key.encode()):
-        raise ServiceError(ErrorKind.UNAUTHORIZED, "missing or wrong API key (Authorization: Bearer <key>)")
+def authorization(api_key: str | None) -> Callable[..., Awaitable[None]]:
+    """The dependency guarding prediction and metrics routes: ``Authorization: Bearer <API_KEY>`` when a key is
+    set, nothing otherwise."""
+
+    async def authorized(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+        if api_key is None:
+            return
+        given = credentials.credentials if credentials else ""
+        if not hmac.compare_digest(given.encode(), api_key.encode()):
+            raise ServiceError(ErrorKind.UNAUTHORIZED, "missing or wrong API key (Authorization: Bearer <key>)")
+
+    return authorized
 
 
 async def classify(s: Services, texts: list[str], response: Response) -> list[PredictionOut]:
@@ -83,11 +89,12 @@ async def prometheus_metrics(request: Request) -> Response:
     return Response(generate_latest(s.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def add_routes(app: FastAPI, models: RequestModels) -> None:
+def add_routes(app: FastAPI, settings: ApiSettings) -> None:
     """Every route, on the app itself: an included APIRouter adds a second layer of route matching to every
-    request (FastAPI 0.165; seen in a profile of /predict). The prediction routes validate bodies with this app's
-    request models."""
-    guarded = [Depends(authorized)]
+    request (FastAPI 0.165; seen in a profile of /predict). The prediction routes validate bodies with request
+    models built from this app's limits, so that OpenAPI states them."""
+    models = request_models(settings)
+    guarded = [Depends(authorization(settings.api_key))]
 
     @app.post("/predict", response_model=PredictionOut, responses=error_responses(*PREDICT_ERRORS),
               dependencies=guarded, summary="Classify one text")

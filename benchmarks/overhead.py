@@ -1,0 +1,108 @@
+"""``python -m benchmarks.overhead``: the API process's own CPU per ``/predict``, Redis replaced by an instant stub.
+
+At the no-op ceiling (benchmarks.scaleout) the API process is the bottleneck, so its Python cost per request sets
+the service's top rate. This drives the real app (routing, validation, middleware, gateway, encoding and decoding)
+in-process through ASGI with a stub client that answers every push at once: no network, no Redis, no worker.
+Run it on two commits to see what a change costs per request:
+
+    python -m benchmarks.overhead                                   # this checkout
+    cd <other checkout> && PYTHONPATH=. python <this checkout>/benchmarks/overhead.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from api.app import create_app
+from common.protocol import Prediction, Reply, decode_item, encode_reply
+from common.settings import ApiSettings
+
+
+class _InstantScript:
+    """A registered Lua script: the push script answers every item at once; the others do nothing."""
+
+    def __init__(self, stub: InstantRedis, source: str) -> None:
+        self._stub = stub
+        self._is_push = "LLEN" in source
+
+    async def __call__(self, keys: Sequence[str] = (), args: Sequence[Any] = ()) -> int:
+        if not self._is_push:
+            return 0
+        for raw in args[1:]:
+            item = decode_item(raw)
+            reply = Reply(item.request_id, item.index, prediction=Prediction("POSITIVE", 0.9), queue_ms=1.0,
+                          inference_ms=2.0)
+            self._stub.replies.setdefault(item.request_id, []).append(encode_reply(reply))
+        return 1
+
+
+class InstantRedis:
+    """The few client methods the request path uses, answering from memory."""
+
+    def __init__(self) -> None:
+        self.replies: dict[str, list[bytes]] = {}
+
+    def register_script(self, source: str) -> _InstantScript:
+        return _InstantScript(self, source)
+
+    async def blmpop(self, timeout: float, numkeys: int, key: str, direction: str, count: int) -> list[Any]:
+        return [key, self.replies.pop(key.rsplit(":", 1)[1])]
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def cpu_per_request_us(requests: int, repeats: int) -> list[float]:
+    app = create_app(ApiSettings(key_prefix="overhead"), InstantRedis())  # type: ignore[arg-type]
+    body = json.dumps({"text": "a charming and often affecting journey"}).encode()
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/predict", "raw_path": b"/predict", "query_string": b"", "root_path": "",
+             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8000)}
+
+    async def one() -> None:
+        sent: list[dict[str, Any]] = []
+        pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            return pending.pop() if pending else {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await app({**scope, "state": {}}, receive, send)
+        if sent[0]["status"] != 200:
+            raise RuntimeError(f"/predict answered {sent[0]['status']}: {sent[1:]}")
+
+    async with app.router.lifespan_context(app):
+        for _ in range(min(500, requests)):  # warm-up
+            await one()
+        runs = []
+        for _ in range(repeats):
+            started = time.process_time()
+            for _ in range(requests):
+                await one()
+            runs.append((time.process_time() - started) / requests * 1e6)
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=3000, help="requests per measured run")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    runs = asyncio.run(cpu_per_request_us(args.requests, args.repeats))
+    print(f"API CPU per /predict: {statistics.median(runs):.1f} us (median of {args.repeats} runs of "
+          f"{args.requests}: {', '.join(f'{r:.1f}' for r in runs)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
