@@ -89,11 +89,12 @@ class Window:
         counts.tokens += sum(h.tokens for h in held)
         counts.padded_tokens += max(h.tokens for h in held) * len(held)
         self.outbox.inference_s = inference_s
-        self.outbox.replies.extend(
+        inference_ms = inference_s * 1000
+        self.outbox.replies += [
             Reply(h.item.request_id, h.item.index, prediction=prediction,
-                  queue_ms=max(0.0, (picked_up - h.item.enqueued_at) * 1000), inference_ms=inference_s * 1000)
+                  queue_ms=max(0.0, (picked_up - h.item.enqueued_at) * 1000), inference_ms=inference_ms)
             for h, prediction in zip(held, predictions, strict=True)
-        )
+        ]
 
     def take_outbox(self) -> Outbox:
         outbox, self.outbox = self.outbox, Outbox()
