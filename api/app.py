@@ -36,7 +36,7 @@ def create_app(settings: ApiSettings, client: redis.asyncio.Redis | None = None)
         keys = settings.keys()
         gateway = Gateway(redis_client, keys, settings, on_enqueued=metrics.texts.inc)
         metrics.in_flight.set_function(lambda: gateway.in_flight)
-        app.state.services = Services(settings, gateway, ClusterView(redis_client, keys), metrics)
+        app.state.services = Services(gateway, ClusterView(redis_client, keys), metrics)
         try:
             yield
         finally:

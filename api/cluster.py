@@ -11,6 +11,7 @@ import redis.asyncio
 from api.redis_errors import UnavailableOnRedisError
 from common.batch_metrics import BATCH_HISTOGRAM_NAMES
 from common.keys import Keys
+from common.scripts import Scripts, liveness
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,7 @@ class ClusterView:
         self._redis = client
         self._keys = keys
         self._unavailable = UnavailableOnRedisError(client)
+        self._scripts = Scripts(client, keys)
 
     async def queue_depth(self) -> int:
         async with self._unavailable:
@@ -34,20 +36,19 @@ class ClusterView:
     async def live_workers(self) -> list[str]:
         """Workers whose heartbeat key exists (registry membership alone proves nothing)."""
         async with self._unavailable:
-            members = sorted(m.decode() for m in await self._redis.smembers(self._keys.workers))
-            return await self._alive(members)
+            workers = liveness(await self._scripts.worker_liveness())
+        return [worker for worker, alive in workers.items() if alive]
 
     async def snapshot(self) -> ClusterSnapshot:
         """Everything ``/metrics`` shows of the cluster, read in two round trips."""
         async with self._unavailable:
             pipe = self._redis.pipeline(transaction=False)
             pipe.llen(self._keys.requests)
-            pipe.smembers(self._keys.workers)
             pipe.hgetall(self._keys.stats)
             for name in BATCH_HISTOGRAM_NAMES:
                 pipe.hgetall(self._keys.histogram(name))
-            depth, members, stats, *histograms = await pipe.execute()
-            alive = await self._alive(sorted(m.decode() for m in members))
+            depth, stats, *histograms = await pipe.execute()
+        alive = await self.live_workers()
         return ClusterSnapshot(
             queue_depth=int(depth),
             live_workers=len(alive),
@@ -55,11 +56,3 @@ class ClusterView:
             batch_histograms={name: {k.decode(): float(v) for k, v in raw.items()}
                               for name, raw in zip(BATCH_HISTOGRAM_NAMES, histograms)},
         )
-
-    async def _alive(self, members: list[str]) -> list[str]:
-        if not members:
-            return []
-        pipe = self._redis.pipeline(transaction=False)
-        for member in members:
-            pipe.exists(self._keys.heartbeat(member))
-        return [m for m, alive in zip(members, await pipe.execute()) if alive]

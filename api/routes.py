@@ -29,7 +29,6 @@ PREDICT_ERRORS = (ErrorKind.VALIDATION, ErrorKind.PAYLOAD_TOO_LARGE, ErrorKind.U
 class Services:
     """What the routes use, built by the app's lifespan (api/app.py)."""
 
-    settings: ApiSettings
     gateway: Gateway
     cluster: ClusterView
     metrics: ApiMetrics

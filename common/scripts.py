@@ -102,6 +102,18 @@ if died then redis.call('SREM', KEYS[5], ARGV[1]) end
 return {requeued, dead}
 """
 
+# Which registered workers are alive: a worker is alive while its heartbeat key exists (membership in the registry
+# alone proves nothing). One definition for the API's /readyz and /metrics and for the reaper, in one round trip.
+# KEYS: workers.  ARGV: heartbeat key prefix.  Returns {worker id, 1 if alive else 0, ...}.
+WORKER_LIVENESS = """
+local out = {}
+for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  out[#out + 1] = member
+  out[#out + 1] = redis.call('EXISTS', ARGV[1] .. member)
+end
+return out
+"""
+
 # Delete a lock only if it still holds our token (it may have expired and been taken by another worker).
 # KEYS: lock.  ARGV: token.
 RELEASE_LOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
@@ -113,6 +125,12 @@ REQUEST_ID_LUA_PATTERN = "^" + f"[{REQUEST_ID_CHARS}]" * REQUEST_ID_LENGTH + "$"
 def digest(raw: bytes) -> str:
     """The id of a raw message in the deaths hash (the scripts' ``redis.sha1hex``)."""
     return hashlib.sha1(raw).hexdigest()
+
+
+def liveness(raw: list[Any]) -> dict[str, bool]:
+    """``WORKER_LIVENESS``'s answer as worker id -> alive, sorted by id."""
+    pairs = zip(raw[::2], raw[1::2])
+    return {member.decode(): bool(alive) for member, alive in sorted(pairs)}
 
 
 def poison_reply_template() -> bytes:
@@ -130,6 +148,7 @@ class Scripts:
         self._pop_window = client.register_script(POP_WINDOW)
         self._recover_inflight = client.register_script(RECOVER_INFLIGHT)
         self._release_lock = client.register_script(RELEASE_LOCK)
+        self._worker_liveness = client.register_script(WORKER_LIVENESS)
 
     def push_if_room(self, payloads: Sequence[bytes], max_depth: int) -> Any:
         """RPUSH ``payloads`` onto the request list unless that takes it past ``max_depth``: the new length,
@@ -149,6 +168,10 @@ class Scripts:
         args = [worker_id, 1 if died else 0, max_deliveries, self._keys.reply(""), reply_ttl_s, f"{now:.3f}",
                 REQUEST_ID_LUA_PATTERN, poison_reply_template()]
         return self._recover_inflight(keys=keys, args=args)
+
+    def worker_liveness(self) -> Any:
+        """Registered workers and whether each is alive (raw: parse it with ``liveness``)."""
+        return self._worker_liveness(keys=[self._keys.workers], args=[self._keys.heartbeat("")])
 
     def release_lock(self, key: str, token: str) -> Any:
         """Delete ``key`` if it still holds ``token``: 1 if deleted."""

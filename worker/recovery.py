@@ -16,7 +16,7 @@ from typing import NamedTuple
 import redis
 
 from common.keys import Keys
-from common.scripts import Scripts
+from common.scripts import Scripts, liveness
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +68,4 @@ class Recovery:
 
     def _dead_workers(self) -> list[str]:
         """Registered workers whose heartbeat key is gone."""
-        members = sorted(m.decode() for m in self._redis.smembers(self._keys.workers))
-        if not members:
-            return []
-        pipe = self._redis.pipeline(transaction=False)
-        for member in members:
-            pipe.exists(self._keys.heartbeat(member))
-        return [m for m, alive in zip(members, pipe.execute()) if not alive]
+        return [worker for worker, alive in liveness(self._scripts.worker_liveness()).items() if not alive]
