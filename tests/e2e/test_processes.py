@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from harness.service import ready, start_naive
+from tests.answers import same_answer
 from tests.helpers import Process, free_port, python_env, wait_until
 
 
@@ -39,9 +40,12 @@ def test_naive_baseline_serves_the_same_answers_and_errors(tiny_model, tiny_pred
         text = "a charming and often affecting journey"
         got = httpx.post(f"{url}/predict", json={"text": text}).json()
         expected = tiny_predictor.predict([text])[0]
-        assert got["label"] == expected.label and abs(got["score"] - expected.score) < 1e-4
+        assert same_answer(got["label"], got["score"], expected)
         batch = httpx.post(f"{url}/predict/batch", json={"texts": [text, "bad"]}).json()["results"]
-        assert batch[0]["label"] == expected.label and len(batch) == 2
+        bad_expected = tiny_predictor.predict(["bad"])[0]
+        assert same_answer(batch[0]["label"], batch[0]["score"], expected)
+        assert same_answer(batch[1]["label"], batch[1]["score"], bad_expected)
+        assert not same_answer(batch[1]["label"], batch[1]["score"], expected)  # the check tells the two apart
         bad = httpx.post(f"{url}/predict", json={"text": "  "})
         assert bad.status_code == 422 and bad.json()["error"]["type"] == "validation"
     finally:

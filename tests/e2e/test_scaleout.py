@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from tests.e2e.conftest import start_service
-from tests.e2e.test_service import fire, leftover_keys, results, sentences
-from tests.helpers import ROOT, python_env
+from tests.e2e.test_service import fire, leftover_keys, results
+from tests.helpers import ROOT, python_env, sentences
 from worker.simulated import SIMULATED_LABEL, simulated_score
 
 

@@ -1,22 +1,15 @@
 """Redis + API + 2 workers as real processes, over HTTP."""
 
 import asyncio
-import random
+import re
 import signal
-import time
 
 import httpx
 import redis
 
 from harness.service import Service
-
-WORDS = ("the film is good bad charming dull and a bit too long but its actors are wonderful terrible "
-         "moving boring funny story plot ending music").split()
-
-
-def sentences(n: int, seed: int = 7) -> list[str]:
-    rng = random.Random(seed)
-    return [" ".join(rng.choice(WORDS) for _ in range(rng.choice([1, 3, 8, 20, 45, 90]))) for _ in range(n)]
+from tests.answers import assert_discriminating, expected_answers, same_answer
+from tests.helpers import sentences, wait_until
 
 
 async def fire(url: str, texts: list[str], *, batch_every: int = 5) -> list[tuple[list[str], httpx.Response]]:
@@ -38,12 +31,20 @@ def results(response: httpx.Response) -> list[dict]:
 
 
 def assert_correct(outcomes, predictor) -> None:
+    """Every request answered 200, each text with its own answer (computed in-process, one text at a time)."""
+    expected = expected_answers(predictor, (text for texts, _ in outcomes for text in texts))
+    assert_discriminating(expected)
     for texts, response in outcomes:
         assert response.status_code == 200, response.text
         for text, got in zip(texts, results(response), strict=True):
-            expected = predictor.predict([text])[0]  # in-process, one text at a time
-            assert got["label"] == expected.label, text
-            assert abs(got["score"] - expected.score) < 1e-4, text
+            assert same_answer(got["label"], got["score"], expected[text]), (text, got, expected[text])
+
+
+def worker_id_of(svc: Service, pid: int) -> str:
+    """The registered id of the worker process ``pid`` (from the heartbeats)."""
+    client = redis.Redis.from_url(svc.redis_url)
+    return next(m.decode() for m in client.smembers(svc.keys.workers)
+                if client.hget(svc.keys.heartbeat(m.decode()), "worker_id").decode().endswith(f"-{pid}"))
 
 
 def leftover_keys(svc: Service) -> set[str]:
@@ -61,27 +62,31 @@ def test_concurrent_requests_each_get_their_own_correct_answer(service, tiny_pre
     assert int(stats[b"batches"]) < int(stats[b"texts"]), "requests were batched"
 
 
-def test_sigterm_to_a_worker_under_load_fails_no_request(service, tiny_predictor):
+def test_sigterm_to_a_worker_under_load_finishes_its_window_and_fails_no_request(service, tiny_predictor):
     victim = service.workers[0]
+    client = redis.Redis.from_url(service.redis_url)
+    inflight = service.keys.inflight(worker_id_of(service, victim.pid))
 
     async def scenario():
         load = asyncio.create_task(fire(service.url, sentences(400, seed=11)))  # under MAX_IN_FLIGHT (512)
-        await asyncio.sleep(0.5)
-        assert not load.done(), "the load must still be running when the worker is stopped"
-        victim.signal(signal.SIGTERM)
+        await asyncio.to_thread(wait_until, lambda: client.llen(inflight) > 0, 20, "the victim to hold a window",
+                                0.001)
+        victim.signal(signal.SIGTERM)  # while it holds a window
         return await load
 
     outcomes = asyncio.run(scenario())
     assert victim.wait(timeout=30) == 0, victim.output()[-2000:]
-    assert "finishing the batch in hand" in victim.output()
+    output = victim.output()
+    assert re.search(r"worker \S+ stopped after \d+ batches", output), output[-2000:]
+    # It ran and published the window in hand: nothing given back to the queue, nothing left for a reaper.
+    assert "back to the queue" not in output and client.exists(inflight) == 0
     assert_correct(outcomes, tiny_predictor)
     assert service.live_workers() == 1  # the survivor; the stopped worker withdrew its heartbeat
+    assert not any("is dead" in w.output() for w in service.workers[1:])
     assert leftover_keys(service) == set()
     replacement = service.start_worker("worker-3")
-    deadline = time.monotonic() + 60
-    while service.live_workers() != 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert service.live_workers() == 2, replacement.output()[-2000:]
+    wait_until(lambda: service.live_workers() == 2, 60, "the replacement to announce itself", 0.2)
+    assert replacement.alive()
 
 
 def test_metrics_and_probes_over_http(service):

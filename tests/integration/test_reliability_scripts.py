@@ -2,6 +2,7 @@
 cmsgpack and cjson, which fakeredis lacks)."""
 
 import json
+import logging
 
 import msgpack
 import pytest
@@ -71,7 +72,7 @@ def test_a_dead_workers_messages_go_back_to_the_head_in_order(env):
     assert all(int(client.hget(keys.deaths, digest(m))) == 1 for m in held)
 
 
-def test_live_workers_are_not_reaped_and_one_reaper_at_a_time(env):
+def test_live_workers_are_not_reaped_and_one_reaper_at_a_time(env, caplog):
     client, keys = env
     held, _ = messages(["x"])
     client.rpush(keys.requests, *held)
@@ -83,8 +84,18 @@ def test_live_workers_are_not_reaped_and_one_reaper_at_a_time(env):
     client.delete(keys.heartbeat("alive"))
     assert recovery(client, keys).reap(lock_ttl_s=5) == {}  # lock held elsewhere
     client.delete(keys.reaper_lock)
-    assert recovery(client, keys).reap(lock_ttl_s=5) == {"alive": (1, 0)}
+    with caplog.at_level(logging.WARNING, logger="worker.recovery"):
+        assert recovery(client, keys).reap(lock_ttl_s=5) == {"alive": (1, 0)}
     assert client.exists(keys.reaper_lock) == 0  # released
+    assert caplog.messages == ["worker alive is dead: 1 message(s) re-queued, 0 dead-lettered"]
+
+
+def test_a_reaper_that_dies_mid_reap_holds_the_lock_only_for_its_ttl(env, monkeypatch):
+    client, keys = env
+    reaper = recovery(client, keys)
+    monkeypatch.setattr(reaper._scripts, "release_lock", lambda key, token: 0)  # dies before releasing
+    reaper.reap(lock_ttl_s=0.8)
+    assert 0 < client.pttl(keys.reaper_lock) <= 800
 
 
 def test_poison_message_is_dead_lettered_after_max_deliveries_and_its_client_told(env):
@@ -115,12 +126,15 @@ def test_undecodable_poison_is_dead_lettered_readably(env):
     assert record["undecodable"] is True and record["bytes"] == 10
 
 
-def test_release_requeues_without_counting_a_death(env):
+def test_release_requeues_without_counting_a_death(env, caplog):
     client, keys = env
     held, _ = messages(["a", "b"])
     client.rpush(keys.requests, *held)
     queue(client, keys, "me").pop(2, block_s=0)
-    assert recovery(client, keys).release("me") == 2
+    with caplog.at_level(logging.WARNING, logger="worker.recovery"):
+        assert recovery(client, keys).release("me") == 2
+        assert recovery(client, keys).release("me") == 0  # nothing held: nothing said
+    assert caplog.messages == ["gave 2 in-flight message(s) back to the queue"]  # the e2e tests look for it
     assert client.lrange(keys.requests, 0, -1) == held and client.hlen(keys.deaths) == 0
 
 
@@ -143,7 +157,8 @@ def test_poison_replies_follow_the_protocol_version(env, monkeypatch):
 
 
 @pytest.mark.parametrize("request_id", [new_request_id(), new_request_id().upper(), new_request_id() + "\n",
-                                        new_request_id()[:31], "g" * 32])
+                                        new_request_id()[:31], "g" * 32],
+                         ids=["valid", "upper-case", "newline", "short", "not-hex"])
 def test_the_recovery_script_reads_request_ids_as_the_protocol_does(env, request_id):
     client, keys = env
     raw = msgpack.packb({"v": PROTOCOL_VERSION, "request_id": request_id, "index": 2, "text": "x", "deadline": 1e12,

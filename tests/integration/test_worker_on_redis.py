@@ -10,7 +10,7 @@ import redis
 from common.keys import Keys
 from common.protocol import ErrorCode, WorkItem, decode_reply, encode_item, new_request_id
 from common.redis_factory import sync_client
-from common.settings import WorkerSettings
+from tests.answers import assert_discriminating, expected_answers, same_answer
 from worker.heartbeat import Heartbeat
 from worker.loop import BatchLoop, BatchPolicy
 from worker.recovery import Recovery
@@ -28,14 +28,6 @@ TEXTS = [
 ]
 
 
-@pytest.fixture
-def setup(redis_server, key_prefix):
-    settings = WorkerSettings(redis_url=redis_server.url, key_prefix=key_prefix, reply_ttl_s=30)
-    client = sync_client(settings, longest_block_s=2)
-    yield settings, client, settings.keys()
-    client.close()
-
-
 def enqueue(client, keys: Keys, texts, *, timeout=30.0, request_id=None):
     rid = request_id or new_request_id()
     now = time.time()
@@ -47,14 +39,6 @@ def replies(client, keys: Keys, rid):
     return sorted((decode_reply(r) for r in client.lrange(keys.reply(rid), 0, -1)), key=lambda r: r.index)
 
 
-def test_batched_equals_unbatched(tiny_predictor):
-    batched = tiny_predictor.predict(TEXTS)
-    for text, together in zip(TEXTS, batched):
-        alone = tiny_predictor.predict([text])[0]
-        assert alone.label == together.label
-        assert abs(alone.score - together.score) < 1e-4
-
-
 def test_worker_pops_batches_and_answers_through_redis(setup, tiny_predictor):
     settings, client, keys = setup
     rids = [enqueue(client, keys, TEXTS[i:i + 2]) for i in range(0, len(TEXTS), 2)]
@@ -62,9 +46,10 @@ def test_worker_pops_batches_and_answers_through_redis(setup, tiny_predictor):
     assert loop.run(max_batches=3) == 3  # 7 texts, batches of at most 3
     assert loop.totals.texts == len(TEXTS)
     got = [r for rid in rids for r in replies(client, keys, rid)]
-    expected = [tiny_predictor.predict([t])[0] for t in TEXTS]
-    assert [r.prediction.label for r in got] == [e.label for e in expected]
-    assert all(abs(r.prediction.score - e.score) < 1e-4 for r, e in zip(got, expected))
+    expected = expected_answers(tiny_predictor, TEXTS)
+    assert_discriminating(expected)
+    assert [r.index for r in got] == [0, 1, 0, 1, 0, 1, 0]
+    assert all(same_answer(r.prediction.label, r.prediction.score, expected[t]) for r, t in zip(got, TEXTS))
     assert 0 < client.ttl(keys.reply(rids[0])) <= 30
     assert client.hget(keys.stats, "texts") == b"7"
     assert {int(k): int(v) for k, v in client.hgetall(keys.batch_sizes).items()} == {3: 2, 1: 1}
@@ -120,15 +105,37 @@ def test_blocking_pop_wakes_on_arrival_without_taking_anything_early(setup):
     _, client, keys = setup
     queue = RedisRequestQueue(client, keys, 30, "w-test")
     pusher = redis.Redis.from_url(setup[0].redis_url)
-    threading.Timer(0.3, lambda: pusher.rpush(keys.requests, b"late arrival")).start()
+    threading.Timer(0.3, lambda: pusher.rpush(keys.requests, b"first", b"second", b"third")).start()
     started = time.monotonic()
-    got = queue.pop(4, block_s=5)
+    got = queue.pop(2, block_s=5)
     waited = time.monotonic() - started
-    assert got == [b"late arrival"] and 0.25 < waited < 1.5
-    assert client.llen(keys.requests) == 0
+    assert got == [b"first", b"second"] and 0.25 < waited < 1.5  # the head of the queue, in order
+    assert client.lrange(keys.requests, 0, -1) == [b"third"]
+    assert client.lrange(keys.inflight("w-test"), 0, -1) == [b"first", b"second"]
+    client.delete(keys.requests)
     started = time.monotonic()
     assert queue.pop(4, block_s=0.2) == []  # an empty queue times out, no busy loop needed
     assert time.monotonic() - started >= 0.15
+
+
+def test_the_workers_client_never_resends_a_command_on_a_dropped_connection(setup, redis_server):
+    """A re-sent pop could take a second window while the first one's answer was lost: the client must fail."""
+    settings, _, keys = setup
+    client = sync_client(settings, longest_block_s=5)
+    client.client_setname(f"{keys.prefix}-worker")
+    admin = redis.Redis.from_url(redis_server.url)
+
+    def kill():
+        for connection in admin.client_list():
+            if connection["name"] == f"{keys.prefix}-worker":
+                admin.client_kill_filter(_id=connection["id"])
+
+    threading.Timer(0.3, kill).start()
+    started = time.monotonic()
+    with pytest.raises(redis.ConnectionError):
+        RedisRequestQueue(client, keys, 30, "w-test").pop(4, block_s=3)  # blocked in BLMOVE when killed
+    assert time.monotonic() - started < 1.5
+    client.close()
 
 
 def test_heartbeat_is_readable_expires_and_is_withdrawn(setup):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from common.protocol import Prediction, Reply, WorkItem, encode_item, new_request_id
@@ -43,9 +44,10 @@ class FakePredictor:
     device = "none"
     backend = "fake"
 
-    def __init__(self, fail_on: str | None = None) -> None:
+    def __init__(self, fail_on: str | None = None, pass_s: float = 0.0) -> None:
         self.batches: list[list[str]] = []
         self.fail_on = fail_on
+        self.pass_s = pass_s  # a forward pass takes at least this long
         self.tokenize_s = 0.0
         self.forward_s = 0.0
 
@@ -53,6 +55,7 @@ class FakePredictor:
         self.batches.append(list(texts))
         if self.fail_on is not None and any(self.fail_on in t for t in texts):
             raise RuntimeError("CUDA out of memory (simulated)")
+        time.sleep(self.pass_s)
         return [Prediction("POSITIVE" if "good" in t else "NEGATIVE", len(t) / 1000) for t in texts]
 
     def token_lengths(self, texts: Sequence[str]) -> list[int]:

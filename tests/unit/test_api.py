@@ -1,70 +1,14 @@
 """The HTTP layer and the producer path against fakeredis, with a fake worker coroutine."""
 
 import asyncio
-import contextlib
-import json
 
 import fakeredis
-import httpx
 import pytest
 
-from api.app import create_app
-from common.keys import Keys
-from common.protocol import Prediction, Reply, WorkError, decode_item, encode_reply
+from common.protocol import Reply, WorkError, decode_item, encode_reply
 from common.redis_factory import async_client
-from common.settings import ApiSettings
 from tests.helpers import free_port
-
-KEYS = Keys("unit")
-
-
-def settings(**overrides) -> ApiSettings:
-    base = dict(key_prefix=KEYS.prefix, request_timeout_s=2.0, max_text_chars=100, max_batch_texts=5,
-                max_body_bytes=4096, max_queue_depth=50, max_in_flight=50)
-    base.update(overrides)
-    return ApiSettings(**base)
-
-
-async def fake_worker(client, s: ApiSettings, stop: asyncio.Event, *, heartbeat: bool = True) -> None:
-    """Answers every item: POSITIVE if the text contains 'good'; score 0.5 + index/100."""
-    keys = s.keys()
-    if heartbeat:
-        await client.hset(keys.heartbeat("fake-1"), mapping={"worker_id": "fake-1"})
-        await client.sadd(keys.workers, "fake-1")
-    while not stop.is_set():
-        # Polls (test code), stopped by an event: fakeredis's async client does not end promptly on cancel.
-        popped = await client.lpop(keys.requests, 16)
-        if not popped:
-            await asyncio.sleep(0.005)
-            continue
-        for raw in popped:
-            item = decode_item(raw)
-            label = "POSITIVE" if "good" in item.text else "NEGATIVE"
-            reply = Reply(item.request_id, item.index, prediction=Prediction(label, 0.5 + item.index / 100),
-                          queue_ms=1.0, inference_ms=2.0)
-            await client.rpush(keys.reply(item.request_id), encode_reply(reply))
-
-
-@contextlib.asynccontextmanager
-async def running(s: ApiSettings, *, worker: bool = True, client=None, server=None):
-    server = server or fakeredis.FakeServer()
-    client = client or fakeredis.FakeAsyncRedis(server=server)
-    app = create_app(s, client)
-    stop = asyncio.Event()
-    task = asyncio.create_task(fake_worker(fakeredis.FakeAsyncRedis(server=server), s, stop)) if worker else None
-    try:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
-                yield http, client
-    finally:
-        stop.set()
-        if task:
-            await task
-
-
-def run(coro):
-    return asyncio.run(coro)
+from tests.unit.api_harness import KEYS, run, running, settings
 
 
 def test_predict_returns_label_and_score_with_timing_headers():
@@ -135,6 +79,7 @@ def test_bad_batch_input_is_422(body, message):
     "raw,message",
     [(b'{"text": "\\ud800 lone"}', "unicode"), (b'{"text": "abc', "not valid JSON"),
      (b'{"text": "\xff\xfe"}', "UTF-8"), (b"", "Field required")],
+    ids=["lone-surrogate", "truncated", "not-utf8", "empty"],
 )
 def test_undecodable_bodies_are_422(raw, message):
     async def scenario():
@@ -142,23 +87,6 @@ def test_undecodable_bodies_are_422(raw, message):
             r = await http.post("/predict", content=raw, headers={"content-type": "application/json"})
             assert r.status_code == 422 and message in r.json()["error"]["message"], r.text
             assert await client.llen(KEYS.requests) == 0
-
-    run(scenario())
-
-
-def test_body_over_the_size_limit_is_413_declared_or_streamed():
-    async def scenario():
-        async with running(settings(), worker=False) as (http, _):
-            big = json.dumps({"text": "x" * 5000}).encode()
-            r = await http.post("/predict", content=big, headers={"content-type": "application/json"})
-            assert r.status_code == 413 and "4096 bytes" in r.json()["error"]["message"]
-
-            async def chunks():
-                for _ in range(10):
-                    yield b"x" * 1000
-
-            r = await http.post("/predict", content=chunks(), headers={"content-type": "application/json"})
-            assert r.status_code == 413
 
     run(scenario())
 
@@ -173,18 +101,6 @@ def test_full_queue_is_429_with_retry_after():
             assert await client.llen(KEYS.requests) == 3  # nothing was pushed
             r = await http.post("/predict/batch", json={"texts": ["a", "b"]})
             assert r.status_code == 429
-
-    run(scenario())
-
-
-def test_in_flight_limit_is_429_not_a_pool_error():
-    async def scenario():
-        async with running(settings(max_in_flight=2, request_timeout_s=1.0), worker=False) as (http, _):
-            waiting = [asyncio.create_task(http.post("/predict", json={"text": f"t{i}"})) for i in range(2)]
-            await asyncio.sleep(0.2)
-            r = await http.post("/predict", json={"text": "one too many"})
-            assert r.status_code == 429 and "already serving 2" in r.json()["error"]["message"]
-            assert [t.status_code for t in await asyncio.gather(*waiting)] == [504, 504]
 
     run(scenario())
 

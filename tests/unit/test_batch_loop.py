@@ -1,4 +1,7 @@
+import logging
+
 import msgpack
+import pytest
 
 from common.protocol import ErrorCode, new_request_id
 from tests.unit.fakes import Clock, FakePredictor, FakeQueue, items
@@ -55,11 +58,15 @@ def test_malformed_messages_are_skipped_and_answered_when_possible():
     assert queue.published[0].counts.malformed == 2
 
 
-def test_a_failing_forward_pass_answers_its_batch_with_errors_and_the_loop_goes_on():
+def test_a_failing_forward_pass_answers_its_batch_with_errors_and_the_loop_goes_on(caplog):
     queue = FakeQueue(items(["boom here", "bystander"]) + items(["later good"]))
     predictor = FakePredictor(fail_on="boom")
     loop = make_loop(queue, predictor, size=2)
-    assert loop.run(max_batches=2) == 2
+    with caplog.at_level(logging.ERROR, logger="worker.loop"):
+        assert loop.run(max_batches=2) == 2
+    failure, = caplog.records
+    assert failure.message == "inference failed for a batch of 2 texts"
+    assert failure.exc_info[1].args == ("CUDA out of memory (simulated)",)
     first, second = queue.published
     assert all(r.error.code == ErrorCode.INFERENCE_FAILED for r in first.replies) and len(first.replies) == 2
     assert first.counts.failed == 2
@@ -120,10 +127,12 @@ def test_stop_request_finishes_the_batch_in_hand():
 
 def test_replies_carry_queue_and_inference_time():
     clock = Clock(1000.0)
-    queue = FakeQueue(items(["a"], enqueued_at=999.5))
-    make_loop(queue, clock=clock).run(max_batches=1)
-    reply = queue.replies[0]
-    assert abs(reply.queue_ms - 500.0) < 1e-6 and reply.inference_ms >= 0
+    queue = FakeQueue(items(["a", "b"], enqueued_at=999.5) + items(["c"], enqueued_at=999.9))
+    make_loop(queue, FakePredictor(pass_s=0.03), clock=clock).run(max_batches=1)
+    assert [round(r.queue_ms, 6) for r in queue.replies] == [500.0, 500.0, 100.0]
+    inference_ms = {r.inference_ms for r in queue.replies}
+    assert len(inference_ms) == 1 and 30 <= inference_ms.pop() < 1000  # the pass took >= 30 ms
+    assert 0.03 <= queue.published[0].inference_s < 1
 
 
 def test_a_window_is_split_into_passes_by_token_budget_and_each_is_published():
@@ -149,14 +158,45 @@ def test_counters_of_the_window_go_out_with_the_first_pass():
     assert (second.counts.expired, second.counts.malformed) == (0, 0)
 
 
-def test_tokenization_failure_answers_the_window_with_errors():
+def test_tokenization_failure_answers_the_window_with_errors(caplog):
     class BrokenTokenizer(FakePredictor):
         def token_lengths(self, texts):
             raise RuntimeError("tokenizer exploded")
 
     queue = FakeQueue(items(["a", "b"]))
-    BatchLoop(queue, BrokenTokenizer(), BatchPolicy(8, 0.0, 0.5, max_batch_tokens=64), clock=Clock()).run(max_batches=1)
+    loop = BatchLoop(queue, BrokenTokenizer(), BatchPolicy(8, 0.0, 0.5, max_batch_tokens=64), clock=Clock())
+    with caplog.at_level(logging.ERROR, logger="worker.loop"):
+        loop.run(max_batches=1)
     assert [r.error.code for r in queue.replies] == [ErrorCode.INFERENCE_FAILED] * 2
+    assert caplog.messages == ["tokenization failed for a window of 2 texts"]
+
+
+def test_a_predictor_that_miscounts_fails_the_pass_with_the_reason(caplog):
+    class Miscounting(FakePredictor):
+        def predict(self, texts):
+            return super().predict(texts)[:-1]
+
+    queue = FakeQueue(items(["a", "b", "c"]))
+    with caplog.at_level(logging.ERROR, logger="worker.loop"):
+        make_loop(queue, Miscounting()).run(max_batches=1)
+    assert [r.error.code for r in queue.replies] == [ErrorCode.INFERENCE_FAILED] * 3
+    assert str(caplog.records[0].exc_info[1]) == "predictor returned 2 results for 3 texts"
+
+
+@pytest.mark.parametrize("budget,passes", [(0, [["a b", "c", "d e f"]]), (1, [["a b"], ["c"], ["d e f"]])])
+def test_no_token_budget_keeps_the_window_whole_and_a_tiny_one_splits_it(budget, passes):
+    class CountingTokenizer(FakePredictor):
+        tokenized = 0
+
+        def token_lengths(self, texts):
+            self.tokenized += 1
+            return super().token_lengths(texts)
+
+    predictor = CountingTokenizer()
+    queue = FakeQueue(items(["a b", "c", "d e f"]))
+    BatchLoop(queue, predictor, BatchPolicy(8, 0.0, 0.5, max_batch_tokens=budget), clock=Clock()).run(max_batches=1)
+    assert predictor.batches == passes
+    assert predictor.tokenized == (1 if budget else 0)  # no budget: no tokenization just to plan
 
 
 def test_every_popped_message_is_released_exactly_once():
@@ -168,3 +208,16 @@ def test_every_popped_message_is_released_exactly_once():
     loop = BatchLoop(queue, FakePredictor(fail_on="boom"), BatchPolicy(4, 0.0, 0.5, max_batch_tokens=14), clock=Clock())
     loop.run(max_batches=2)
     assert sorted(queue.released) == sorted(stale + junk + good + boom)
+
+
+def test_the_profile_adds_the_predictors_split_of_inference_to_the_loops_phases():
+    predictor = FakePredictor(pass_s=0.02)
+    predictor.tokenize_s, predictor.forward_s = 1.5, 2.5  # as a real predictor accumulates them
+    loop = make_loop(FakeQueue(items(["a", "b"])), predictor)
+    assert loop.last_batch_size == 0 and loop.profile().infer_s == 0
+    loop.run(max_batches=1)
+    assert loop.last_batch_size == 2
+    profile = loop.profile()
+    assert (profile.tokenize_s, profile.forward_s) == (1.5, 2.5)
+    assert 0.02 <= profile.infer_s < 1 and profile.pop_s >= 0 and profile.publish_s >= 0
+    assert loop.profile().infer_s == profile.infer_s  # reading it changes nothing

@@ -3,6 +3,7 @@
 import math
 
 from common.batch_metrics import (
+    BATCH_INFERENCE_SECONDS,
     BATCH_PADDED_TOKENS,
     BATCH_PADDING_RATIO,
     BATCH_TEXTS,
@@ -41,3 +42,10 @@ def test_cumulative_buckets_add_up_and_end_with_inf_equal_to_the_count():
     assert dict(buckets)[256] == 2 and dict(buckets)[512] == 7
     assert buckets[-1][0] == math.inf and buckets[-1][1] == 8
     assert [c for _, c in buckets] == sorted(c for _, c in buckets)
+
+
+def test_the_smallest_pass_is_observed_too():
+    observed = dict((spec.name, value) for spec, value in batch_observations(1, 1, 1, 0.002))
+    assert observed == {BATCH_TEXTS.name: 1, BATCH_INFERENCE_SECONDS.name: 0.002, BATCH_PADDED_TOKENS.name: 1,
+                        BATCH_PADDING_RATIO.name: 0.0}
+    assert batch_observations(0, 0, 0, 0.0) == []

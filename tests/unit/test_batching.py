@@ -39,3 +39,7 @@ def test_batches_run_in_order_of_their_oldest_member():
 def test_no_budget_keeps_the_window_in_arrival_order():
     assert plan_batches([9, 1, 5], 0) == [[0, 1, 2]]
     assert plan_batches([], 512) == []
+
+
+def test_a_budget_of_one_token_runs_every_text_alone():
+    assert plan_batches([3, 2, 4], 1) == [[0], [1], [2]]

@@ -1,5 +1,8 @@
 """The heartbeat thread against fakeredis: it beats on whatever its tasks raise."""
 
+import logging
+import threading
+
 import fakeredis
 
 from common.keys import Keys
@@ -45,3 +48,31 @@ def test_a_beat_whose_description_fails_is_still_written():
 
     Heartbeat(client, KEYS, "w2", interval_s=1, ttl_s=5, describe=describe).beat()
     assert client.hexists(KEYS.heartbeat("w2"), "last_beat") and 0 < client.ttl(KEYS.heartbeat("w2")) <= 5
+
+
+def test_what_failed_is_logged_and_redis_errors_without_a_traceback(caplog):
+    server = fakeredis.FakeServer()
+    client = fakeredis.FakeRedis(server=server)
+
+    def describe():
+        raise KeyError("no such counter")
+
+    def after_beat():
+        raise RuntimeError("the reaper broke")
+
+    beat = Heartbeat(client, KEYS, "w3", interval_s=0.02, ttl_s=5, describe=describe, after_beat=after_beat)
+    with caplog.at_level(logging.WARNING, logger="worker.heartbeat"):
+        beat.start()
+        thread, = [t for t in threading.enumerate() if t.name == "heartbeat"]
+        assert thread.daemon  # never keeps a stopping worker alive
+        server.connected = False  # Redis goes away
+        wait_until(lambda: any(r.message.startswith("heartbeat failed: ") for r in caplog.records), 5, "a failed beat")
+        beat.stop()
+    assert not thread.is_alive()
+    messages = {r.message: r for r in caplog.records}
+    assert messages["could not describe the worker; beating without a description"].exc_info
+    assert messages["after-beat task failed; the heartbeat goes on"].exc_info[1].args == ("the reaper broke",)
+    failed_beat = next(r for r in caplog.records if r.message.startswith("heartbeat failed: "))
+    assert failed_beat.levelno == logging.WARNING and not failed_beat.exc_info  # expected: Redis comes back
+    assert "onnection" in failed_beat.message  # says why
+    assert any(m.startswith("could not withdraw heartbeat (it will expire): ") and "onnection" in m for m in messages)

@@ -1,3 +1,4 @@
+
 import msgpack
 import pytest
 
@@ -56,6 +57,7 @@ def test_messages_are_named_msgpack_maps_with_a_version():
         b"\x00" * (MAX_MESSAGE_BYTES + 1),
         "a str, not bytes",
     ],
+    ids=lambda raw: f"{len(raw)}-bytes",  # stable: the request id inside is random
 )
 def test_garbage_is_a_protocol_error_never_a_crash(raw):
     with pytest.raises(ProtocolError):
@@ -82,10 +84,19 @@ def test_reply_without_prediction_or_error_is_refused():
         decode_reply(raw)
 
 
-@pytest.mark.parametrize("request_id", [RID.upper(), RID + "\n", RID[:-1], RID + "0", " " + RID[1:]])
+@pytest.mark.parametrize("request_id", [RID.upper(), RID + "\n", RID[:-1], RID + "0", " " + RID[1:]],
+                         ids=["upper-case", "newline", "short", "long", "leading-space"])
 def test_a_request_id_is_exactly_32_lowercase_hex_characters(request_id):
     raw = msgpack.packb({"v": 1, "request_id": request_id, "index": 0, "text": "x", "deadline": 1.0,
                          "enqueued_at": 1.0})
     with pytest.raises(ProtocolError) as info:
         decode_item(raw)
     assert info.value.request_id is None  # not even readable enough to be answered
+
+
+def test_a_protocol_error_says_which_field_is_wrong_and_why():
+    raw = msgpack.packb({"v": 1, "request_id": RID, "index": 0, "text": "x", "deadline": "soon", "enqueued_at": 1.0})
+    with pytest.raises(ProtocolError) as info:
+        decode_item(raw)
+    assert str(info.value) == "field 'deadline' must be int or float, got str"
+    assert (info.value.request_id, info.value.index) == (RID, 0)

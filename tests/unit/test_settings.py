@@ -61,3 +61,14 @@ def test_keys_are_readable_and_prefixed():
     assert all(k.startswith("sentimentalyzer:") for k in keys.persistent())
     with pytest.raises(ValueError):
         Keys("has space")
+
+
+def test_unknown_phases_and_bad_key_prefixes_are_refused_with_the_rule():
+    from common.counters import PHASES, PhaseTimes
+
+    with pytest.raises(ValueError) as info:
+        PhaseTimes().measure("nap_s")
+    assert str(info.value) == f"unknown phase 'nap_s' (one of {', '.join(PHASES)})"
+    with pytest.raises(ValueError) as info:
+        Keys("bad prefix")
+    assert str(info.value) == "key prefix 'bad prefix' must be letters, digits, '_', '.', '-' separated by ':'"

@@ -1,0 +1,86 @@
+"""The API's Redis client against a real redis-server: a bounded pool that refuses fast when exhausted, and no
+client-side retries (a re-sent command could duplicate or lose queue items)."""
+
+import asyncio
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import redis
+import redis.asyncio
+
+from common.redis_factory import BLOCKING_READ_MARGIN_S, async_client, sync_client
+from common.settings import ApiSettings
+
+
+def settings(redis_server) -> ApiSettings:
+    return ApiSettings(redis_url=redis_server.url, redis_connect_timeout_s=0.3)
+
+
+def test_an_exhausted_pool_refuses_within_the_connect_timeout(redis_server, key_prefix):
+    async def scenario():
+        client = async_client(settings(redis_server), longest_block_s=2, max_connections=2)
+        waits = [asyncio.create_task(client.blpop([f"{key_prefix}:nothing"], timeout=1.5)) for _ in range(2)]
+        await asyncio.sleep(0.2)  # both connections are blocked in BLPOP
+        started = time.monotonic()
+        with pytest.raises(redis.ConnectionError):
+            await client.ping()  # a third command finds no connection
+        refused_after = time.monotonic() - started
+        assert await asyncio.gather(*waits) == [None, None]
+        assert await client.ping() is True  # connections came back to the pool
+        await client.aclose()
+        return refused_after
+
+    assert 0.25 < asyncio.run(scenario()) < 1.0
+
+
+def test_a_command_on_a_dropped_connection_fails_and_is_not_resent(redis_server, key_prefix):
+    admin = redis.Redis.from_url(redis_server.url)
+
+    async def scenario():
+        client = async_client(settings(redis_server), longest_block_s=5, max_connections=4)
+        await client.client_setname(f"{key_prefix}-api")  # a fresh pool: this is the connection BLPOP reuses
+        wait = asyncio.create_task(client.blpop([f"{key_prefix}:nothing"], timeout=3))
+        await asyncio.sleep(0.2)
+        killed = [c for c in admin.client_list() if c["name"] == f"{key_prefix}-api"]
+        for connection in killed:
+            admin.client_kill_filter(_id=connection["id"])
+        started = time.monotonic()
+        with pytest.raises(redis.ConnectionError):
+            await wait
+        failed_after = time.monotonic() - started
+        await client.aclose()
+        return len(killed), failed_after
+
+    killed, failed_after = asyncio.run(scenario())
+    assert killed == 1 and failed_after < 1.0  # at once: not re-sent to block another 3 s
+
+
+def test_a_server_that_stops_answering_times_out_after_the_longest_wait_plus_the_margin():
+    """A Redis that hangs (a frozen VM, a stalled network) must not hang a worker or an API request forever."""
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts connections, never answers
+    url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+    s = ApiSettings(redis_url=url)
+
+    async def api_ping():
+        client = async_client(s, longest_block_s=0.0, max_connections=2)
+        try:
+            await client.ping()
+        finally:
+            await client.aclose()
+
+    def worker_ping():
+        sync_client(s, longest_block_s=0.0).ping()
+
+    started = time.monotonic()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            worker = pool.submit(worker_ping)
+            with pytest.raises(redis.TimeoutError):
+                asyncio.run(api_ping())
+            with pytest.raises(redis.TimeoutError):
+                worker.result()
+    finally:
+        silent.close()
+    assert BLOCKING_READ_MARGIN_S <= time.monotonic() - started < BLOCKING_READ_MARGIN_S + 1.5

@@ -1,0 +1,122 @@
+"""Admission limits at their boundaries: body size (declared and streamed), the per-process in-flight limit, and
+the API key on every guarded route."""
+
+import asyncio
+import json
+
+import pytest
+
+from api.limits import BodySizeLimit
+from tests.unit.api_harness import run, running, settings
+
+LIMIT = 4096
+
+
+def body_of(size: int) -> bytes:
+    """A valid /predict body of exactly ``size`` bytes."""
+    body = json.dumps({"text": "x" * (size - len(json.dumps({"text": ""})))}).encode()
+    assert len(body) == size
+    return body
+
+
+@pytest.mark.parametrize("size,status", [(LIMIT, 200), (LIMIT + 1, 413)])
+def test_body_size_limit_is_inclusive_declared_or_streamed(size, status):
+    async def chunks(body: bytes):
+        for start in range(0, len(body), 1000):
+            yield body[start:start + 1000]
+
+    async def scenario():
+        async with running(settings(max_body_bytes=LIMIT, max_text_chars=LIMIT)) as (http, _):
+            headers = {"content-type": "application/json"}
+            declared = await http.post("/predict", content=body_of(size), headers=headers)
+            streamed = await http.post("/predict", content=chunks(body_of(size)), headers=headers)  # no length
+            assert "content-length" not in streamed.request.headers
+            for r in (declared, streamed):
+                assert r.status_code == status, r.text
+                if status == 413:
+                    assert r.json()["error"] == {"type": "payload_too_large",
+                                                 "message": f"request body exceeds {LIMIT} bytes"}
+
+    run(scenario())
+
+
+def test_a_declared_length_over_the_limit_is_refused_before_the_body_is_read():
+    """A client announcing a huge body gets 413 at once: the body is never read (nor the app called)."""
+    sent = []
+
+    async def app(scope, receive, send):
+        raise AssertionError("the app must not be called")
+
+    async def receive():
+        raise AssertionError("the body must not be read")
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/predict",
+             "headers": [(b"content-type", b"application/json"), (b"content-length", str(LIMIT + 1).encode())]}
+    asyncio.run(BodySizeLimit(app, LIMIT)(scope, receive, send))
+    assert sent[0]["status"] == 413
+    assert json.loads(sent[1]["body"])["error"]["type"] == "payload_too_large"
+
+
+def test_in_flight_limit_is_429_with_retry_after_not_a_pool_error():
+    async def scenario():
+        s = settings(max_in_flight=2, request_timeout_s=1.0, retry_after_s=3)
+        async with running(s, worker=False) as (http, _):
+            waiting = [asyncio.create_task(http.post("/predict", json={"text": f"t{i}"})) for i in range(2)]
+            await asyncio.sleep(0.2)
+            r = await http.post("/predict", json={"text": "one too many"})
+            assert r.status_code == 429 and "already serving 2" in r.json()["error"]["message"]
+            assert r.headers["Retry-After"] == "3"
+            assert [t.status_code for t in await asyncio.gather(*waiting)] == [504, 504]
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("method,path,body", [("POST", "/predict", {"text": "good"}),
+                                              ("POST", "/predict/batch", {"texts": ["good"]}),
+                                              ("GET", "/metrics", None)])
+def test_api_key_guards_predictions_and_metrics(method, path, body):
+    async def scenario():
+        async with running(settings(api_key="s3cret")) as (http, _):
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Bearer s3cret!"}):
+                r = await http.request(method, path, json=body, headers=headers)
+                assert r.status_code == 401 and r.json()["error"]["type"] == "unauthorized", headers
+            r = await http.request(method, path, json=body, headers={"Authorization": "Bearer s3cret"})
+            assert r.status_code == 200
+
+    run(scenario())
+
+
+def test_without_an_api_key_nothing_is_guarded():
+    async def scenario():
+        async with running(settings(api_key=None)) as (http, _):
+            assert (await http.post("/predict", json={"text": "good"})).status_code == 200
+            assert (await http.get("/metrics")).status_code == 200
+
+    run(scenario())
+
+
+def test_non_http_scopes_and_bodies_without_a_length_pass_through_untouched():
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append((scope, receive, send))
+        if scope["type"] == "http":
+            await receive()
+
+    async def receive():
+        return {"type": "http.request", "body": b"x" * 10, "more_body": False}
+
+    async def send(message):
+        pass
+
+    limit = BodySizeLimit(app, 10)
+    lifespan = {"type": "lifespan"}
+    asyncio.run(limit(lifespan, receive, send))
+    assert seen == [(lifespan, receive, send)]
+    for headers in ([], [(b"content-length", b"not a number")]):  # the streamed check still applies
+        asyncio.run(limit({"type": "http", "headers": headers}, receive, send))
+    asyncio.run(limit({"type": "http"}, receive, send))  # no headers at all
+    assert len(seen) == 4 and all(s[2] is send for s in seen)

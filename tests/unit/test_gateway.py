@@ -1,0 +1,166 @@
+"""The gateway's reply handling and its boundaries, on fakeredis with a controlled clock: replies are put on the
+request's reply key the moment its items are enqueued (``on_enqueued``), so each case is exact."""
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import fakeredis
+import pytest
+
+from api.errors import ErrorKind, ServiceError
+from api.gateway import Gateway, Outcome
+from common.protocol import ErrorCode, Prediction, Reply, WorkError, WorkItem, decode_item, encode_reply, new_request_id
+from tests.unit.api_harness import KEYS, settings
+from tests.unit.fakes import Clock
+
+Respond = Callable[[list[WorkItem], Clock], list[bytes]]
+
+
+def answer(item: WorkItem, label: str = "POSITIVE", score: float = 0.9, **fields) -> bytes:
+    return encode_reply(Reply(item.request_id, item.index, prediction=Prediction(label, score), **fields))
+
+
+class Harness:
+    """One gateway on fakeredis; ``respond(items, clock)`` plays the worker: it sees the enqueued items (and may
+    move the clock) and returns the raw replies to put on the reply key, in that order."""
+
+    def __init__(self, respond: Respond, **overrides) -> None:
+        self.server = fakeredis.FakeServer()
+        self.redis = fakeredis.FakeRedis(server=self.server)
+        self.clock = Clock(1000.0)
+        self.settings = settings(**overrides)
+        self.respond = respond
+        self.enqueued: list[WorkItem] = []
+
+    def _on_enqueued(self, count: int) -> None:
+        items = [decode_item(raw) for raw in self.redis.lrange(KEYS.requests, -count, -1)]  # this request's
+        self.redis.ltrim(KEYS.requests, 0, -count - 1)
+        self.enqueued += items
+        if replies := self.respond(items, self.clock):
+            self.redis.rpush(KEYS.reply(items[0].request_id), *replies)
+
+    def classify(self, texts: list[str]) -> Outcome:
+        async def call() -> Outcome:
+            gateway = Gateway(fakeredis.FakeAsyncRedis(server=self.server), KEYS, self.settings,
+                              on_enqueued=self._on_enqueued, clock=self.clock)
+            try:
+                return await gateway.classify(texts)
+            finally:
+                assert gateway.in_flight == 0  # the admission slot is given back, whatever happened
+
+        return asyncio.run(call())
+
+    def reply_keys(self) -> list[bytes]:
+        return self.redis.keys(KEYS.reply("*"))
+
+
+def test_the_first_reply_per_text_wins():
+    def respond(items, _clock):
+        first, second = items
+        # Read two at a time (as many as are missing): the duplicate of the first text comes in the same read.
+        return [answer(first, score=0.71), answer(first, "NEGATIVE", 0.99), answer(second, score=0.61),
+                answer(second, "NEGATIVE", 0.98)]
+
+    outcome = Harness(respond).classify(["a", "b"])
+    assert outcome.predictions == [Prediction("POSITIVE", 0.71), Prediction("POSITIVE", 0.61)]
+
+
+def test_replies_that_are_not_this_requests_are_dropped(caplog):
+    foreign_id = new_request_id()
+
+    def respond(items, _clock):
+        item, = items
+        return [encode_reply(Reply(foreign_id, 0, prediction=Prediction("NEGATIVE", 0.11))),  # another request
+                encode_reply(Reply(item.request_id, 1, prediction=Prediction("NEGATIVE", 0.12))),  # no index 1
+                encode_reply(Reply(item.request_id, -1, prediction=Prediction("NEGATIVE", 0.13))),
+                b"\xc1 unreadable",
+                answer(item, score=0.77)]
+
+    with caplog.at_level(logging.ERROR, logger="api.gateway"):
+        outcome = Harness(respond).classify(["a"])
+    assert outcome.predictions == [Prediction("POSITIVE", 0.77)]
+    rid = outcome.request_id
+    assert caplog.messages == [f"dropping a reply for {foreign_id}/0 found on the key of {rid}",
+                               f"dropping a reply for {rid}/1 found on the key of {rid}",
+                               f"unreadable reply for request {rid}: reply lacks a valid request id or index",
+                               f"unreadable reply for request {rid}: not a msgpack message: FormatError"]
+
+
+def test_answers_come_in_input_order_with_the_slowest_texts_timing():
+    def respond(items, _clock):
+        a, b, c = items
+        return [answer(c, score=0.3, queue_ms=2.0, inference_ms=1.0), answer(a, score=0.1, queue_ms=5.0,
+                inference_ms=9.0), answer(b, score=0.2, queue_ms=7.0, inference_ms=3.0)]
+
+    harness = Harness(respond)
+    outcome = harness.classify(["a", "b", "c"])
+    assert [p.score for p in outcome.predictions] == [0.1, 0.2, 0.3]
+    assert (outcome.queue_ms, outcome.inference_ms) == (7.0, 9.0)
+    assert outcome.request_id == harness.enqueued[0].request_id
+    item = harness.enqueued[0]
+    assert (item.enqueued_at, item.deadline) == (1000.0, 1000.0 + harness.settings.request_timeout_s)
+
+
+@pytest.mark.parametrize("past_deadline_s", [0.0, 0.5])  # the deadline exactly now, or passed
+def test_no_answer_by_the_deadline_is_504_and_a_late_reply_is_removed(past_deadline_s):
+    def respond(items, clock):
+        clock.now = items[0].deadline + past_deadline_s  # one of two texts answered as time ran out
+        return [answer(items[0])]
+
+    harness = Harness(respond, request_timeout_s=3.0)
+    with pytest.raises(ServiceError) as info:
+        harness.classify(["a", "b"])
+    assert info.value.kind == ErrorKind.TIMEOUT
+    assert info.value.message == "no answer within 3s; the workers are busy or absent"
+    assert harness.reply_keys() == []  # nobody will read it: deleted, not left to expire
+
+
+def test_just_before_the_deadline_the_answer_is_taken():
+    def respond(items, clock):
+        clock.now = items[0].deadline - 0.001
+        return [answer(items[0], score=0.42)]
+
+    assert Harness(respond).classify(["a"]).predictions == [Prediction("POSITIVE", 0.42)]
+
+
+@pytest.mark.parametrize("queued,texts,admitted", [(2, 1, True), (3, 1, False), (1, 2, True), (2, 2, False),
+                                                   (0, 3, True)])
+def test_the_queue_is_full_exactly_at_its_limit(queued, texts, admitted):
+    depth_after_push = []
+
+    def no_worker(items, clock):
+        depth_after_push.append(harness.redis.llen(KEYS.requests) + len(items))
+        clock.now = items[0].deadline  # nobody answers: an admitted request ends in 504, not 429
+        return []
+
+    harness = Harness(no_worker, max_queue_depth=3, retry_after_s=4)
+    if queued:
+        harness.redis.rpush(KEYS.requests, *[b"earlier"] * queued)
+    with pytest.raises(ServiceError) as info:
+        harness.classify([f"t{i}" for i in range(texts)])
+    if admitted:
+        assert info.value.kind == ErrorKind.TIMEOUT and depth_after_push == [queued + texts]
+    else:
+        assert info.value.kind == ErrorKind.OVERLOADED and info.value.retry_after_s == 4
+        assert "limit 3 texts" in info.value.message
+        assert depth_after_push == [] and harness.redis.llen(KEYS.requests) == queued  # nothing was pushed
+
+
+@pytest.mark.parametrize("code,meaning", [
+    (ErrorCode.MALFORMED, "a worker could not read the request (API and worker versions differ?)"),
+    (ErrorCode.INFERENCE_FAILED, "the model failed while processing this text"),
+    (ErrorCode.POISON, "this text was set aside: set aside after 3 workers died processing it"),
+    ("something_new", "the model failed while processing this text"),
+])
+def test_a_worker_error_fails_the_whole_request_with_what_happened(code, meaning):
+    error = WorkError(code, "set aside after 3 workers died processing it")
+
+    def respond(items, _clock):
+        first, second = items
+        return [answer(first), encode_reply(Reply(second.request_id, second.index, error=error))]
+
+    with pytest.raises(ServiceError) as info:
+        Harness(respond).classify(["fine", "troubled"])
+    assert info.value.kind == ErrorKind.WORKER_ERROR and info.value.status == 500
+    assert info.value.message == f"{meaning} [{code}]"
