@@ -7,10 +7,10 @@ import msgpack
 import pytest
 import redis
 
-from common.keys import Keys
-from common.protocol import ErrorCode, WorkItem, decode_reply, encode_item, new_request_id
+from common.protocol import ErrorCode, WorkItem, encode_item, new_request_id
 from common.redis_factory import sync_client
 from tests.answers import assert_discriminating, expected_answers, same_answer
+from tests.integration.work import enqueue, replies
 from worker.heartbeat import Heartbeat
 from worker.loop import BatchLoop, BatchPolicy
 from worker.recovery import Recovery
@@ -26,17 +26,6 @@ TEXTS = [
     "the acting , costumes , music , cinematography and sound are all astounding given the production 's "
     "austere locales .",
 ]
-
-
-def enqueue(client, keys: Keys, texts, *, timeout=30.0, request_id=None):
-    rid = request_id or new_request_id()
-    now = time.time()
-    client.rpush(keys.requests, *[encode_item(WorkItem(rid, i, t, now + timeout, now)) for i, t in enumerate(texts)])
-    return rid
-
-
-def replies(client, keys: Keys, rid):
-    return sorted((decode_reply(r) for r in client.lrange(keys.reply(rid), 0, -1)), key=lambda r: r.index)
 
 
 def test_worker_pops_batches_and_answers_through_redis(setup, tiny_predictor):

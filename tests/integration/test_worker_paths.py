@@ -10,7 +10,7 @@ import redis
 
 from tests.answers import expected_answers, same_answer
 from tests.helpers import free_port, wait_until
-from tests.integration.test_worker_on_redis import enqueue, replies
+from tests.integration.work import enqueue, replies
 from worker import healthcheck
 from worker.loop import BatchLoop, BatchPolicy
 from worker.main import serve
