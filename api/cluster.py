@@ -11,13 +11,14 @@ import redis.asyncio
 from api.redis_errors import UnavailableOnRedisError
 from common.batch_metrics import BATCH_HISTOGRAM_NAMES
 from common.keys import Keys
-from common.scripts import Scripts, liveness
+from common.scripts import Scripts, WorkerState, worker_states
 
 
 @dataclass(frozen=True, slots=True)
 class ClusterSnapshot:
     queue_depth: int = 0
     live_workers: int = 0
+    stalled_workers: int = 0
     worker_counts: dict[str, int] = field(default_factory=dict)  # the stats hash (common/counters.py)
     batch_histograms: dict[str, dict[str, float]] = field(default_factory=dict)  # name -> its hash
 
@@ -33,11 +34,13 @@ class ClusterView:
         async with self._unavailable:
             return int(await self._redis.llen(self._keys.requests))
 
-    async def live_workers(self) -> list[str]:
-        """Workers whose heartbeat key exists (registry membership alone proves nothing)."""
+    async def workers(self) -> list[WorkerState]:
         async with self._unavailable:
-            workers = liveness(await self._scripts.worker_liveness())
-        return [worker for worker, alive in workers.items() if alive]
+            return worker_states(await self._scripts.worker_states())
+
+    async def live_workers(self) -> list[str]:
+        """Workers that beat and make progress (registry membership alone proves nothing; see WorkerState)."""
+        return [w.worker_id for w in await self.workers() if w.live]
 
     async def snapshot(self) -> ClusterSnapshot:
         """Everything ``/metrics`` shows of the cluster, read in two round trips."""
@@ -48,10 +51,11 @@ class ClusterView:
             for name in BATCH_HISTOGRAM_NAMES:
                 pipe.hgetall(self._keys.histogram(name))
             depth, stats, *histograms = await pipe.execute()
-        alive = await self.live_workers()
+        workers = await self.workers()
         return ClusterSnapshot(
             queue_depth=int(depth),
-            live_workers=len(alive),
+            live_workers=sum(w.live for w in workers),
+            stalled_workers=sum(w.stalled for w in workers),
             worker_counts={k.decode(): int(v) for k, v in stats.items()},
             batch_histograms={name: {k.decode(): float(v) for k, v in raw.items()}
                               for name, raw in zip(BATCH_HISTOGRAM_NAMES, histograms)},

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -30,6 +31,7 @@ class ErrorKind(str, enum.Enum):
     TIMEOUT = "timeout"
     WORKER_ERROR = "worker_error"
     INTERNAL = "internal"
+    CLIENT_CLOSED = "client_closed"  # never seen by a client: it hung up (the status nginx logs for that)
 
 
 STATUS = {
@@ -43,6 +45,7 @@ STATUS = {
     ErrorKind.TIMEOUT: 504,
     ErrorKind.WORKER_ERROR: 500,
     ErrorKind.INTERNAL: 500,
+    ErrorKind.CLIENT_CLOSED: 499,
 }
 
 
@@ -70,10 +73,13 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
-def error_response(error: ServiceError) -> JSONResponse:
+def error_response(error: ServiceError, headers: Mapping[str, str] | None = None) -> JSONResponse:
     body = ErrorResponse(error=ErrorBody(type=error.kind, message=error.message, details=error.details))
-    headers = {"Retry-After": str(error.retry_after_s)} if error.retry_after_s is not None else None
-    return JSONResponse(body.model_dump(mode="json", exclude_none=True), status_code=error.status, headers=headers)
+    all_headers = dict(headers or {})
+    if error.retry_after_s is not None:
+        all_headers["Retry-After"] = str(error.retry_after_s)
+    return JSONResponse(body.model_dump(mode="json", exclude_none=True), status_code=error.status,
+                        headers=all_headers or None)
 
 
 def _describe_validation(exc: RequestValidationError) -> ServiceError:
@@ -92,7 +98,11 @@ def _describe_validation(exc: RequestValidationError) -> ServiceError:
     return ServiceError(ErrorKind.VALIDATION, message, details=details)
 
 
-_HTTP_KINDS = {401: ErrorKind.UNAUTHORIZED, 404: ErrorKind.NOT_FOUND, 405: ErrorKind.METHOD_NOT_ALLOWED,
+# 400 is FastAPI's answer to a body its JSON parser gave up on (nested ~1,000 deep, an integer of more than 4,300
+# digits): to a client that is invalid JSON like any other, so the same documented 422.
+_PARSE_FAILED = "request body could not be parsed as JSON (nested too deeply, or a number too long)"
+_HTTP_KINDS = {400: ErrorKind.VALIDATION, 401: ErrorKind.UNAUTHORIZED, 404: ErrorKind.NOT_FOUND,
+               405: ErrorKind.METHOD_NOT_ALLOWED,
                413: ErrorKind.PAYLOAD_TOO_LARGE, 422: ErrorKind.VALIDATION}
 
 
@@ -109,10 +119,12 @@ def install_error_handlers(app: FastAPI) -> None:
         kind = _HTTP_KINDS.get(exc.status_code)
         if kind is None:
             kind = ErrorKind.VALIDATION if 400 <= exc.status_code < 500 else ErrorKind.INTERNAL
-            response = error_response(ServiceError(kind, str(exc.detail)))
+            response = error_response(ServiceError(kind, str(exc.detail)), exc.headers)
             response.status_code = exc.status_code
             return response
-        return error_response(ServiceError(kind, str(exc.detail)))
+        message = _PARSE_FAILED if exc.status_code == 400 else str(exc.detail)
+        # exc.headers carries what the status needs, e.g. Allow on a 405 (RFC 9110).
+        return error_response(ServiceError(kind, message), exc.headers)
 
     async def on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")

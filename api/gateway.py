@@ -4,11 +4,13 @@ or one error. No HTTP in here.
 Flow of one request: admission (per-process in-flight limit) -> N work items (one per text) pushed by a Lua
 script that refuses when the queue is deeper than the limit (check and push in one atomic round trip) ->
 BLMPOP on the request's own reply key until all N replies arrived or the deadline passed -> predictions in
-input order, or the error a worker reported.
+input order, or the error a worker reported. A caller that cancels (its client hung up) frees its slot at once
+and marks the request cancelled: workers skip its texts that have not started.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -37,6 +39,9 @@ log = logging.getLogger(__name__)
 
 # BLMPOP's timeout must be positive; Redis measures it in (fractional) seconds.
 _MIN_WAIT_S = 0.01
+# A cancellation is kept this long past its request's deadline (workers drop it then): covers clock differences
+# between API and worker hosts, against whose clock the worker compares.
+CANCELLED_MARGIN_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +72,16 @@ class Gateway:
                                f"this API process is already serving {s.max_in_flight} requests; retry later",
                                retry_after_s=s.retry_after_s)
         self.in_flight += 1
+        request_id = new_request_id()
+        now = self._clock()
+        deadline = now + s.request_timeout_s
         try:
-            request_id = new_request_id()
-            now = self._clock()
-            deadline = now + s.request_timeout_s
             await self._enqueue([WorkItem(request_id, i, text, deadline, now) for i, text in enumerate(texts)])
             return _outcome(request_id, await self._collect(request_id, len(texts), deadline))
+        except asyncio.CancelledError:
+            # The caller gave up (its client hung up): the texts not started yet are not worth running.
+            await self._cancel(request_id, deadline)
+            raise
         finally:
             self.in_flight -= 1
 
@@ -106,6 +115,17 @@ class Gateway:
             for raw in popped[1]:
                 _accept(raw, request_id, count, got)
         return [got[i] for i in range(count)]
+
+    async def _cancel(self, request_id: str, deadline: float) -> None:
+        """Mark the request cancelled until its deadline (workers skip its queued texts) and drop its replies.
+        Best effort: if Redis is away, its texts run and their replies expire (REPLY_TTL_S)."""
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.zadd(self._keys.cancelled, {request_id: deadline + CANCELLED_MARGIN_S})
+            pipe.delete(self._keys.reply(request_id))
+            await pipe.execute()
+        except (redis.RedisError, asyncio.CancelledError):
+            log.debug("could not mark request %s cancelled", request_id, exc_info=True)
 
     async def _abandon(self, key: str) -> None:
         try:

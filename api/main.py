@@ -21,7 +21,7 @@ from multiprocessing.process import BaseProcess
 import uvicorn
 
 from common.logs import setup_logging
-from common.settings import ApiSettings
+from common.settings import ApiSettings, load_or_exit
 
 log = logging.getLogger("api")
 
@@ -117,7 +117,7 @@ def supervise(count: int) -> int:
 
 
 def main() -> int:
-    settings = ApiSettings()
+    settings = load_or_exit(ApiSettings)
     setup_logging(settings.log_level, "api")
     if settings.api_processes == 1:
         serve_one(shared_port=False)

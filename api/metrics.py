@@ -29,8 +29,11 @@ class ClusterCollector:
         snap = self.snapshot
         yield GaugeMetricFamily("sentimentalyzer_queue_depth", "Pending texts in the request list (Redis LLEN)",
                                 value=snap.queue_depth)
-        yield GaugeMetricFamily("sentimentalyzer_live_workers", "Workers with a live heartbeat",
+        yield GaugeMetricFamily("sentimentalyzer_live_workers", "Workers that beat and make progress",
                                 value=snap.live_workers)
+        yield GaugeMetricFamily("sentimentalyzer_stalled_workers",
+                                "Workers holding work past their lease (frozen, hung or starved; their work is "
+                                "being taken back)", value=snap.stalled_workers)
         for name, help_text in COUNTER_HELP.items():
             yield CounterMetricFamily(f"sentimentalyzer_worker_{name}", f"{help_text}, all workers (from Redis)",
                                       value=float(snap.worker_counts.get(name, 0)))

@@ -5,14 +5,17 @@ api/errors.py turns into the documented status and error body."""
 # No `from __future__ import annotations`: FastAPI must resolve the request models, which are built per app
 # from the configured limits, from the route signatures at definition time.
 
+import asyncio
 import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from fastapi import Depends, FastAPI, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import Message
 
 from api.cluster import ClusterView
 from api.errors import ErrorKind, ServiceError, error_responses
@@ -21,8 +24,10 @@ from api.metrics import ApiMetrics
 from api.schemas import BatchPredictionOut, PredictionOut, request_models
 from common.settings import ApiSettings
 
-PREDICT_ERRORS = (ErrorKind.VALIDATION, ErrorKind.PAYLOAD_TOO_LARGE, ErrorKind.UNAUTHORIZED, ErrorKind.OVERLOADED,
-                  ErrorKind.UNAVAILABLE, ErrorKind.TIMEOUT, ErrorKind.WORKER_ERROR)
+T = TypeVar("T")
+
+PREDICT_ERRORS = (ErrorKind.VALIDATION, ErrorKind.PAYLOAD_TOO_LARGE, ErrorKind.OVERLOADED, ErrorKind.UNAVAILABLE,
+                  ErrorKind.TIMEOUT, ErrorKind.WORKER_ERROR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,13 +48,10 @@ def services(request: Request) -> Services:
 _bearer = HTTPBearer(auto_error=False)
 
 
-def authorization(api_key: str | None) -> Callable[..., Awaitable[None]]:
-    """The dependency guarding prediction and metrics routes: ``Authorization: Bearer <API_KEY>`` when a key is
-    set, nothing otherwise."""
+def authorization(api_key: str) -> Callable[..., Awaitable[None]]:
+    """The dependency guarding prediction and metrics routes: ``Authorization: Bearer <API_KEY>``."""
 
     async def authorized(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
-        if api_key is None:
-            return
         given = credentials.credentials if credentials else ""
         if not hmac.compare_digest(given.encode(), api_key.encode()):
             raise ServiceError(ErrorKind.UNAUTHORIZED, "missing or wrong API key (Authorization: Bearer <key>)")
@@ -57,8 +59,40 @@ def authorization(api_key: str | None) -> Callable[..., Awaitable[None]]:
     return authorized
 
 
-async def classify(s: Services, texts: list[str], response: Response) -> list[PredictionOut]:
-    outcome = await s.gateway.classify(texts)
+async def while_connected(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work`` while the client stays connected. A client that hangs up first cancels it — its admission slot
+    and Redis connection are freed at once, its queued texts skipped by workers (api/gateway.py) — and the request
+    ends with 499 (nobody reads it).
+
+    After the body has been read, the next ASGI message of a request is ``http.disconnect``: a watcher waits for it
+    and cancels this task. One watcher task per request, no polling."""
+    handler = asyncio.current_task()
+    assert handler is not None
+    hung_up = False
+
+    def on_message(message: asyncio.Future[Message]) -> None:
+        nonlocal hung_up
+        if not message.cancelled() and message.exception() is None and message.result()["type"] == "http.disconnect":
+            hung_up = True
+            handler.cancel()
+
+    watcher = asyncio.ensure_future(request.receive())
+    watcher.add_done_callback(on_message)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if not hung_up:
+            raise  # cancelled for another reason (shutdown): not ours to swallow
+        handler.uncancel()
+        raise ServiceError(ErrorKind.CLIENT_CLOSED, "the client closed the connection before the answer") from None
+    finally:
+        # Not cancelled: the server ends the pending receive itself once the response is complete (a cancelled
+        # task would carry a CancelledError and its traceback, garbage the collector then has to find).
+        watcher.remove_done_callback(on_message)
+
+
+async def classify(s: Services, texts: list[str], request: Request, response: Response) -> list[PredictionOut]:
+    outcome = await while_connected(request, s.gateway.classify(texts))
     s.metrics.queue_wait.observe(outcome.queue_ms / 1000)
     s.metrics.inference.observe(outcome.inference_ms / 1000)
     response.headers["X-Request-ID"] = outcome.request_id
@@ -93,24 +127,30 @@ def add_routes(app: FastAPI, settings: ApiSettings) -> None:
     request (FastAPI 0.165; seen in a profile of /predict). The prediction routes validate bodies with request
     models built from this app's limits, so that OpenAPI states them."""
     models = request_models(settings)
-    guarded = [Depends(authorization(settings.api_key))]
+    auth_errors = (ErrorKind.UNAUTHORIZED,) if settings.api_key else ()
+    predict_errors = (*PREDICT_ERRORS, *auth_errors)
+    # Without a key the routes carry no security dependency at all, so OpenAPI does not claim one.
+    guarded = [Depends(authorization(settings.api_key))] if settings.api_key else []
 
-    @app.post("/predict", response_model=PredictionOut, responses=error_responses(*PREDICT_ERRORS),
+    @app.post("/predict", response_model=PredictionOut, responses=error_responses(*predict_errors),
               dependencies=guarded, summary="Classify one text")
     async def predict(body: models.single, request: Request,  # type: ignore[valid-type]
                       response: Response) -> PredictionOut:
         texts = [body.text]  # type: ignore[attr-defined]
-        return (await classify(services(request), texts, response))[0]
+        return (await classify(services(request), texts, request, response))[0]
 
-    @app.post("/predict/batch", response_model=BatchPredictionOut, responses=error_responses(*PREDICT_ERRORS),
+    @app.post("/predict/batch", response_model=BatchPredictionOut, responses=error_responses(*predict_errors),
               dependencies=guarded, summary="Classify many texts (answers in input order)")
     async def predict_batch(body: models.batch, request: Request,  # type: ignore[valid-type]
                             response: Response) -> BatchPredictionOut:
         texts = body.texts  # type: ignore[attr-defined]
-        return BatchPredictionOut(results=await classify(services(request), texts, response))
+        return BatchPredictionOut(results=await classify(services(request), texts, request, response))
 
     app.add_api_route("/healthz", healthz, methods=["GET"], summary="The process is alive")
     app.add_api_route("/readyz", readyz, methods=["GET"], responses=error_responses(ErrorKind.UNAVAILABLE),
                       summary="Redis reachable and at least one live worker")
-    app.add_api_route("/metrics", prometheus_metrics, methods=["GET"], response_class=PlainTextResponse,
-                      dependencies=guarded, summary="Prometheus metrics")
+    # The default (JSON) response class keeps the 401's documented media type right; the 200 is declared as text.
+    metrics_ok = {200: {"description": "Prometheus text exposition format",
+                        "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}}
+    app.add_api_route("/metrics", prometheus_metrics, methods=["GET"], dependencies=guarded,
+                      responses={**metrics_ok, **error_responses(*auth_errors)}, summary="Prometheus metrics")

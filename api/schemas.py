@@ -3,6 +3,7 @@ OpenAPI schema states the real limits and FastAPI enforces them before anything 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -10,9 +11,16 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, cr
 
 from common.settings import InputLimits
 
+# What counts as whitespace, spelled out once for both the check and the OpenAPI pattern: every character Python's
+# str.isspace() accepts (U+0085 and U+001C-U+001F included, which JSON Schema's ECMA-262 \s lacks) plus U+FEFF
+# (which \s has). Regex engines then agree on what the pattern means, so the schema says exactly what is enforced.
+WHITESPACE = "\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+HAS_NON_WHITESPACE = f"[^{WHITESPACE}]"
+_HAS_NON_WHITESPACE = re.compile(HAS_NON_WHITESPACE)
+
 
 def check_text(text: str) -> str:
-    if not text.strip():
+    if not _HAS_NON_WHITESPACE.search(text):
         raise ValueError("text must contain at least one non-whitespace character")
     try:
         text.encode("utf-8")
@@ -40,7 +48,9 @@ class RequestModels:
 def request_models(limits: InputLimits) -> RequestModels:
     text = Annotated[
         StrictStr,
-        Field(min_length=1, max_length=limits.max_text_chars, description="Text to classify."),
+        Field(min_length=1, max_length=limits.max_text_chars,
+              description="Text to classify: at least one character that is not whitespace.",
+              json_schema_extra={"pattern": HAS_NON_WHITESPACE}),
         AfterValidator(check_text),
     ]
     strict = ConfigDict(extra="forbid", json_schema_extra=None)

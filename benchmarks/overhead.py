@@ -70,12 +70,19 @@ async def cpu_per_request_us(requests: int, repeats: int) -> list[float]:
     async def one() -> None:
         sent: list[dict[str, Any]] = []
         pending = [{"type": "http.request", "body": body, "more_body": False}]
+        complete = asyncio.Event()
 
         async def receive() -> dict[str, Any]:
-            return pending.pop() if pending else {"type": "http.disconnect"}
+            # As uvicorn does: after the body, the next message waits for the response (or the client) to end.
+            if pending:
+                return pending.pop()
+            await complete.wait()
+            return {"type": "http.disconnect"}
 
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                complete.set()
 
         await app({**scope, "state": {}}, receive, send)
         if sent[0]["status"] != 200:

@@ -38,7 +38,7 @@ class System:
         if self.redis is None or self.keys is None:
             return {}
         total = dict.fromkeys(PHASES, 0.0)
-        for member in self.redis.client.smembers(self.keys.workers):
+        for member in self.redis.client.hkeys(self.keys.workers):
             beat = self.redis.client.hgetall(self.keys.heartbeat(member.decode()))
             for name in PHASES:
                 total[name] += float(beat.get(name.encode(), 0))

@@ -25,6 +25,9 @@ class WorkerCounts:
     expired: int = _counter("Texts dropped unanswered because their deadline had passed (the client got 504)")
     malformed: int = _counter("Queue messages that could not be decoded")
     failed: int = _counter("Texts answered with an inference error")
+    cancelled: int = _counter("Texts skipped unrun because their client hung up")
+    reclaimed: int = _counter("Texts of a window this worker held past its lease, taken back and given to others "
+                              "(it stalled; its late answers are ignored)")
 
     # Both run per published pass: plain attribute loops (dataclasses.asdict deep-copies, ~10x the cost).
     def add(self, other: WorkerCounts) -> None:

@@ -34,8 +34,19 @@ class Keys:
 
     @property
     def workers(self) -> str:
-        """Set of worker ids that have announced themselves; liveness is the heartbeat key, not membership."""
+        """Hash: worker id -> incarnation (a token per process start) of every worker that announced itself or
+        holds work. Membership proves nothing: see ``common.scripts.WORKER_STATES`` for who is alive."""
         return f"{self.prefix}:workers"
+
+    def connection_name(self, worker_id: str, incarnation: str) -> str:
+        """``CLIENT SETNAME`` of every connection of one worker process: Redis drops a connection the moment its
+        process dies, so ``CLIENT LIST`` shows which incarnations are still there."""
+        return f"{self.prefix}:worker:{worker_id}:{incarnation}"
+
+    def lease(self, worker_id: str) -> str:
+        """Expiring key a worker holds while it makes progress on a window: set by the pop, extended by each
+        publish. Gone while the worker still holds work: it stalled, and the reaper takes the work back."""
+        return f"{self.prefix}:lease:{worker_id}"
 
     def heartbeat(self, worker_id: str) -> str:
         """Hash describing one live worker (host, pid, model, counters); expires when the worker stops beating."""
@@ -81,7 +92,12 @@ class Keys:
         """A SCAN/KEYS pattern matching every key of this prefix."""
         return f"{self.prefix}:*"
 
+    @property
+    def cancelled(self) -> str:
+        """Sorted set: request id -> its deadline, for requests whose client hung up. Workers skip their texts."""
+        return f"{self.prefix}:cancelled"
+
     def persistent(self) -> set[str]:
         """Keys that are meant to outlive requests (everything else is per-request and must not leak)."""
         return {self.requests, self.workers, self.stats, self.batch_sizes, self.deaths, self.dead_letter,
-                self.reaper_lock, *(self.histogram(name) for name in BATCH_HISTOGRAM_NAMES)}
+                self.reaper_lock, self.cancelled, *(self.histogram(name) for name in BATCH_HISTOGRAM_NAMES)}

@@ -33,11 +33,13 @@ def _common_kwargs(settings: SharedSettings, longest_block_s: float) -> dict[str
     )
 
 
-def sync_client(settings: SharedSettings, *, longest_block_s: float) -> redis.Redis:
-    """Client for a worker thread: one connection at a time, no retries."""
+def sync_client(settings: SharedSettings, *, longest_block_s: float, name: str | None = None) -> redis.Redis:
+    """Client for a worker thread: one connection at a time, no retries. ``name``: the ``CLIENT SETNAME`` of its
+    every connection (sent again on each reconnect)."""
     return redis.Redis.from_url(
         settings.redis_url,
         retry=Retry(NoBackoff(), 0),
+        client_name=name,
         **_common_kwargs(settings, longest_block_s),
     )
 

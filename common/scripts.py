@@ -11,8 +11,10 @@ awaitable for ``redis.asyncio``).
 
 from __future__ import annotations
 
+import enum
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -30,93 +32,198 @@ if depth + #ARGV - 1 > tonumber(ARGV[1]) then return -1 end
 return redis.call('RPUSH', KEYS[1], unpack(ARGV, 2))
 """
 
-# Pop a window: LRANGE + LTRIM semantics, plus a copy of what was taken in this worker's in-flight list.
-# Suspects (messages that were in flight when a worker died) are never batched: a window stops before the
-# first suspect, and a suspect at the head is popped alone.
-# KEYS: requests, inflight:<worker>, deaths.  ARGV: max items.  Returns the popped messages.
-POP_WINDOW = """
+# Read one message's identity without trusting it: `unpack_limit` decodes only the first object (a message of
+# 3 MB of garbage must not return a million values), and pcall turns bad bytes into nil.
+_READ_ITEM = """
+local function read_item(raw)
+  local ok, _, item = pcall(cmsgpack.unpack_limit, raw, 1)
+  if ok and type(item) == 'table' then return item end
+  return nil
+end
+"""
+
+# Pop a window: LRANGE + LTRIM semantics, plus a copy of what was taken in this worker's in-flight list, the
+# worker's lease on it, and its registration (a worker holding work is always findable by the reaper).
+# Suspects (messages that were in flight when a worker died) are never batched: a window stops before the first
+# suspect; a suspect at the head is popped alone, and only when the caller starts a window (never while filling
+# one). Texts of requests whose client hung up (the cancelled set) are dropped here and never run: the worker
+# counts them (WorkerCounts.cancelled) with its next publish.
+# KEYS: requests, inflight:<worker>, deaths, lease:<worker>, workers, cancelled.
+# ARGV: max items, suspect allowed (0/1), worker id, incarnation, lease ms, now (unix s).
+# Returns {skipped, messages...}, or {-1} when another incarnation holds the worker id (nothing popped).
+POP_WINDOW = _READ_ITEM + """
+local registered = redis.call('HGET', KEYS[5], ARGV[3])
+if registered and registered ~= ARGV[4] then return {-1} end
 local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
-if #items == 0 then return items end
 local take = #items
-if redis.call('HLEN', KEYS[3]) > 0 then
+if take > 0 and redis.call('HLEN', KEYS[3]) > 0 then
   for i, raw in ipairs(items) do
     if redis.call('HEXISTS', KEYS[3], redis.sha1hex(raw)) == 1 then
-      if i == 1 then take = 1 else take = i - 1 end
+      if i > 1 then take = i - 1 elseif ARGV[2] == '1' then take = 1 else take = 0 end
       break
     end
   end
 end
+if take == 0 then return {0} end
 for i = #items, take + 1, -1 do items[i] = nil end
 redis.call('LTRIM', KEYS[1], take, -1)
-redis.call('RPUSH', KEYS[2], unpack(items))
-return items
+local out, skipped = {0}, 0
+local cancelled = redis.call('ZCARD', KEYS[6]) > 0
+if cancelled then redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', ARGV[6]) end
+for _, raw in ipairs(items) do
+  local item = cancelled and read_item(raw)
+  if item and type(item.request_id) == 'string' and redis.call('ZSCORE', KEYS[6], item.request_id) then
+    skipped = skipped + 1
+  else
+    out[#out + 1] = raw
+  end
+end
+out[1] = skipped
+if #out > 1 then
+  redis.call('RPUSH', KEYS[2], unpack(out, 2))
+  redis.call('SET', KEYS[4], ARGV[4], 'PX', ARGV[5])
+  redis.call('HSET', KEYS[5], ARGV[3], ARGV[4])
+end
+return out
 """
 
 # Give a worker's in-flight messages back to the head of the queue, in their original order.
-# With count_death = 1 (the worker died): each message's death count goes up; one that reached
-# max_deliveries is not re-queued but dead-lettered with the reason, and its client answered with the poison
-# reply (a template encoded by common.protocol, completed with the message's identity).
-# KEYS: inflight:<worker>, requests, deaths, dead_letter, workers.
-# ARGV: worker id, count_death (0/1), max_deliveries, reply key prefix, reply ttl, now (unix s),
-#       request id pattern (Lua), poison reply template (msgpack).
+# Modes: 'release' (a live worker gives back what it will not answer: no death counted); 'died' (its process is
+# gone); 'stalled' (alive, but its lease on the work ran out: skipped if the lease came back meanwhile). 'died'
+# and 'stalled' count a death against each message — a hang is a crash that has not happened yet — and
+# dead-letter one that reached max_deliveries: recorded (capped list, expiring) and its client answered with
+# the poison reply (a template encoded by common.protocol, completed with the message's identity).
+# With an incarnation given, nothing happens unless that incarnation (or none) is the registered one: a
+# worker never takes back work registered to another process under its id. 'died' also unregisters the worker
+# and withdraws its heartbeat.
+# Everything that can fail (decoding, encoding) runs before the first write: a script that errors halfway
+# keeps its first writes, and a retried recovery would count the same death twice.
+# KEYS: inflight:<worker>, requests, deaths, dead_letter, workers, lease:<worker>, heartbeat:<worker>.
+# ARGV: worker id, mode, max_deliveries, reply key prefix, reply ttl, now (unix s), request id pattern (Lua),
+#       poison reply template (msgpack), incarnation ('' = any), dead-letter cap, dead-letter ttl s,
+#       keep text (0/1), deaths ttl s.
 # Returns {requeued, dead_lettered}.
-RECOVER_INFLIGHT = """
+RECOVER_INFLIGHT = _READ_ITEM + """
+local mode, incarnation = ARGV[2], ARGV[9]
+if mode == 'stalled' and redis.call('EXISTS', KEYS[6]) == 1 then return {0, 0} end
+if incarnation ~= '' then
+  local registered = redis.call('HGET', KEYS[5], ARGV[1])
+  if registered and registered ~= incarnation then return {0, 0} end
+end
 local items = redis.call('LRANGE', KEYS[1], 0, -1)
-local died = ARGV[2] == '1'
-local requeued, dead = 0, 0
+local strike = mode ~= 'release'
+local plan = {}
 for i = #items, 1, -1 do
   local raw = items[i]
   local digest = redis.sha1hex(raw)
   local deaths = 0
-  if died then deaths = redis.call('HINCRBY', KEYS[3], digest, 1) end
-  if died and deaths >= tonumber(ARGV[3]) then
-    redis.call('HDEL', KEYS[3], digest)
-    local reason = 'worker ' .. ARGV[1] .. ' was the ' .. deaths .. 'th worker to die holding this message'
-    local at = tonumber(ARGV[6])
-    local ok, item = pcall(cmsgpack.unpack, raw)
-    local record
-    if ok and type(item) == 'table' and type(item.request_id) == 'string' and string.match(item.request_id, ARGV[7])
+  if strike then deaths = tonumber(redis.call('HGET', KEYS[3], digest) or '0') + 1 end
+  local step = {raw = raw, digest = digest, deaths = deaths}
+  if strike and deaths >= tonumber(ARGV[3]) then
+    local item = read_item(raw)
+    local fields = {reason = 'worker ' .. ARGV[1] .. ' was the ' .. deaths .. 'th worker to stop holding it',
+      deaths = deaths, at = tonumber(ARGV[6]), sha1 = digest, bytes = #raw}
+    if item and type(item.request_id) == 'string' and string.match(item.request_id, ARGV[7])
         and type(item.index) == 'number' and item.index >= 0 and item.index % 1 == 0 then
       local reply = cmsgpack.unpack(ARGV[8])
       reply.request_id = item.request_id
       reply.index = item.index
       reply.error.message = 'set aside after ' .. deaths .. ' workers died processing it'
-      local key = ARGV[4] .. item.request_id
-      redis.call('RPUSH', key, cmsgpack.pack(reply))
-      redis.call('EXPIRE', key, tonumber(ARGV[5]))
-      record = cjson.encode({request_id = item.request_id, index = item.index, text = item.text, reason = reason,
-        deaths = deaths, at = at})
+      step.reply_key = ARGV[4] .. item.request_id
+      step.reply = cmsgpack.pack(reply)
+      fields.request_id = item.request_id
+      fields.index = item.index
+      if ARGV[12] == '1' and type(item.text) == 'string' then fields.text = item.text end
     else
-      record = cjson.encode({undecodable = true, bytes = #raw, sha1 = digest, reason = reason, deaths = deaths,
-        at = at})
+      fields.undecodable = true
     end
-    redis.call('RPUSH', KEYS[4], record)
+    local ok, record = pcall(cjson.encode, fields)
+    if not ok then fields.text = nil; record = cjson.encode(fields) end
+    step.record = record
+  end
+  plan[#plan + 1] = step
+end
+local requeued, dead = 0, 0
+for _, step in ipairs(plan) do
+  if step.record then
+    redis.call('HDEL', KEYS[3], step.digest)
+    if step.reply then
+      redis.call('RPUSH', step.reply_key, step.reply)
+      redis.call('EXPIRE', step.reply_key, tonumber(ARGV[5]))
+    end
+    redis.call('LPUSH', KEYS[4], step.record)
+    redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[10]) - 1)
+    redis.call('EXPIRE', KEYS[4], tonumber(ARGV[11]))
     dead = dead + 1
   else
-    redis.call('LPUSH', KEYS[2], raw)
+    if strike then
+      redis.call('HSET', KEYS[3], step.digest, step.deaths)
+      redis.call('EXPIRE', KEYS[3], tonumber(ARGV[13]))
+    end
+    redis.call('LPUSH', KEYS[2], step.raw)
     requeued = requeued + 1
   end
 end
 redis.call('DEL', KEYS[1])
-if died then redis.call('SREM', KEYS[5], ARGV[1]) end
+if mode == 'died' then
+  local registered = redis.call('HGET', KEYS[5], ARGV[1])
+  if registered and (incarnation == '' or registered == incarnation) then
+    redis.call('HDEL', KEYS[5], ARGV[1])
+    redis.call('DEL', KEYS[7])
+  end
+end
 return {requeued, dead}
 """
 
-# Which registered workers are alive: a worker is alive while its heartbeat key exists (membership in the registry
-# alone proves nothing). One definition for the API's /readyz and /metrics and for the reaper, in one round trip.
-# KEYS: workers.  ARGV: heartbeat key prefix.  Returns {worker id, 1 if alive else 0, ...}.
-WORKER_LIVENESS = """
+# The state of every registered worker, in one round trip: its incarnation, whether its heartbeat key exists,
+# how many messages it holds and whether its lease on them is current. One reading for the API's /readyz and
+# /metrics and for the reaper (see ``WorkerState``).
+# KEYS: workers.  ARGV: heartbeat key prefix, in-flight key prefix, lease key prefix.
+# Returns {worker id, incarnation, heartbeat 0/1, held, lease 0/1, ...}.
+WORKER_STATES = """
 local out = {}
-for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  out[#out + 1] = member
-  out[#out + 1] = redis.call('EXISTS', ARGV[1] .. member)
+local registry = redis.call('HGETALL', KEYS[1])
+for i = 1, #registry, 2 do
+  local id = registry[i]
+  out[#out + 1] = id
+  out[#out + 1] = registry[i + 1]
+  out[#out + 1] = redis.call('EXISTS', ARGV[1] .. id)
+  out[#out + 1] = redis.call('LLEN', ARGV[2] .. id)
+  out[#out + 1] = redis.call('EXISTS', ARGV[3] .. id)
 end
 return out
+"""
+
+# A heartbeat: claim the worker id for this incarnation (unless another one holds it) and write the readable
+# hash with its expiry. Returns the incarnation registered under the id afterwards: not ours means another live
+# process runs under the same id.
+# KEYS: workers, heartbeat:<worker>.  ARGV: worker id, incarnation, ttl s, field, value, field, value...
+BEAT = """
+local registered = redis.call('HGET', KEYS[1], ARGV[1])
+if registered and registered ~= ARGV[2] then return registered end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], unpack(ARGV, 4))
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
+return ARGV[2]
+"""
+
+# A worker stopping: unregister and delete its heartbeat, unless another incarnation holds the id by now.
+# KEYS: workers, heartbeat:<worker>.  ARGV: worker id, incarnation.
+WITHDRAW = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[2])
+return 1
 """
 
 # Delete a lock only if it still holds our token (it may have expired and been taken by another worker).
 # KEYS: lock.  ARGV: token.
 RELEASE_LOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+# A message's death count matters only while it can still be answered (deadlines are at most an hour away,
+# REQUEST_TIMEOUT_S <= 3600): the deaths hash expires this long after the last death written to it, so an entry
+# whose message vanished (an operator cleared the queue) cannot stay forever.
+DEATHS_TTL_S = 7200
 
 # Lua patterns have no {n} repetition: the class is spelled out once per character.
 REQUEST_ID_LUA_PATTERN = "^" + f"[{REQUEST_ID_CHARS}]" * REQUEST_ID_LENGTH + "$"
@@ -127,16 +234,54 @@ def digest(raw: bytes) -> str:
     return hashlib.sha1(raw).hexdigest()
 
 
-def liveness(raw: list[Any]) -> dict[str, bool]:
-    """``WORKER_LIVENESS``'s answer as worker id -> alive, sorted by id."""
-    pairs = zip(raw[::2], raw[1::2])
-    return {member.decode(): bool(alive) for member, alive in sorted(pairs)}
+@dataclass(frozen=True, slots=True)
+class WorkerState:
+    """One registered worker as ``WORKER_STATES`` reads it."""
+
+    worker_id: str
+    incarnation: str
+    beating: bool  # its heartbeat key exists
+    held: int  # messages in its in-flight list
+    leased: bool  # its lease on them is current
+
+    @property
+    def stalled(self) -> bool:
+        """Holding work past its lease: its loop has made no progress for that long (frozen, hung, starved)."""
+        return self.held > 0 and not self.leased
+
+    @property
+    def live(self) -> bool:
+        """Beating and making progress: what /readyz counts."""
+        return self.beating and not self.stalled
+
+
+def worker_states(raw: list[Any]) -> list[WorkerState]:
+    """``WORKER_STATES``'s answer, sorted by worker id."""
+    rows = [raw[i:i + 5] for i in range(0, len(raw), 5)]
+    return sorted((WorkerState(wid.decode(), inc.decode(), bool(beating), int(held), bool(leased))
+                   for wid, inc, beating, held, leased in rows), key=lambda w: w.worker_id)
 
 
 def poison_reply_template() -> bytes:
     """The reply a dead-lettered message's client gets, encoded by the protocol; the recovery script fills in
     the message's request id, index and death count."""
     return encode_reply(Reply("0" * REQUEST_ID_LENGTH, 0, error=WorkError(ErrorCode.POISON, "")))
+
+
+class RecoveryMode(str, enum.Enum):
+    RELEASE = "release"  # a live worker gives back what it will not answer: no death counted
+    DIED = "died"  # its process is gone
+    STALLED = "stalled"  # alive, but its lease ran out while it held work
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterPolicy:
+    """What the recovery script keeps of a message it sets aside (settings: DEAD_LETTER_*)."""
+
+    max_deliveries: int
+    max_records: int
+    ttl_s: int
+    keep_text: bool
 
 
 class Scripts:
@@ -148,30 +293,50 @@ class Scripts:
         self._pop_window = client.register_script(POP_WINDOW)
         self._recover_inflight = client.register_script(RECOVER_INFLIGHT)
         self._release_lock = client.register_script(RELEASE_LOCK)
-        self._worker_liveness = client.register_script(WORKER_LIVENESS)
+        self._worker_states = client.register_script(WORKER_STATES)
+        self._beat = client.register_script(BEAT)
+        self._withdraw = client.register_script(WITHDRAW)
 
     def push_if_room(self, payloads: Sequence[bytes], max_depth: int) -> Any:
         """RPUSH ``payloads`` onto the request list unless that takes it past ``max_depth``: the new length,
         or -1 (nothing pushed)."""
         return self._push_if_room(keys=[self._keys.requests], args=[max_depth, *payloads])
 
-    def pop_window(self, worker_id: str, max_items: int) -> Any:
-        """Up to ``max_items`` messages from the head (a suspect only alone), recorded in-flight for the worker."""
-        keys = [self._keys.requests, self._keys.inflight(worker_id), self._keys.deaths]
-        return self._pop_window(keys=keys, args=[max_items])
+    def pop_window(self, worker_id: str, incarnation: str, max_items: int, *, suspect_allowed: bool,
+                   lease_s: float, now: float) -> Any:
+        """Up to ``max_items`` messages from the head, recorded in-flight for the worker under a lease of
+        ``lease_s``: ``[skipped, messages...]`` (skipped: texts of cancelled requests), ``[-1]`` if the worker
+        id belongs to another incarnation."""
+        keys = [self._keys.requests, self._keys.inflight(worker_id), self._keys.deaths, self._keys.lease(worker_id),
+                self._keys.workers, self._keys.cancelled]
+        args = [max_items, int(suspect_allowed), worker_id, incarnation, max(1, round(lease_s * 1000)), f"{now:.3f}"]
+        return self._pop_window(keys=keys, args=args)
 
-    def recover_inflight(self, worker_id: str, *, died: bool, max_deliveries: int, reply_ttl_s: int,
-                         now: float) -> Any:
-        """Give ``worker_id``'s in-flight messages back to the queue's head: ``[requeued, dead_lettered]``."""
+    def recover_inflight(self, worker_id: str, mode: RecoveryMode, policy: DeadLetterPolicy, *, reply_ttl_s: int,
+                         now: float, incarnation: str = "") -> Any:
+        """Give ``worker_id``'s in-flight messages back to the queue's head: ``[requeued, dead_lettered]``.
+        ``incarnation``: act only if that incarnation is (still) the registered one ('' = whichever)."""
         keys = [self._keys.inflight(worker_id), self._keys.requests, self._keys.deaths, self._keys.dead_letter,
-                self._keys.workers]
-        args = [worker_id, 1 if died else 0, max_deliveries, self._keys.reply(""), reply_ttl_s, f"{now:.3f}",
-                REQUEST_ID_LUA_PATTERN, poison_reply_template()]
+                self._keys.workers, self._keys.lease(worker_id), self._keys.heartbeat(worker_id)]
+        args = [worker_id, mode.value, policy.max_deliveries, self._keys.reply(""), reply_ttl_s, f"{now:.3f}",
+                REQUEST_ID_LUA_PATTERN, poison_reply_template(), incarnation, policy.max_records, policy.ttl_s,
+                int(policy.keep_text), DEATHS_TTL_S]
         return self._recover_inflight(keys=keys, args=args)
 
-    def worker_liveness(self) -> Any:
-        """Registered workers and whether each is alive (raw: parse it with ``liveness``)."""
-        return self._worker_liveness(keys=[self._keys.workers], args=[self._keys.heartbeat("")])
+    def worker_states(self) -> Any:
+        """Every registered worker's state (raw: parse it with ``worker_states``)."""
+        return self._worker_states(keys=[self._keys.workers], args=[self._keys.heartbeat(""),
+                                                                    self._keys.inflight(""), self._keys.lease("")])
+
+    def beat(self, worker_id: str, incarnation: str, fields: Mapping[str, str], ttl_s: int) -> Any:
+        """Write a heartbeat and claim the worker id: the incarnation registered under it afterwards."""
+        flat = [part for pair in fields.items() for part in pair]
+        return self._beat(keys=[self._keys.workers, self._keys.heartbeat(worker_id)],
+                          args=[worker_id, incarnation, ttl_s, *flat])
+
+    def withdraw(self, worker_id: str, incarnation: str) -> Any:
+        """Unregister the worker and delete its heartbeat if ``incarnation`` is still the registered one."""
+        return self._withdraw(keys=[self._keys.workers, self._keys.heartbeat(worker_id)], args=[worker_id, incarnation])
 
     def release_lock(self, key: str, token: str) -> Any:
         """Delete ``key`` if it still holds ``token``: 1 if deleted."""

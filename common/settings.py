@@ -7,10 +7,15 @@ table is checked against these classes by a test.
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+import sys
+from typing import TypeVar
+
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.keys import Keys
+
+S = TypeVar("S", bound=BaseSettings)
 
 _CONFIG = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
 
@@ -143,8 +148,21 @@ class ApiSettings(SharedSettings, InputLimits):
     api_key: str | None = Field(
         None,
         description="If set, `/predict`, `/predict/batch` and `/metrics` require `Authorization: Bearer <key>` "
-        "(probes and docs stay open). Unset: no authentication, for a trusted network only.",
+        "(probes and docs stay open). Unset or empty: no authentication, for a trusted network only.",
     )
+
+    @field_validator("api_key")
+    @classmethod
+    def _empty_key_is_no_key(cls, value: str | None) -> str | None:
+        # Compose passes `API_KEY=` when the variable is unset: that means no key, not a key nobody can send.
+        return value or None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ApiSettings":
+        if self.max_queue_depth < self.max_batch_texts:
+            raise ValueError(f"max_queue_depth ({self.max_queue_depth}) is below max_batch_texts "
+                             f"({self.max_batch_texts}): a full-size batch call could never be admitted")
+        return self
 
 
 class WorkerSettings(SharedSettings, ModelSettings):
@@ -191,21 +209,56 @@ class WorkerSettings(SharedSettings, ModelSettings):
         description="`BACKEND=simulated` only: cost per text (b) of one forward pass. Both 0: a no-op worker, "
         "to measure the API + Redis path's own ceiling.",
     )
-    heartbeat_interval_s: float = Field(2.0, gt=0, description="How often a worker refreshes its heartbeat.")
+    heartbeat_interval_s: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How often a worker refreshes its heartbeat and runs the reaper, which gives the work of "
+        "workers that are gone (no connection left) or stalled (lease expired) to the others. A killed worker's "
+        "texts run again within about this long; shorter costs a few more Redis commands per second.",
+    )
     heartbeat_ttl_s: int = Field(
-        10,
+        5,
         ge=1,
-        description="Heartbeat expiry: a worker silent this long counts as dead for `/readyz`. Must exceed "
-        "the interval; shorter detects deaths sooner but risks flapping under load.",
+        description="Heartbeat expiry: a worker whose whole process is silent this long (frozen, partitioned) stops "
+        "counting for `/readyz`. Deaths are not detected by it (see HEARTBEAT_INTERVAL_S, WORK_LEASE_S). Must "
+        "exceed the interval; shorter risks flapping under load.",
+    )
+    work_lease_s: float = Field(
+        2.0,
+        gt=0,
+        le=600,
+        description="Least time a worker may hold a window without progress (a published pass) before the others "
+        "take it back and run it; raised to 4x the slowest recent pass. A frozen worker's texts run again after "
+        "about this + HEARTBEAT_INTERVAL_S: keep both well inside the API's REQUEST_TIMEOUT_S. Too short re-runs "
+        "windows of a healthy but slow worker (answers stay right: the first reply wins).",
     )
     max_deliveries: int = Field(
         3,
         ge=1,
-        description="Worker deaths a message may be in flight for before it is dead-lettered (its client gets "
-        "a 500 naming the reason). Higher tolerates more unrelated crashes; lower stops a poison message sooner.",
+        description="Worker deaths or stalls a message may be held through before it is dead-lettered (its client "
+        "gets a 500 naming the reason). Higher tolerates more unrelated crashes; lower stops a poison message sooner.",
+    )
+    dead_letter_max: int = Field(
+        1000,
+        ge=1,
+        description="Most records kept in the dead-letter list (newest first); older ones are dropped.",
+    )
+    dead_letter_ttl_s: int = Field(
+        7 * 24 * 3600,
+        ge=1,
+        description="The dead-letter list expires this long after its last record.",
+    )
+    dead_letter_keep_text: bool = Field(
+        False,
+        description="Keep a dead-lettered message's text in its record (to reproduce what crashed the workers). Off "
+        "by default: records hold the request id, the text's sha1 and size, not user data.",
     )
     worker_id: str | None = Field(
-        None, description="Name of this worker in Redis keys; default `<hostname>-<pid>`."
+        None,
+        pattern=r"^[A-Za-z0-9_.\-]+$",
+        description="Name of this worker in Redis keys; default `<hostname>-<pid>`. Must be unique among running "
+        "workers: a second process under a live worker's id refuses to start.",
     )
 
     @model_validator(mode="after")
@@ -219,6 +272,18 @@ class NaiveSettings(ModelSettings, InputLimits):
     log_level: str = Field("INFO", description="Python logging level of the process.")
     host: str = Field("127.0.0.1", description="Address the naive server binds to.")
     port: int = Field(8001, ge=1, le=65535, description="Port the naive baseline listens on.")
+
+
+def load_or_exit(cls: type[S]) -> S:
+    """Settings for an entry point from the environment; invalid or contradicting ones end the process (exit 2)
+    with one line per problem naming the variable, instead of a traceback."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"]).upper() or "settings"
+            print(f"invalid setting {where}: {error['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def setting_names() -> set[str]:

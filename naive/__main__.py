@@ -4,10 +4,10 @@ import sys
 
 import uvicorn
 
-from common.settings import NaiveSettings
+from common.settings import NaiveSettings, load_or_exit
 from worker.predictor import ModelLoadError
 
-settings = NaiveSettings()
+settings = load_or_exit(NaiveSettings)
 try:
     uvicorn.run("naive.app:create_naive_app_from_env", factory=True, host=settings.host, port=settings.port,
                 loop="uvloop", http="httptools", log_level=settings.log_level.lower(), access_log=False)

@@ -1,4 +1,4 @@
-"""Container health check: exit 0 if a worker on this host has a live heartbeat in Redis.
+"""Container health check: exit 0 if a worker on this host beats and makes progress (common.scripts.WorkerState).
 
     python -m worker.healthcheck
 """
@@ -10,6 +10,7 @@ import sys
 
 import redis
 
+from common.scripts import Scripts, worker_states
 from common.settings import SharedSettings
 
 
@@ -19,13 +20,13 @@ def main() -> int:
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
     host = socket.gethostname()
     try:
-        for member in client.smembers(keys.workers):
-            if client.hget(keys.heartbeat(member.decode()), "host") == host.encode():
+        for worker in worker_states(Scripts(client, keys).worker_states()):
+            if worker.live and client.hget(keys.heartbeat(worker.worker_id), "host") == host.encode():
                 return 0
     except redis.RedisError as exc:
         print(f"unhealthy: {exc}", file=sys.stderr)
         return 1
-    print(f"unhealthy: no live heartbeat from host {host}", file=sys.stderr)
+    print(f"unhealthy: no live, progressing worker on host {host}", file=sys.stderr)
     return 1
 
 

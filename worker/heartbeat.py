@@ -1,7 +1,9 @@
-"""A worker's heartbeat: a readable hash with a TTL, refreshed by a background thread.
+"""A worker's heartbeat: a readable hash with a TTL, refreshed by a background thread, and the worker's claim on
+its id in the registry.
 
-``redis-cli HGETALL sentimentalyzer:worker:<id>`` shows what the worker is and what it has done;
-the key vanishing means the worker is dead (or stuck longer than the TTL).
+``redis-cli HGETALL sentimentalyzer:worker:<id>`` shows what the worker is and what it has done; the key vanishing
+means the worker is gone or its whole process is frozen. The heartbeat says the process lives, not that it
+makes progress: that is the batch loop's lease (worker/lease.py).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable, Mapping
 import redis
 
 from common.keys import Keys
+from common.scripts import Scripts
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +44,20 @@ class Heartbeat:
         client: redis.Redis,
         keys: Keys,
         worker_id: str,
+        incarnation: str,
         *,
         interval_s: float,
         ttl_s: int,
         describe: Callable[[], Mapping[str, str | int | float]],
         after_beat: Callable[[], object] | None = None,
+        on_id_taken: Callable[[str], object] = lambda other: None,
     ) -> None:
         self._redis = client
         self._keys = keys
+        self._scripts = Scripts(client, keys)
         self.worker_id = worker_id
+        self.incarnation = incarnation
+        self._on_id_taken = on_id_taken  # another live process registered our id (its incarnation)
         self._interval_s = interval_s
         self._ttl_s = ttl_s
         self._describe = describe
@@ -75,12 +83,10 @@ class Heartbeat:
             log.exception("could not describe the worker; beating without a description")
             fields = {}
         fields["last_beat"] = f"{time.time():.3f}"
-        key = self._keys.heartbeat(self.worker_id)
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(key, mapping=fields)
-        pipe.expire(key, self._ttl_s)
-        pipe.sadd(self._keys.workers, self.worker_id)
-        pipe.execute()
+        fields["incarnation"] = self.incarnation
+        registered = self._scripts.beat(self.worker_id, self.incarnation, fields, self._ttl_s).decode()
+        if registered != self.incarnation:
+            self._on_id_taken(registered)
 
     def _run(self) -> None:
         while not self._stopped.wait(self._interval_s):
@@ -90,11 +96,9 @@ class Heartbeat:
     def stop(self) -> None:
         """Stop beating and withdraw: the worker is no longer counted as live."""
         self._stopped.set()
-        self._thread.join(timeout=self._interval_s + 5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=self._interval_s + 5)
         try:
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.delete(self._keys.heartbeat(self.worker_id))
-            pipe.srem(self._keys.workers, self.worker_id)
-            pipe.execute()
+            self._scripts.withdraw(self.worker_id, self.incarnation)
         except redis.RedisError as exc:
             log.warning("could not withdraw heartbeat (it will expire): %s", exc)

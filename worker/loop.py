@@ -16,21 +16,25 @@ from typing import Protocol
 
 from common.counters import PhaseTimes, WorkerCounts
 from worker.batching import plan_batches
+from worker.lease import LeaseTerm
 from worker.predictor import Predictor
-from worker.window import Held, Outbox, Window
+from worker.window import Held, Outbox, Popped, Window
 
 log = logging.getLogger(__name__)
 
 
 class RequestQueue(Protocol):
-    def pop(self, max_items: int, block_s: float) -> list[bytes]:
+    def pop(self, max_items: int, block_s: float, *, lease_s: float, suspect_allowed: bool = True) -> Popped:
         """Take up to ``max_items`` raw messages from the head of the queue in one atomic step, recording them
-        as held by this worker. If the queue is empty, block up to ``block_s`` seconds for the first arrival
-        (0: don't block)."""
+        as held by this worker for ``lease_s`` (renewed by each publish). If the queue is empty, block up to
+        ``block_s`` seconds for the first arrival (0: don't block). A suspect (a message a dead worker held)
+        comes alone, and only if ``suspect_allowed``."""
         ...
 
-    def publish(self, outbox: Outbox) -> None:
-        """Deliver the replies, release the messages dealt with and add the counts, in one round trip."""
+    def publish(self, outbox: Outbox) -> bool:
+        """Deliver the replies, release the messages dealt with, extend the lease to ``outbox.lease_s`` and add
+        the counts, in one round trip. False if what it released was no longer held by this worker (taken back
+        after its lease ran out)."""
         ...
 
 
@@ -40,6 +44,7 @@ class BatchPolicy:
     max_batch_wait_s: float = 0.0
     idle_block_s: float = 1.0
     max_batch_tokens: int = 0  # padded-token budget of one forward pass; 0: the whole window, arrival order
+    lease_floor_s: float = 2.0  # least time a window may go without progress before others take it back
 
 
 class BatchLoop:
@@ -59,6 +64,8 @@ class BatchLoop:
         self.totals = WorkerCounts()  # everything this worker published
         self.last_batch_size = 0
         self._phases = PhaseTimes()
+        self.lease = LeaseTerm(policy.lease_floor_s)
+        self.last_progress = clock()  # when the loop last finished a step (unix s): the heartbeat shows it
 
     def request_stop(self) -> None:
         """Stop popping; the window in hand (if any) is still run and published. Safe from signal handlers."""
@@ -87,11 +94,21 @@ class BatchLoop:
         if window is None:
             return False
         picked_up = self._clock()
-        for batch in self._plan(window):
-            self._run_pass(window, batch, picked_up)
+        batches = self._plan(window)
+        for i, batch in enumerate(batches):
+            if not self._run_pass(window, batch, picked_up, holding=i < len(batches) - 1):
+                self._give_up(window, [h for later in batches[i + 1:] for h in later])
+                return True
         if window.outbox:  # no pass ran (all malformed, or planning failed): their answers still go out
-            self._publish(window.take_outbox())
+            self._publish(window.take_outbox(), holding=False)
         return True
+
+    def _give_up(self, window: Window, unrun: list[Held]) -> None:
+        """The window was taken back while this worker stalled: other workers run what is left of it."""
+        log.warning("this worker held its window past its lease (%.1f s) and it was given to other workers; "
+                    "dropping its %d unrun text(s)", self.lease.seconds, len(unrun))
+        window.outbox.counts.reclaimed += len(unrun)
+        self._publish(window.take_outbox(), holding=False)
 
     def _collect(self) -> Window | None:
         """Pop a window; with MAX_BATCH_WAIT_MS, wait for more while it is not full and the oldest item's wait
@@ -103,23 +120,26 @@ class BatchLoop:
         """
         size, wait = self._policy.max_batch_size, self._policy.max_batch_wait_s
         with self._phases.measure("pop_s"):
-            raw = self._queue.pop(size, self._policy.idle_block_s)
-        if not raw:
+            popped = self._queue.pop(size, self._policy.idle_block_s, lease_s=self.lease.seconds)
+        self.last_progress = self._clock()
+        if not popped:
             return None
         window = Window()
         with self._phases.measure("decode_s"):
-            window.add(raw)
+            window.add(popped)
         while wait > 0 and window.taken < size and window.held and not self._stop.is_set():
             now = self._clock()
             remaining = min(window.oldest_enqueued_at(), now) + wait - now
             if remaining <= 0:
                 break
             with self._phases.measure("pop_s"):
-                raw = self._queue.pop(size - window.taken, remaining)
-            if not raw:
+                # No suspect joins a window being filled: it runs alone, in a window of its own.
+                popped = self._queue.pop(size - window.taken, remaining, lease_s=self.lease.seconds,
+                                         suspect_allowed=False)
+            if not popped:
                 break
             with self._phases.measure("decode_s"):
-                window.add(raw)
+                window.add(popped)
         return window
 
     def _plan(self, window: Window) -> list[list[Held]]:
@@ -141,13 +161,17 @@ class BatchLoop:
             h.tokens = length
         return [[held[i] for i in batch] for batch in plan_batches(lengths, self._policy.max_batch_tokens)]
 
-    def _run_pass(self, window: Window, batch: list[Held], picked_up: float) -> None:
+    def _run_pass(self, window: Window, batch: list[Held], picked_up: float, *, holding: bool) -> bool:
+        """Run and publish one pass (``holding``: more passes of the window follow). False if the window turned out
+        to be no longer this worker's."""
+        started = time.perf_counter()
         window.release(batch)
         live = window.drop_expired(batch, self._clock())
         if live:
             with self._phases.measure("infer_s"):
                 self._infer(window, live, picked_up)
-        self._publish(window.take_outbox())
+        self.lease.observe(time.perf_counter() - started)
+        return self._publish(window.take_outbox(), holding=holding)
 
     def _infer(self, window: Window, held: list[Held], picked_up: float) -> None:
         started = time.perf_counter()
@@ -162,9 +186,12 @@ class BatchLoop:
             return
         window.answer(held, predictions, picked_up=picked_up, inference_s=time.perf_counter() - started)
 
-    def _publish(self, outbox: Outbox) -> None:
+    def _publish(self, outbox: Outbox, *, holding: bool) -> bool:
+        outbox.lease_s = self.lease.seconds if holding else 0.0
         with self._phases.measure("publish_s"):
-            self._queue.publish(outbox)
+            held = self._queue.publish(outbox)
+        self.last_progress = self._clock()
         self.totals.add(outbox.counts)
         if outbox.counts.texts:
             self.last_batch_size = outbox.counts.texts
+        return held

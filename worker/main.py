@@ -8,6 +8,7 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict
 
@@ -15,12 +16,13 @@ import redis
 
 from common.logs import setup_logging
 from common.redis_factory import sync_client
-from common.settings import WorkerSettings
+from common.scripts import DeadLetterPolicy, RecoveryMode
+from common.settings import WorkerSettings, load_or_exit
 from worker.heartbeat import Heartbeat, default_worker_id
 from worker.loop import BatchLoop, BatchPolicy
 from worker.predictor import ModelLoadError, Predictor, load_predictor
 from worker.recovery import Recovery
-from worker.redis_queue import RedisRequestQueue
+from worker.redis_queue import RedisRequestQueue, WorkerIdTaken
 
 log = logging.getLogger("worker")
 
@@ -42,7 +44,8 @@ def wait_for_redis(client: redis.Redis, stop: threading.Event) -> bool:
     return False
 
 
-def serve(loop: BatchLoop, recovery: Recovery, worker_id: str, client: redis.Redis, stop: threading.Event) -> None:
+def serve(loop: BatchLoop, recovery: Recovery, worker_id: str, incarnation: str, client: redis.Redis,
+          stop: threading.Event) -> None:
     """Run batches until stopped. A Redis failure never stops the worker: reconnect with capped backoff, give
     back what it held (the window in hand is re-queued, not lost), go on. Commands are never retried blindly:
     a pop whose answer was lost is recovered from the in-flight list instead of being re-sent."""
@@ -51,13 +54,16 @@ def serve(loop: BatchLoop, recovery: Recovery, worker_id: str, client: redis.Red
         try:
             loop.run_once()
             delay = BACKOFF_START_S
+        except WorkerIdTaken as exc:
+            log.error("%s; stopping", exc)
+            raise
         except redis.RedisError as exc:
             log.error("Redis error in the batch loop: %s", exc)
             stop.wait(delay)
             delay = min(delay * 2, BACKOFF_CAP_S)
             if wait_for_redis(client, stop):
                 try:
-                    recovery.release(worker_id)
+                    recovery.release(worker_id, incarnation)
                 except redis.RedisError as again:
                     log.error("could not give back in-flight messages yet: %s", again)
 
@@ -78,15 +84,21 @@ def describe(worker_id: str, settings: WorkerSettings, predictor: Predictor,
 
     def fields() -> dict[str, str | int]:
         profile = {phase: f"{seconds:.3f}" for phase, seconds in asdict(loop.profile()).items()}
-        return {**identity, **asdict(loop.totals), "last_batch_size": loop.last_batch_size, **profile}
+        # last_progress: when the batch loop last finished a step (a pop, a publish); lease_s: how long it may
+        # hold a window without one. Far apart while it holds work: it is stalled (the reaper says so too).
+        progress = {"last_progress": f"{loop.last_progress:.3f}", "lease_s": f"{loop.lease.seconds:.3f}"}
+        return {**identity, **asdict(loop.totals), "last_batch_size": loop.last_batch_size, **progress, **profile}
 
     return fields
 
 
 def main() -> int:
-    settings = WorkerSettings()
+    settings = load_or_exit(WorkerSettings)
     setup_logging(settings.log_level, "worker")
     worker_id = settings.worker_id or default_worker_id()
+    # This process's token: with the id it names the worker's connections, its registration and its lease, so
+    # a restart under the same id (a container: same hostname, PID 1) is told apart from a second live process.
+    incarnation = uuid.uuid4().hex[:12]
     stop = threading.Event()
 
     try:
@@ -97,12 +109,15 @@ def main() -> int:
     predictor.warm_up(settings.max_batch_size)
 
     keys = settings.keys()
+    name = keys.connection_name(worker_id, incarnation)
     longest_block = max(settings.idle_block_s, settings.max_batch_wait_ms / 1000)
-    client = sync_client(settings, longest_block_s=longest_block)
-    queue = RedisRequestQueue(client, keys, settings.reply_ttl_s, worker_id)
-    recovery = Recovery(client, keys, reply_ttl_s=settings.reply_ttl_s, max_deliveries=settings.max_deliveries)
+    client = sync_client(settings, longest_block_s=longest_block, name=name)
+    queue = RedisRequestQueue(client, keys, settings.reply_ttl_s, worker_id, incarnation)
+    dead_letter = DeadLetterPolicy(settings.max_deliveries, settings.dead_letter_max, settings.dead_letter_ttl_s,
+                                   settings.dead_letter_keep_text)
+    recovery = Recovery(client, keys, reply_ttl_s=settings.reply_ttl_s, dead_letter=dead_letter)
     policy = BatchPolicy(settings.max_batch_size, settings.max_batch_wait_ms / 1000, settings.idle_block_s,
-                         settings.max_batch_tokens)
+                         settings.max_batch_tokens, settings.work_lease_s)
     loop = BatchLoop(queue, predictor, policy)
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -116,24 +131,39 @@ def main() -> int:
     if not wait_for_redis(client, stop):
         return 0
     try:
+        other = recovery.registered_elsewhere(worker_id, incarnation)
+        if other is not None:
+            log.error("worker id %r is in use by a live process (incarnation %s); give each worker its own "
+                      "WORKER_ID (or leave it unset: <hostname>-<pid>)", worker_id, other)
+            return 1
         # A worker id is reused when a container restarts (same hostname, PID 1): whatever the previous
         # incarnation held, it died holding.
-        requeued, dead = recovery.recover(worker_id, died=True)
+        requeued, dead = recovery.recover(worker_id, RecoveryMode.DIED)
         if requeued or dead:
             log.warning("previous run of %s died holding %d message(s): %d re-queued, %d dead-lettered",
                         worker_id, requeued + dead, requeued, dead)
     except redis.RedisError as exc:
         log.error("could not recover this worker's previous in-flight messages: %s", exc)
         return 1
+
+    id_taken = threading.Event()
+
+    def on_id_taken(other: str) -> None:
+        log.error("worker id %r was registered by another live process (incarnation %s); stopping", worker_id, other)
+        id_taken.set()
+        stop.set()
+        loop.request_stop()
+
     # The heartbeat thread has a client of its own: the main one may be blocked in a wait for work.
-    beat_client = sync_client(settings, longest_block_s=0)
-    reaper = Recovery(beat_client, keys, reply_ttl_s=settings.reply_ttl_s, max_deliveries=settings.max_deliveries)
+    beat_client = sync_client(settings, longest_block_s=0, name=name)
+    reaper = Recovery(beat_client, keys, reply_ttl_s=settings.reply_ttl_s, dead_letter=dead_letter)
     heartbeat = Heartbeat(
-        beat_client, keys, worker_id,
+        beat_client, keys, worker_id, incarnation,
         interval_s=settings.heartbeat_interval_s,
         ttl_s=settings.heartbeat_ttl_s,
         describe=describe(worker_id, settings, predictor, loop),
         after_beat=lambda: reaper.reap(lock_ttl_s=settings.heartbeat_interval_s * 2),
+        on_id_taken=on_id_taken,
     )
     try:
         heartbeat.start()
@@ -143,15 +173,17 @@ def main() -> int:
     log.info("worker %s ready: model %s, max batch %d, queue %s", worker_id, predictor.name,
              settings.max_batch_size, keys.requests)
     try:
-        serve(loop, recovery, worker_id, client, stop)
+        serve(loop, recovery, worker_id, incarnation, client, stop)
+    except WorkerIdTaken:
+        return 1
     finally:
         try:
-            recovery.release(worker_id)  # normally nothing: the batch in hand was finished and published
+            recovery.release(worker_id, incarnation)  # normally nothing: the batch in hand was finished and published
         except redis.RedisError as exc:
             log.error("could not give back in-flight messages (the reaper will): %s", exc)
         heartbeat.stop()
     log.info("worker %s stopped after %d batches (%d texts)", worker_id, loop.totals.batches, loop.totals.texts)
-    return 0
+    return 1 if id_taken.is_set() else 0
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ the next publish — replies, released messages, counts — gathers in the windo
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -26,6 +27,18 @@ class Held:
 
 
 @dataclass(slots=True)
+class Popped:
+    """What one pop took from the queue: the messages now held, and how many texts it skipped because their
+    client had hung up (taken off the queue, never held, never run)."""
+
+    messages: list[bytes] = field(default_factory=list)
+    cancelled: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.messages or self.cancelled)
+
+
+@dataclass(slots=True)
 class Outbox:
     """What one publish sends in one round trip: replies, the held messages now dealt with, and their counts."""
 
@@ -33,6 +46,7 @@ class Outbox:
     done: list[bytes] = field(default_factory=list)
     counts: WorkerCounts = field(default_factory=WorkerCounts)
     inference_s: float = 0.0  # the forward pass this publish answers, if any
+    lease_s: float = 0.0  # how long the worker's hold on what it still holds lasts after this publish; 0: holds nothing
 
     def __bool__(self) -> bool:
         return bool(self.replies or self.done or self.counts.nonzero())
@@ -44,11 +58,12 @@ class Window:
         self.taken = 0  # messages popped into this window, decodable or not
         self.outbox = Outbox()
 
-    def add(self, raw: Sequence[bytes]) -> None:
+    def add(self, popped: Popped) -> None:
         """Decode freshly popped messages. A malformed one is counted, released, and answered when its request id
         and index could be read."""
-        self.taken += len(raw)
-        for message in raw:
+        self.taken += len(popped.messages) + popped.cancelled
+        self.outbox.counts.cancelled += popped.cancelled
+        for message in popped.messages:
             try:
                 self.held.append(Held(decode_item(message), message))
             except ProtocolError as exc:
@@ -74,10 +89,10 @@ class Window:
         self.outbox.counts.expired += len(held) - len(live)
         return live
 
-    def fail(self, held: Sequence[Held]) -> None:
+    def fail(self, held: Sequence[Held], reason: str = "the model failed on the batch holding this text") -> None:
         """Answer ``held`` with an inference error."""
         self.outbox.counts.failed += len(held)
-        error = WorkError(ErrorCode.INFERENCE_FAILED, "the model failed on the batch holding this text")
+        error = WorkError(ErrorCode.INFERENCE_FAILED, reason)
         self.outbox.replies.extend(Reply(h.item.request_id, h.item.index, error=error) for h in held)
 
     def answer(self, held: Sequence[Held], predictions: Sequence[Prediction], *, picked_up: float,
@@ -90,11 +105,19 @@ class Window:
         counts.padded_tokens += max(h.tokens for h in held) * len(held)
         self.outbox.inference_s = inference_s
         inference_ms = inference_s * 1000
-        self.outbox.replies += [
+        replies = [
             Reply(h.item.request_id, h.item.index, prediction=prediction,
                   queue_ms=max(0.0, (picked_up - h.item.enqueued_at) * 1000), inference_ms=inference_ms)
             for h, prediction in zip(held, predictions, strict=True)
         ]
+        if all(math.isfinite(p.score) for p in predictions):  # one C-level pass: the common case stays cheap
+            self.outbox.replies += replies
+            return
+        # NaN or infinity (fp16/bf16 overflow): not an answer. Told at once as a failure, never published as one.
+        bad = [h for h, p in zip(held, predictions) if not math.isfinite(p.score)]
+        self.outbox.replies += [r for r, p in zip(replies, predictions) if math.isfinite(p.score)]
+        counts.texts -= len(bad)
+        self.fail(bad, "the model produced a non-finite score for this text (numeric overflow in the forward pass)")
 
     def take_outbox(self) -> Outbox:
         outbox, self.outbox = self.outbox, Outbox()

@@ -48,10 +48,10 @@ async def delaying_proxy(upstream_port: int, seed: int) -> asyncio.Server:
 def worker(redis_server, tiny_model, tmp_path):
     prefix = f"cancel-{uuid.uuid4().hex[:8]}"
     proc = Process.python("worker", python_env(REDIS_URL=redis_server.url, KEY_PREFIX=prefix, MODEL=str(tiny_model),
-                                        TORCH_THREADS="1", MAX_BATCH_SIZE="32", HEARTBEAT_INTERVAL_S="0.5"),
+                                        TORCH_THREADS="1", MAX_BATCH_SIZE="32"),
                    tmp_path / "worker.log")
     client = redis.Redis.from_url(redis_server.url)
-    wait_until(lambda: client.scard(Keys(prefix).workers) == 1, 60, "worker ready", 0.1)
+    wait_until(lambda: client.hlen(Keys(prefix).workers) == 1, 60, "worker ready", 0.1)
     yield prefix
     proc.stop()
 

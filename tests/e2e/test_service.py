@@ -43,7 +43,7 @@ def assert_correct(outcomes, predictor) -> None:
 def worker_id_of(svc: Service, pid: int) -> str:
     """The registered id of the worker process ``pid`` (from the heartbeats)."""
     client = redis.Redis.from_url(svc.redis_url)
-    return next(m.decode() for m in client.smembers(svc.keys.workers)
+    return next(m.decode() for m in client.hkeys(svc.keys.workers)
                 if client.hget(svc.keys.heartbeat(m.decode()), "worker_id").decode().endswith(f"-{pid}"))
 
 

@@ -1,11 +1,12 @@
 """The in-flight record, recovery and dead-lettering scripts against a real Redis (they use Lua's sha1hex,
-cmsgpack and cjson, which fakeredis lacks)."""
+cmsgpack and cjson, which fakeredis lacks), and the reaper's verdicts from real connections."""
 
 import json
 import logging
 
 import msgpack
 import pytest
+import redis
 
 from common.protocol import (
     PROTOCOL_VERSION,
@@ -18,11 +19,13 @@ from common.protocol import (
     new_request_id,
 )
 from common.redis_factory import sync_client
-from common.scripts import digest
+from common.scripts import DeadLetterPolicy, RecoveryMode, digest
 from common.settings import WorkerSettings
+from tests.helpers import wait_until
 from worker.heartbeat import Heartbeat
 from worker.recovery import Recovery
 from worker.redis_queue import RedisRequestQueue
+from worker.window import Outbox
 
 
 @pytest.fixture
@@ -39,11 +42,34 @@ def messages(texts, rid=None):
 
 
 def queue(client, keys, worker):
-    return RedisRequestQueue(client, keys, reply_ttl_s=30, worker_id=worker)
+    return RedisRequestQueue(client, keys, reply_ttl_s=30, worker_id=worker, incarnation=f"{worker}-i")
 
 
-def recovery(client, keys, max_deliveries=3):
-    return Recovery(client, keys, reply_ttl_s=30, max_deliveries=max_deliveries)
+def pop(q, n, lease_s=30.0, **kwargs):
+    return q.pop(n, block_s=0, lease_s=lease_s, **kwargs).messages
+
+
+def recovery(client, keys, max_deliveries=3, keep_text=True, max_records=1000, ttl_s=3600):
+    # keep_text: an operator debugging what crashed the workers turns it on (DEAD_LETTER_KEEP_TEXT).
+    policy = DeadLetterPolicy(max_deliveries, max_records, ttl_s, keep_text)
+    return Recovery(client, keys, reply_ttl_s=30, dead_letter=policy)
+
+
+@pytest.fixture
+def connect(redis_server):
+    """Open a connection named as ``worker``'s process names its own: to Redis, that process is there."""
+    opened = []
+
+    def open_for(keys, worker, incarnation=None):
+        client = redis.Redis.from_url(redis_server.url, client_name=keys.connection_name(worker, incarnation or
+                                                                                         f"{worker}-i"))
+        client.ping()
+        opened.append(client)
+        return client
+
+    yield open_for
+    for client in opened:
+        client.close()
 
 
 def test_suspects_are_never_batched(env):
@@ -52,42 +78,105 @@ def test_suspects_are_never_batched(env):
     client.rpush(keys.requests, a, b, c, d)
     client.hset(keys.deaths, digest(c), 1)  # c was in flight when a worker died
     q = queue(client, keys, "w1")
-    assert q.pop(10, block_s=0) == [a, b]  # the window stops before the suspect
-    assert q.pop(10, block_s=0) == [c]  # a suspect at the head runs alone
-    assert q.pop(10, block_s=0) == [d]
+    assert pop(q, 10) == [a, b]  # the window stops before the suspect
+    assert pop(q, 10, suspect_allowed=False) == []  # filling a window: a suspect never joins it
+    assert pop(q, 10) == [c]  # a suspect at the head runs alone, in a window of its own
+    assert pop(q, 10) == [d]
 
 
-def test_a_dead_workers_messages_go_back_to_the_head_in_order(env):
+def test_texts_of_cancelled_requests_are_skipped_and_counted(env):
+    client, keys = env
+    cancelled, kept = messages(["a", "b"])[0], messages(["c"])[0]
+    cancelled_id = decode_item(cancelled[0]).request_id
+    client.rpush(keys.requests, *cancelled, b"\xc1 garbage", *kept)
+    client.zadd(keys.cancelled, {cancelled_id: 2e9, "long-past": 1.0})
+    popped = queue(client, keys, "w1").pop(8, block_s=0, lease_s=5)
+    assert popped.messages == [b"\xc1 garbage", *kept] and popped.cancelled == 2  # garbage is the worker's to judge
+    assert client.lrange(keys.inflight("w1"), 0, -1) == popped.messages
+    assert client.hget(keys.stats, "cancelled") is None  # counted by the worker's next publish, once
+    assert client.zrange(keys.cancelled, 0, -1) == [cancelled_id.encode()]  # entries past their deadline dropped
+
+
+def test_a_gone_workers_messages_go_back_to_the_head_in_order(env):
     client, keys = env
     held, _ = messages(["1", "2", "3"])
     waiting, _ = messages(["later"])
     client.rpush(keys.requests, *held, *waiting)
-    dead = queue(client, keys, "dead-1")
-    assert dead.pop(3, block_s=0) == held
-    client.sadd(keys.workers, "dead-1")  # registered, heartbeat never written/expired
+    assert pop(queue(client, keys, "dead-1"), 3) == held  # registered by its pop; no connection of its name
+    Heartbeat(client, keys, "dead-1", "dead-1-i", interval_s=60, ttl_s=30, describe=dict).beat()  # still beating
     reaped = recovery(client, keys).reap(lock_ttl_s=5)
     assert reaped == {"dead-1": (3, 0)}
     assert client.lrange(keys.requests, 0, -1) == held + waiting
-    assert client.exists(keys.inflight("dead-1")) == 0 and client.sismember(keys.workers, "dead-1") == 0
+    assert client.exists(keys.inflight("dead-1"), keys.heartbeat("dead-1")) == 0  # withdrawn: /readyz at once
+    assert client.hexists(keys.workers, "dead-1") == 0
     assert all(int(client.hget(keys.deaths, digest(m))) == 1 for m in held)
+    assert 0 < client.ttl(keys.deaths) <= 7200  # death counts cannot outlive the longest deadline by much
 
 
-def test_live_workers_are_not_reaped_and_one_reaper_at_a_time(env, caplog):
+def test_connected_workers_within_their_lease_are_not_reaped_and_one_reaper_at_a_time(env, connect, caplog):
     client, keys = env
     held, _ = messages(["x"])
     client.rpush(keys.requests, *held)
-    queue(client, keys, "alive").pop(1, block_s=0)
-    Heartbeat(client, keys, "alive", interval_s=60, ttl_s=30, describe=lambda: {}).beat()
+    connect(keys, "alive")
+    pop(queue(client, keys, "alive"), 1, lease_s=30)
     assert recovery(client, keys).reap(lock_ttl_s=5) == {}
     assert client.lrange(keys.inflight("alive"), 0, -1) == held
     client.set(keys.reaper_lock, "someone-else", px=5000)
-    client.delete(keys.heartbeat("alive"))
+    client.delete(keys.lease("alive"))
     assert recovery(client, keys).reap(lock_ttl_s=5) == {}  # lock held elsewhere
     client.delete(keys.reaper_lock)
     with caplog.at_level(logging.WARNING, logger="worker.recovery"):
         assert recovery(client, keys).reap(lock_ttl_s=5) == {"alive": (1, 0)}
     assert client.exists(keys.reaper_lock) == 0  # released
-    assert caplog.messages == ["worker alive is dead: 1 message(s) re-queued, 0 dead-lettered"]
+    assert caplog.messages == ["worker alive stalled holding 1 message(s) past its lease: 1 re-queued, "
+                               "0 dead-lettered"]
+    assert client.hget(keys.workers, "alive") == b"alive-i"  # stalled, not gone: it stays registered
+    assert int(client.hget(keys.deaths, digest(held[0]))) == 1  # a hang is a strike against its message
+
+
+def test_a_stalled_worker_that_renews_its_lease_in_time_keeps_its_window(env, connect):
+    client, keys = env
+    held, _ = messages(["x", "y"])
+    client.rpush(keys.requests, *held)
+    connect(keys, "slow")
+    q = queue(client, keys, "slow")
+    pop(q, 2, lease_s=0.05)
+    wait_until(lambda: not client.exists(keys.lease("slow")), 2, "the lease to run out")
+    # The reaper read the state, then the worker published (its lease is back) before the recovery ran.
+    q.publish(Outbox(done=held[:1], lease_s=30))
+    assert recovery(client, keys).recover("slow", RecoveryMode.STALLED, "slow-i") == (0, 0)
+    assert client.lrange(keys.inflight("slow"), 0, -1) == held[1:]
+
+
+def test_a_worker_is_gone_when_its_incarnation_has_no_connection_even_if_another_one_of_its_id_has(env, connect):
+    client, keys = env
+    held, _ = messages(["x"])
+    client.rpush(keys.requests, *held)
+    pop(queue(client, keys, "box"), 1)  # incarnation box-i holds work
+    connect(keys, "box", "an-old-incarnation")  # a leftover connection of another incarnation proves nothing
+    assert recovery(client, keys).reap(lock_ttl_s=5) == {"box": (1, 0)}
+
+
+def test_recovery_for_an_incarnation_leaves_a_newer_one_alone(env):
+    client, keys = env
+    held, _ = messages(["x"])
+    client.rpush(keys.requests, *held)
+    pop(queue(client, keys, "box"), 1)
+    client.hset(keys.workers, "box", "newer")  # restarted under the same id (it recovered the old window itself)
+    assert recovery(client, keys).recover("box", RecoveryMode.DIED, "box-i") == (0, 0)
+    assert recovery(client, keys).release("box", "box-i") == 0
+    assert client.hget(keys.workers, "box") == b"newer" and client.llen(keys.inflight("box")) == 1
+
+
+def test_registered_elsewhere_names_a_live_other_incarnation_only(env, connect):
+    client, keys = env
+    reaper = recovery(client, keys)
+    assert reaper.registered_elsewhere("box", "mine") is None  # nobody
+    client.hset(keys.workers, "box", "theirs")
+    assert reaper.registered_elsewhere("box", "mine") is None  # registered, but its process is gone
+    connect(keys, "box", "theirs")
+    assert reaper.registered_elsewhere("box", "mine") == "theirs"
+    assert reaper.registered_elsewhere("box", "theirs") is None
 
 
 def test_a_reaper_that_dies_mid_reap_holds_the_lock_only_for_its_ttl(env, monkeypatch):
@@ -104,8 +193,7 @@ def test_poison_message_is_dead_lettered_after_max_deliveries_and_its_client_tol
     client.rpush(keys.requests, poison)
     for death in range(1, 4):
         worker = f"victim-{death}"
-        assert queue(client, keys, worker).pop(8, block_s=0) == [poison]
-        client.sadd(keys.workers, worker)
+        assert pop(queue(client, keys, worker), 8) == [poison]
         requeued, dead = recovery(client, keys).reap(lock_ttl_s=5)[worker]
         assert (requeued, dead) == ((1, 0) if death < 3 else (0, 1))
     assert client.llen(keys.requests) == 0
@@ -117,23 +205,55 @@ def test_poison_message_is_dead_lettered_after_max_deliveries_and_its_client_tol
     assert client.hlen(keys.deaths) == 0
 
 
+def test_dead_letter_records_hold_no_user_text_by_default_are_capped_and_expire(env):
+    client, keys = env
+    reaper = recovery(client, keys, max_deliveries=1, keep_text=False, max_records=2, ttl_s=600)
+    rids = []
+    for i in range(3):
+        (raw,), rid = messages([f"private text {i}"])
+        rids.append(rid)
+        client.rpush(keys.inflight("gone"), raw)
+        assert reaper.recover("gone", RecoveryMode.DIED) == (0, 1)
+    records = [json.loads(r) for r in client.lrange(keys.dead_letter, 0, -1)]
+    assert [r["request_id"] for r in records] == [rids[2], rids[1]]  # newest first, capped at 2
+    assert all("text" not in r and len(r["sha1"]) == 40 and r["bytes"] > 0 for r in records)
+    assert 0 < client.ttl(keys.dead_letter) <= 600
+
+
 def test_undecodable_poison_is_dead_lettered_readably(env):
     client, keys = env
     client.rpush(keys.inflight("gone"), b"\xc1\xc1 garbage")
-    client.sadd(keys.workers, "gone")
+    client.hset(keys.workers, "gone", "gone-i")
     assert recovery(client, keys, max_deliveries=1).reap(lock_ttl_s=5) == {"gone": (0, 1)}
     record = json.loads(client.lindex(keys.dead_letter, 0))
     assert record["undecodable"] is True and record["bytes"] == 10
+
+
+@pytest.mark.parametrize("text", [{"a": 1}, [1, 2], "\udcff".encode("utf-8", "surrogatepass")],
+                         ids=["map", "array", "bad-utf8"])
+def test_a_message_the_script_cannot_record_as_is_is_still_recorded_once(env, text):
+    """Whatever a message holds, recovery writes nothing before it knows it can finish: a script that failed
+    halfway would keep its first writes (and a retried recovery would count the same death twice)."""
+    client, keys = env
+    rid = new_request_id()
+    raw = msgpack.packb({"v": PROTOCOL_VERSION, "request_id": rid, "index": 0, "text": text, "deadline": 1e12,
+                         "enqueued_at": 0.0, "extra": [float("nan")]}, use_bin_type=False)  # bytes as a raw string
+    client.rpush(keys.inflight("gone"), raw)
+    client.hset(keys.deaths, digest(raw), 2)
+    assert recovery(client, keys).recover("gone", RecoveryMode.DIED) == (0, 1)
+    record = json.loads(client.lindex(keys.dead_letter, 0))
+    assert record["request_id"] == rid and record["deaths"] == 3 and client.llen(keys.dead_letter) == 1
+    assert client.hlen(keys.deaths) == 0 and client.llen(keys.reply(rid)) == 1
 
 
 def test_release_requeues_without_counting_a_death(env, caplog):
     client, keys = env
     held, _ = messages(["a", "b"])
     client.rpush(keys.requests, *held)
-    queue(client, keys, "me").pop(2, block_s=0)
+    pop(queue(client, keys, "me"), 2)
     with caplog.at_level(logging.WARNING, logger="worker.recovery"):
-        assert recovery(client, keys).release("me") == 2
-        assert recovery(client, keys).release("me") == 0  # nothing held: nothing said
+        assert recovery(client, keys).release("me", "me-i") == 2
+        assert recovery(client, keys).release("me", "me-i") == 0  # nothing held: nothing said
     assert caplog.messages == ["gave 2 in-flight message(s) back to the queue"]  # the e2e tests look for it
     assert client.lrange(keys.requests, 0, -1) == held and client.hlen(keys.deaths) == 0
 
@@ -141,7 +261,7 @@ def test_release_requeues_without_counting_a_death(env, caplog):
 def dead_letter_once(client, keys, raw, worker="gone"):
     """``raw`` was held by a worker that died; with MAX_DELIVERIES=1 that death sets it aside."""
     client.rpush(keys.inflight(worker), raw)
-    client.sadd(keys.workers, worker)
+    client.hset(keys.workers, worker, f"{worker}-i")
     assert recovery(client, keys, max_deliveries=1).reap(lock_ttl_s=5) == {worker: (0, 1)}
 
 

@@ -10,11 +10,9 @@ import redis
 from common.protocol import ErrorCode, WorkItem, encode_item, new_request_id
 from common.redis_factory import sync_client
 from tests.answers import assert_discriminating, expected_answers, same_answer
-from tests.integration.work import enqueue, replies
+from tests.integration.work import enqueue, recovery, replies, worker_queue
 from worker.heartbeat import Heartbeat
 from worker.loop import BatchLoop, BatchPolicy
-from worker.recovery import Recovery
-from worker.redis_queue import RedisRequestQueue
 
 TEXTS = [
     "a charming and often affecting journey",
@@ -31,7 +29,7 @@ TEXTS = [
 def test_worker_pops_batches_and_answers_through_redis(setup, tiny_predictor):
     settings, client, keys = setup
     rids = [enqueue(client, keys, TEXTS[i:i + 2]) for i in range(0, len(TEXTS), 2)]
-    loop = BatchLoop(RedisRequestQueue(client, keys, 30, "w-test"), tiny_predictor, BatchPolicy(3, 0.0, 0.2))
+    loop = BatchLoop(worker_queue(client, keys, "w-test"), tiny_predictor, BatchPolicy(3, 0.0, 0.2))
     assert loop.run(max_batches=3) == 3  # 7 texts, batches of at most 3
     assert loop.totals.texts == len(TEXTS)
     got = [r for rid in rids for r in replies(client, keys, rid)]
@@ -48,7 +46,7 @@ def test_expired_requests_are_dropped(setup, tiny_predictor):
     _, client, keys = setup
     stale = enqueue(client, keys, ["too late"], timeout=-1)
     fresh = enqueue(client, keys, ["in time"])
-    loop = BatchLoop(RedisRequestQueue(client, keys, 30, "w-test"), tiny_predictor, BatchPolicy(8, 0.0, 0.2))
+    loop = BatchLoop(worker_queue(client, keys, "w-test"), tiny_predictor, BatchPolicy(8, 0.0, 0.2))
     loop.run(max_batches=1)
     assert client.exists(keys.reply(stale)) == 0
     assert len(replies(client, keys, fresh)) == 1
@@ -61,7 +59,7 @@ def test_malformed_messages_are_skipped_and_the_rest_answered(setup, tiny_predic
     client.rpush(keys.requests, b"\x00\xffnot msgpack", msgpack.packb({"v": 1, "request_id": broken_rid, "index": 0}),
                  b"x" * 100_000)
     good = enqueue(client, keys, ["still answered"])
-    loop = BatchLoop(RedisRequestQueue(client, keys, 30, "w-test"), tiny_predictor, BatchPolicy(8, 0.0, 0.2))
+    loop = BatchLoop(worker_queue(client, keys, "w-test"), tiny_predictor, BatchPolicy(8, 0.0, 0.2))
     loop.run(max_batches=1)
     assert replies(client, keys, good)[0].prediction is not None
     assert replies(client, keys, broken_rid)[0].error.code == ErrorCode.MALFORMED
@@ -76,8 +74,8 @@ def test_concurrent_pops_never_share_or_lose_an_item(setup):
 
     def consume(slot):
         own = sync_client(settings, longest_block_s=1)
-        queue = RedisRequestQueue(own, keys, 30, f"w-{slot}")
-        while batch := queue.pop(7, block_s=0.2):
+        queue = worker_queue(own, keys, f"w-{slot}")
+        while batch := queue.pop(7, block_s=0.2, lease_s=30).messages:
             taken[slot].extend(batch)
 
     threads = [threading.Thread(target=consume, args=(i,)) for i in range(3)]
@@ -92,18 +90,18 @@ def test_concurrent_pops_never_share_or_lose_an_item(setup):
 
 def test_blocking_pop_wakes_on_arrival_without_taking_anything_early(setup):
     _, client, keys = setup
-    queue = RedisRequestQueue(client, keys, 30, "w-test")
+    queue = worker_queue(client, keys, "w-test")
     pusher = redis.Redis.from_url(setup[0].redis_url)
     threading.Timer(0.3, lambda: pusher.rpush(keys.requests, b"first", b"second", b"third")).start()
     started = time.monotonic()
-    got = queue.pop(2, block_s=5)
+    got = queue.pop(2, block_s=5, lease_s=30).messages
     waited = time.monotonic() - started
     assert got == [b"first", b"second"] and 0.25 < waited < 1.5  # the head of the queue, in order
     assert client.lrange(keys.requests, 0, -1) == [b"third"]
     assert client.lrange(keys.inflight("w-test"), 0, -1) == [b"first", b"second"]
     client.delete(keys.requests)
     started = time.monotonic()
-    assert queue.pop(4, block_s=0.2) == []  # an empty queue times out, no busy loop needed
+    assert not queue.pop(4, block_s=0.2, lease_s=30)  # an empty queue times out, no busy loop needed
     assert time.monotonic() - started >= 0.15
 
 
@@ -122,23 +120,26 @@ def test_the_workers_client_never_resends_a_command_on_a_dropped_connection(setu
     threading.Timer(0.3, kill).start()
     started = time.monotonic()
     with pytest.raises(redis.ConnectionError):
-        RedisRequestQueue(client, keys, 30, "w-test").pop(4, block_s=3)  # blocked in BLMOVE when killed
+        worker_queue(client, keys, "w-test").pop(4, block_s=3, lease_s=30)  # blocked in BLMOVE when killed
     assert time.monotonic() - started < 1.5
     client.close()
 
 
 def test_heartbeat_is_readable_expires_and_is_withdrawn(setup):
     settings, client, keys = setup
-    reaper = Recovery(client, keys, reply_ttl_s=30, max_deliveries=3)
-    beat = Heartbeat(client, keys, "host-7", interval_s=0.1, ttl_s=2, describe=lambda: {"model": "tiny", "batches": 4},
-                     after_beat=lambda: reaper.reap(lock_ttl_s=1))
+    own = sync_client(settings, longest_block_s=0, name=keys.connection_name("host-7", "i7"))  # as worker.main names it
+    reaper = recovery(own, keys)
+    beat = Heartbeat(own, keys, "host-7", "i7", interval_s=0.1, ttl_s=2,
+                     describe=lambda: {"model": "tiny", "batches": 4}, after_beat=lambda: reaper.reap(lock_ttl_s=1))
     beat.start()
     data = client.hgetall(keys.heartbeat("host-7"))
     assert data[b"model"] == b"tiny" and data[b"batches"] == b"4" and b"last_beat" in data
+    assert data[b"incarnation"] == b"i7"
     assert 0 < client.ttl(keys.heartbeat("host-7")) <= 2
-    assert client.smembers(keys.workers) == {b"host-7"}
-    client.sadd(keys.workers, "long-gone")  # registered once, heartbeat expired since: the reaper forgets it
+    assert client.hgetall(keys.workers) == {b"host-7": b"i7"}
+    client.hset(keys.workers, "long-gone", "x")  # registered once, its process gone since: the reaper forgets it
     time.sleep(0.35)
-    assert client.smembers(keys.workers) == {b"host-7"}
+    assert client.hgetall(keys.workers) == {b"host-7": b"i7"}  # its own connection proves host-7 is there
     beat.stop()
-    assert client.exists(keys.heartbeat("host-7")) == 0 and client.smembers(keys.workers) == set()
+    assert client.exists(keys.heartbeat("host-7")) == 0 and client.hgetall(keys.workers) == {}
+    own.close()

@@ -10,17 +10,16 @@ import redis
 
 from tests.answers import expected_answers, same_answer
 from tests.helpers import free_port, wait_until
-from tests.integration.work import enqueue, replies
+from tests.integration.work import enqueue, recovery, replies, worker_queue
 from worker import healthcheck
 from worker.loop import BatchLoop, BatchPolicy
 from worker.main import serve
-from worker.recovery import Recovery
 from worker.redis_queue import RedisRequestQueue
 
 
 def test_batch_wait_holds_a_window_for_arrivals_and_no_longer(setup, tiny_predictor):
     settings, client, keys = setup
-    loop = BatchLoop(RedisRequestQueue(client, keys, 30, "w-wait"), tiny_predictor, BatchPolicy(3, 0.4, 0.2))
+    loop = BatchLoop(worker_queue(client, keys, "w-wait"), tiny_predictor, BatchPolicy(3, 0.4, 0.2))
     pusher = redis.Redis.from_url(settings.redis_url)
     first = enqueue(client, keys, ["good"])
     threading.Timer(0.1, lambda: enqueue(pusher, keys, ["bad", "fun"])).start()
@@ -44,8 +43,8 @@ class LosesOneAnswer:
     def __init__(self, queue: RedisRequestQueue, where: str) -> None:
         self._queue, self._where = queue, where
 
-    def pop(self, max_items, block_s):
-        taken = self._queue.pop(max_items, block_s)
+    def pop(self, max_items, block_s, **kwargs):
+        taken = self._queue.pop(max_items, block_s, **kwargs)
         if taken and self._where == "pop":
             self._where = ""
             raise redis.ConnectionError("connection lost while reading the pop's answer")
@@ -55,7 +54,7 @@ class LosesOneAnswer:
         if self._where == "publish":
             self._where = ""
             raise redis.ConnectionError("connection lost before the publish was sent")
-        self._queue.publish(outbox)
+        return self._queue.publish(outbox)
 
 
 @pytest.mark.parametrize("where", ["pop", "publish"])
@@ -63,11 +62,11 @@ def test_a_window_lost_with_the_connection_is_given_back_and_answered_once(setup
     settings, client, keys = setup
     texts = ["good", "a dull film", "great fun"]
     rid = enqueue(client, keys, texts)
-    recovery = Recovery(client, keys, reply_ttl_s=30, max_deliveries=3)
-    loop = BatchLoop(LosesOneAnswer(RedisRequestQueue(client, keys, 30, "w-lost"), where), tiny_predictor,
+    recover = recovery(client, keys)
+    loop = BatchLoop(LosesOneAnswer(worker_queue(client, keys, "w-lost"), where), tiny_predictor,
                      BatchPolicy(8, 0.0, 0.2))
     stop = threading.Event()
-    worker = threading.Thread(target=serve, args=(loop, recovery, "w-lost", client, stop))
+    worker = threading.Thread(target=serve, args=(loop, recover, "w-lost", "w-lost-i", client, stop))
     worker.start()
     try:
         wait_until(lambda: client.llen(keys.reply(rid)) == len(texts), 10, "the window to be answered", 0.02)
@@ -91,15 +90,18 @@ def health_env(monkeypatch, setup):
     return setup
 
 
-def test_healthcheck_passes_only_with_a_live_heartbeat_from_this_host(health_env, capsys):
+def test_healthcheck_passes_only_with_a_live_progressing_worker_on_this_host(health_env, capsys):
     _, client, keys = health_env
     assert healthcheck.main() == 1
-    assert f"no live heartbeat from host {socket.gethostname()}" in capsys.readouterr().err
-    client.sadd(keys.workers, "elsewhere", "here")
+    assert f"no live, progressing worker on host {socket.gethostname()}" in capsys.readouterr().err
+    client.hset(keys.workers, mapping={"elsewhere": "a", "here": "b"})
     client.hset(keys.heartbeat("elsewhere"), "host", "another-host")
     assert healthcheck.main() == 1
     client.hset(keys.heartbeat("here"), "host", socket.gethostname())
     assert healthcheck.main() == 0
+    client.rpush(keys.inflight("here"), b"held")  # holds work without a lease: stalled, restart it
+    assert healthcheck.main() == 1
+    client.delete(keys.inflight("here"))
     client.delete(keys.heartbeat("here"))  # expired: registered, but not alive
     assert healthcheck.main() == 1
 

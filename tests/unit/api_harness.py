@@ -26,7 +26,7 @@ async def fake_worker(client, s: ApiSettings, stop: asyncio.Event, *, heartbeat:
     keys = s.keys()
     if heartbeat:
         await client.hset(keys.heartbeat("fake-1"), mapping={"worker_id": "fake-1"})
-        await client.sadd(keys.workers, "fake-1")
+        await client.hset(keys.workers, "fake-1", "incarnation-1")
     while not stop.is_set():
         # Polls (test code), stopped by an event: fakeredis's async client does not end promptly on cancel.
         popped = await client.lpop(keys.requests, 16)

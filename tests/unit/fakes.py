@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 
 from common.protocol import Prediction, Reply, WorkItem, encode_item, new_request_id
-from worker.window import Outbox
+from worker.window import Outbox, Popped
 
 
 class FakeQueue:
@@ -17,16 +17,26 @@ class FakeQueue:
         self.pending = list(messages)
         self.arrivals = arrivals or {}
         self.pops: list[tuple[int, float]] = []
+        self.leases: list[float] = []  # the lease each pop asked for
         self.published: list[Outbox] = []
+        self.suspects: set[bytes] = set()  # messages that come alone, and only when a suspect is allowed
+        self.reclaim_after: int | None = None  # publishes after which the window is no longer held
 
-    def pop(self, max_items: int, block_s: float) -> list[bytes]:
+    def pop(self, max_items: int, block_s: float, *, lease_s: float, suspect_allowed: bool = True) -> Popped:
         self.pending.extend(self.arrivals.pop(len(self.pops), []))
         self.pops.append((max_items, block_s))
-        taken, self.pending = self.pending[:max_items], self.pending[max_items:]
-        return taken
+        self.leases.append(lease_s)
+        taken = self.pending[:max_items]
+        for i, raw in enumerate(taken):
+            if raw in self.suspects:
+                taken = taken[:i] if i or not suspect_allowed else [raw]
+                break
+        self.pending = self.pending[len(taken):]
+        return Popped(taken)
 
-    def publish(self, outbox: Outbox) -> None:
+    def publish(self, outbox: Outbox) -> bool:
         self.published.append(outbox)
+        return self.reclaim_after is None or len(self.published) <= self.reclaim_after
 
     @property
     def replies(self) -> list[Reply]:

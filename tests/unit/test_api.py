@@ -93,7 +93,8 @@ def test_undecodable_bodies_are_422(raw, message):
 
 def test_full_queue_is_429_with_retry_after():
     async def scenario():
-        async with running(settings(max_queue_depth=3, retry_after_s=7), worker=False) as (http, client):
+        s = settings(max_queue_depth=3, max_batch_texts=3, retry_after_s=7)
+        async with running(s, worker=False) as (http, client):
             await client.rpush(KEYS.requests, b"a", b"b", b"c")
             r = await http.post("/predict", json={"text": "hello"})
             assert r.status_code == 429 and r.headers["Retry-After"] == "7"
@@ -139,7 +140,7 @@ def test_readyz_needs_a_live_worker_heartbeat():
         async with running(s, worker=False) as (http, client):
             r = await http.get("/readyz")
             assert r.status_code == 503 and "no live worker" in r.json()["error"]["message"]
-            await client.sadd(s.keys().workers, "w1", "w2")  # registered, but only w1 beats
+            await client.hset(s.keys().workers, mapping={"w1": "a", "w2": "b"})  # registered, but only w1 beats
             await client.hset(s.keys().heartbeat("w1"), "pid", "1")
             r = await http.get("/readyz")
             assert r.status_code == 200 and r.json()["workers"] == 1
@@ -197,7 +198,7 @@ def test_metrics_expose_queue_wait_inference_time_and_the_workers_batch_histogra
         server = fakeredis.FakeServer()
         s = settings()
         # Two passes published the way a worker publishes them (same MULTI as replies).
-        queue = RedisRequestQueue(fakeredis.FakeRedis(server=server), s.keys(), 60, "w1")
+        queue = RedisRequestQueue(fakeredis.FakeRedis(server=server), s.keys(), 60, "w1", "i1")
         queue.publish(Outbox(counts=WorkerCounts(batches=1, texts=4, tokens=60, padded_tokens=80), inference_s=0.03))
         queue.publish(Outbox(counts=WorkerCounts(batches=1, texts=16, tokens=400, padded_tokens=400),
                              inference_s=0.12))

@@ -89,11 +89,39 @@ def test_api_key_guards_predictions_and_metrics(method, path, body):
     run(scenario())
 
 
-def test_without_an_api_key_nothing_is_guarded():
+@pytest.mark.parametrize("api_key", [None, ""], ids=["unset", "empty"])
+def test_without_an_api_key_nothing_is_guarded_and_the_contract_claims_no_auth(api_key):
     async def scenario():
-        async with running(settings(api_key=None)) as (http, _):
+        async with running(settings(api_key=api_key)) as (http, _):
             assert (await http.post("/predict", json={"text": "good"})).status_code == 200
+            assert (await http.post("/predict", json={"text": "good"},
+                                    headers={"Authorization": "Bearer anything"})).status_code == 200
             assert (await http.get("/metrics")).status_code == 200
+            openapi = (await http.get("/openapi.json")).json()
+            assert "securitySchemes" not in openapi.get("components", {})
+            assert "401" not in openapi["paths"]["/predict"]["post"]["responses"]
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("body", [b"[" * 1000 + b"]" * 1000, b'{"text": ' + b"9" * 4400 + b"}"],
+                         ids=["nested-1000-deep", "4400-digit-integer"])
+def test_json_the_parser_gives_up_on_is_the_documented_422(body):
+    async def scenario():
+        async with running(settings(max_body_bytes=65536)) as (http, _):
+            r = await http.post("/predict", content=body, headers={"content-type": "application/json"})
+            assert r.status_code == 422 and r.json()["error"]["type"] == "validation"
+            assert "could not be parsed as JSON" in r.json()["error"]["message"]
+
+    run(scenario())
+
+
+def test_a_wrong_method_is_405_with_allow():
+    async def scenario():
+        async with running(settings()) as (http, _):
+            r = await http.get("/predict")
+            assert r.status_code == 405 and r.headers["Allow"] == "POST"
+            assert r.json()["error"]["type"] == "method_not_allowed"
 
     run(scenario())
 
@@ -120,3 +148,21 @@ def test_non_http_scopes_and_bodies_without_a_length_pass_through_untouched():
         asyncio.run(limit({"type": "http", "headers": headers}, receive, send))
     asyncio.run(limit({"type": "http"}, receive, send))  # no headers at all
     assert len(seen) == 4 and all(s[2] is send for s in seen)
+
+
+def test_the_schemas_whitespace_pattern_and_the_servers_check_agree_on_every_character():
+    """The OpenAPI pattern is what the server enforces: a text is valid exactly when it holds a character that is
+    neither str.isspace() nor U+FEFF, which is what the pattern (spelled without \\s) matches."""
+    import re
+
+    from api.schemas import HAS_NON_WHITESPACE, check_text
+
+    for cp in (c for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF):
+        char = chr(cp)
+        accepted = True
+        try:
+            check_text(char)
+        except ValueError:
+            accepted = False
+        whitespace = char.isspace() or char == "\ufeff"
+        assert accepted == (re.search(HAS_NON_WHITESPACE, char) is not None) == (not whitespace)

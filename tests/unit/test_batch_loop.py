@@ -114,8 +114,8 @@ def test_stop_request_finishes_the_batch_in_hand():
 
     original_pop = queue.pop
 
-    def pop_then_stop(max_items, block_s):
-        taken = original_pop(max_items, block_s)
+    def pop_then_stop(max_items, block_s, **kwargs):
+        taken = original_pop(max_items, block_s, **kwargs)
         loop.request_stop()  # SIGTERM arrives while the worker holds a batch
         return taken
 
@@ -221,3 +221,41 @@ def test_the_profile_adds_the_predictors_split_of_inference_to_the_loops_phases(
     assert (profile.tokenize_s, profile.forward_s) == (1.5, 2.5)
     assert 0.02 <= profile.infer_s < 1 and profile.pop_s >= 0 and profile.publish_s >= 0
     assert loop.profile().infer_s == profile.infer_s  # reading it changes nothing
+
+
+def test_pops_take_the_lease_and_publishes_renew_it_from_measured_passes():
+    queue = FakeQueue(items(["a", "b", "c"]))
+    # Passes of one text each (3 tokens > half the budget): the first window has two.
+    policy = BatchPolicy(2, lease_floor_s=0.01, max_batch_tokens=4)
+    loop = BatchLoop(queue, FakePredictor(pass_s=0.02), policy, clock=Clock())
+    loop.run(max_batches=2)
+    assert queue.leases[0] == 0.01  # nothing measured yet: the floor
+    # A publish with more passes to come renews the lease to >= 4x the slowest pass so far; the window's last
+    # publish drops it (nothing held).
+    assert [outbox.lease_s >= 4 * 0.02 for outbox in queue.published] == [True, False, False]
+    assert [outbox.lease_s for outbox in queue.published][1:] == [0.0, 0.0]
+    assert queue.leases[1] == loop.lease.seconds >= 0.08  # the next pop: as measured
+
+
+def test_a_window_taken_back_while_the_worker_stalled_is_not_run_any_further():
+    texts = ["a", "b b", "c c c", "d d d d"]
+    queue = FakeQueue(items(texts))
+    queue.reclaim_after = 0  # the first pass's publish finds the window gone
+    predictor = FakePredictor()
+    # Passes of at most 8 padded tokens: [a, b b], then [c c c], then [d d d d].
+    loop = BatchLoop(queue, predictor, BatchPolicy(4, max_batch_tokens=8), clock=Clock())
+    assert loop.run(max_batches=1) == 1
+    assert predictor.batches == [["a", "b b"]]  # the rest runs on the workers it was given to
+    assert queue.published[-1].counts.reclaimed == 2 and loop.totals.reclaimed == 2
+    assert [raw for outbox in queue.published for raw in outbox.done] == queue.published[0].done
+
+
+def test_a_suspect_never_joins_a_window_being_filled():
+    clock = Clock(1000.0)
+    fresh, suspect = items(["fresh"]), items(["suspect"])
+    queue = FakeQueue(fresh, arrivals={1: suspect})
+    queue.suspects = set(suspect)
+    predictor = FakePredictor()
+    loop = BatchLoop(queue, predictor, BatchPolicy(4, max_batch_wait_s=0.05), clock=clock)
+    loop.run(max_batches=2)
+    assert predictor.batches == [["fresh"], ["suspect"]]  # the suspect ran alone, in a window of its own

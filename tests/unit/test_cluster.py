@@ -7,7 +7,7 @@ import fakeredis
 from api.cluster import ClusterView
 from common.batch_metrics import BATCH_HISTOGRAM_NAMES
 from common.keys import Keys
-from common.scripts import Scripts, liveness
+from common.scripts import Scripts, WorkerState, worker_states
 
 KEYS = Keys("unit")
 
@@ -16,9 +16,10 @@ def test_the_snapshot_reads_depth_live_workers_counters_and_histograms():
     server = fakeredis.FakeServer()
     client = fakeredis.FakeRedis(server=server)
     client.rpush(KEYS.requests, b"a", b"b", b"c")
-    client.sadd(KEYS.workers, "w1", "w2", "w3")
-    client.hset(KEYS.heartbeat("w1"), "pid", "1")
-    client.hset(KEYS.heartbeat("w3"), "pid", "3")  # w2 registered, heartbeat expired
+    client.hset(KEYS.workers, mapping={"w1": "a", "w2": "b", "w3": "c", "w4": "d"})
+    for worker in ("w1", "w3", "w4"):
+        client.hset(KEYS.heartbeat(worker), "pid", "1")  # w2 registered, heartbeat expired
+    client.rpush(KEYS.inflight("w4"), b"held")  # w4 beats but holds work past its lease: stalled
     client.hset(KEYS.stats, mapping={"texts": 12, "batches": 4})
     client.hset(KEYS.histogram(BATCH_HISTOGRAM_NAMES[0]), mapping={"le=4": 3, "sum": 9.5})
 
@@ -28,18 +29,26 @@ def test_the_snapshot_reads_depth_live_workers_counters_and_histograms():
 
     snapshot, live, depth = asyncio.run(read())
     assert (snapshot.queue_depth, snapshot.live_workers, depth, live) == (3, 2, 3, ["w1", "w3"])
+    assert snapshot.stalled_workers == 1
     assert snapshot.worker_counts == {"texts": 12, "batches": 4}
     assert snapshot.batch_histograms[BATCH_HISTOGRAM_NAMES[0]] == {"le=4": 3.0, "sum": 9.5}
     assert all(snapshot.batch_histograms[name] == {} for name in BATCH_HISTOGRAM_NAMES[1:])
 
 
-def test_liveness_pairs_every_registered_worker_with_its_heartbeat():
+def test_a_worker_is_live_while_it_beats_and_holds_no_work_past_its_lease():
     client = fakeredis.FakeRedis()
-    client.sadd(KEYS.workers, *[f"w{i}" for i in range(5)])
-    for i in (0, 3, 4):
+    client.hset(KEYS.workers, mapping={f"w{i}": f"i{i}" for i in range(5)})
+    for i in (0, 2, 3, 4):
         client.hset(KEYS.heartbeat(f"w{i}"), "pid", str(i))
-    assert liveness(Scripts(client, KEYS).worker_liveness()) == {"w0": True, "w1": False, "w2": False, "w3": True,
-                                                                 "w4": True}
+    client.rpush(KEYS.inflight("w2"), b"m1", b"m2")  # holds work, lease gone
+    client.rpush(KEYS.inflight("w3"), b"m3")
+    client.set(KEYS.lease("w3"), "i3", px=5000)  # holds work under a current lease
+    states = worker_states(Scripts(client, KEYS).worker_states())
+    assert states == [WorkerState("w0", "i0", True, 0, False), WorkerState("w1", "i1", False, 0, False),
+                      WorkerState("w2", "i2", True, 2, False), WorkerState("w3", "i3", True, 1, True),
+                      WorkerState("w4", "i4", True, 0, False)]
+    assert [w.worker_id for w in states if w.live] == ["w0", "w3", "w4"]
+    assert [w.worker_id for w in states if w.stalled] == ["w2"]
 
 
 def test_persistent_keys_are_the_shared_ones_and_every_histogram():

@@ -26,12 +26,12 @@ def test_the_heartbeat_survives_any_exception_and_keeps_beating():
         calls["after_beat"] += 1
         raise RuntimeError("the reaper broke")  # not a Redis error
 
-    beat = Heartbeat(client, KEYS, "w1", interval_s=0.02, ttl_s=5, describe=describe, after_beat=after_beat)
+    beat = Heartbeat(client, KEYS, "w1", "inc-1", interval_s=0.02, ttl_s=5, describe=describe, after_beat=after_beat)
     beat.start()
     try:
         wait_until(lambda: calls["after_beat"] >= 5, 5, "beats after the failures")
         # The beats that could not describe the worker were still written: it stayed live throughout.
-        assert client.exists(KEYS.heartbeat("w1")) and client.sismember(KEYS.workers, "w1")
+        assert client.exists(KEYS.heartbeat("w1")) and client.hget(KEYS.workers, "w1") == b"inc-1"
         first = float(client.hget(KEYS.heartbeat("w1"), "last_beat"))
         wait_until(lambda: float(client.hget(KEYS.heartbeat("w1"), "last_beat")) > first, 5, "a later beat")
         assert client.hget(KEYS.heartbeat("w1"), "model") == b"tiny"
@@ -46,7 +46,7 @@ def test_a_beat_whose_description_fails_is_still_written():
     def describe():
         raise KeyError("no such counter")
 
-    Heartbeat(client, KEYS, "w2", interval_s=1, ttl_s=5, describe=describe).beat()
+    Heartbeat(client, KEYS, "w2", "inc-2", interval_s=1, ttl_s=5, describe=describe).beat()
     assert client.hexists(KEYS.heartbeat("w2"), "last_beat") and 0 < client.ttl(KEYS.heartbeat("w2")) <= 5
 
 
@@ -60,7 +60,7 @@ def test_what_failed_is_logged_and_redis_errors_without_a_traceback(caplog):
     def after_beat():
         raise RuntimeError("the reaper broke")
 
-    beat = Heartbeat(client, KEYS, "w3", interval_s=0.02, ttl_s=5, describe=describe, after_beat=after_beat)
+    beat = Heartbeat(client, KEYS, "w3", "inc-3", interval_s=0.02, ttl_s=5, describe=describe, after_beat=after_beat)
     with caplog.at_level(logging.WARNING, logger="worker.heartbeat"):
         beat.start()
         thread, = [t for t in threading.enumerate() if t.name == "heartbeat"]
@@ -76,3 +76,16 @@ def test_what_failed_is_logged_and_redis_errors_without_a_traceback(caplog):
     assert failed_beat.levelno == logging.WARNING and not failed_beat.exc_info  # expected: Redis comes back
     assert "onnection" in failed_beat.message  # says why
     assert any(m.startswith("could not withdraw heartbeat (it will expire): ") and "onnection" in m for m in messages)
+
+
+def test_a_beat_finds_its_id_claimed_by_another_incarnation_and_says_so_without_overwriting_it():
+    client = fakeredis.FakeRedis()
+    Heartbeat(client, KEYS, "box", "first", interval_s=1, ttl_s=5, describe=dict).beat()
+    taken = []
+    second = Heartbeat(client, KEYS, "box", "second", interval_s=1, ttl_s=5, describe=dict, on_id_taken=taken.append)
+    second.beat()
+    assert taken == ["first"]
+    assert client.hget(KEYS.workers, "box") == b"first"
+    assert client.hget(KEYS.heartbeat("box"), "incarnation") == b"first"  # its hash untouched
+    second.stop()  # withdrawing must not unregister the other process either
+    assert client.hget(KEYS.workers, "box") == b"first" and client.exists(KEYS.heartbeat("box"))

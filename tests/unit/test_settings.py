@@ -5,7 +5,7 @@ import pytest
 from pydantic import ValidationError
 
 from common.keys import Keys
-from common.settings import ApiSettings, NaiveSettings, WorkerSettings, setting_names
+from common.settings import ApiSettings, NaiveSettings, WorkerSettings, load_or_exit, setting_names
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -72,3 +72,28 @@ def test_unknown_phases_and_bad_key_prefixes_are_refused_with_the_rule():
     with pytest.raises(ValueError) as info:
         Keys("bad prefix")
     assert str(info.value) == "key prefix 'bad prefix' must be letters, digits, '_', '.', '-' separated by ':'"
+
+
+def test_contradicting_api_settings_are_refused_with_a_message(monkeypatch, capsys):
+    monkeypatch.setenv("MAX_QUEUE_DEPTH", "16")
+    monkeypatch.setenv("MAX_BATCH_TEXTS", "64")  # a full batch call could never fit the queue: 429 forever
+    with pytest.raises(SystemExit) as info:
+        load_or_exit(ApiSettings)
+    assert info.value.code == 2
+    assert "max_queue_depth (16) is below max_batch_texts (64)" in capsys.readouterr().err
+    monkeypatch.setenv("MAX_BATCH_TEXTS", "16")
+    assert load_or_exit(ApiSettings).max_queue_depth == 16
+
+
+def test_an_invalid_value_names_its_variable(monkeypatch, capsys):
+    monkeypatch.setenv("WORKER_ID", "two words")
+    with pytest.raises(SystemExit):
+        load_or_exit(WorkerSettings)
+    assert capsys.readouterr().err.startswith("invalid setting WORKER_ID: ")
+
+
+def test_an_empty_api_key_means_no_key(monkeypatch):
+    monkeypatch.setenv("API_KEY", "")  # what compose passes when the variable is unset
+    assert ApiSettings().api_key is None
+    monkeypatch.setenv("API_KEY", "s3cret")
+    assert ApiSettings().api_key == "s3cret"

@@ -9,18 +9,18 @@ import pytest
 from common.counters import WorkerCounts
 from common.protocol import ErrorCode, Prediction, Reply, decode_reply, encode_reply, new_request_id
 from tests.unit.fakes import items
-from worker.window import Outbox, Window
+from worker.window import Outbox, Popped, Window
 
 
 def window_of(texts, **kwargs) -> Window:
     window = Window()
-    window.add(items(texts, **kwargs))
+    window.add(Popped(items(texts, **kwargs)))
     return window
 
 
 def test_a_deadline_exactly_now_has_passed():
     window = window_of(["a", "b"], now=1000.0, timeout=10.0)  # deadline 1010
-    window.add(items(["c"], now=1000.0, timeout=20.0))  # deadline 1020
+    window.add(Popped(items(["c"], now=1000.0, timeout=20.0)))  # deadline 1020
     assert window.drop_expired(window.held, 1009.999) == window.held
     assert window.drop_expired(window.held[:2], 1010.0) == []
     assert window.drop_expired(window.held[2:], 1020.0) == []
@@ -84,7 +84,7 @@ def test_a_malformed_message_is_answered_only_when_its_identity_is_readable(capl
     no_index = msgpack.packb({"v": 1, "request_id": rid, "index": -1, "text": "x"})
     window = Window()
     with caplog.at_level(logging.WARNING, logger="worker.window"):
-        window.add([readable, no_index, b"\xc1"])
+        window.add(Popped([readable, no_index, b"\xc1"]))
     outbox = window.take_outbox()
     assert [(r.request_id, r.index, r.error.code) for r in outbox.replies] == [(rid, 1, ErrorCode.MALFORMED)]
     assert "field 'text' must be str, got int" in outbox.replies[0].error.message
@@ -94,5 +94,25 @@ def test_a_malformed_message_is_answered_only_when_its_identity_is_readable(capl
 
 def test_a_message_that_is_not_bytes_is_logged_without_a_size(caplog):
     with caplog.at_level(logging.WARNING, logger="worker.window"):
-        Window().add(["not bytes"])
+        Window().add(Popped(["not bytes"]))
     assert caplog.messages == ["skipping malformed message (-1 bytes): message must be bytes, got str"]
+
+
+def test_a_non_finite_score_is_answered_as_a_failure_at_once_and_the_rest_normally():
+    window = window_of(["a", "b", "c"])
+    predictions = [Prediction("POSITIVE", 0.9), Prediction("NEGATIVE", float("nan")),
+                   Prediction("POSITIVE", float("inf"))]
+    window.answer(window.held, predictions, picked_up=1000.0, inference_s=0.01)
+    outbox = window.take_outbox()
+    by_index = {r.index: r for r in outbox.replies}
+    assert by_index[0].prediction == Prediction("POSITIVE", 0.9)
+    assert {by_index[i].error.code for i in (1, 2)} == {ErrorCode.INFERENCE_FAILED}
+    assert "non-finite score" in by_index[1].error.message
+    assert (outbox.counts.texts, outbox.counts.failed, outbox.counts.batches) == (1, 2, 1)
+
+
+def test_texts_a_pop_skipped_for_hung_up_clients_are_counted_with_the_next_publish():
+    window = Window()
+    window.add(Popped(items(["kept"]), cancelled=3))
+    assert window.taken == 4 and len(window.held) == 1
+    assert window.take_outbox().counts.cancelled == 3
