@@ -3,6 +3,8 @@ cluster view its lifespan builds."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,11 +18,26 @@ from api.gateway import Gateway
 from api.limits import BodySizeLimit
 from api.metrics import ApiMetrics, RequestMetrics
 from api.routes import Services, add_routes
+from common.clock import RedisClock
 from common.redis_factory import async_client
 from common.settings import ApiSettings
 
 # Connections beyond the waiters: probes, metrics and pushes must not queue behind blocking waits.
 POOL_HEADROOM = 16
+# How often an API process re-measures its clock's offset to Redis's (clocks drift slowly; NTP steps are rare).
+CLOCK_SYNC_INTERVAL_S = 30.0
+
+log = logging.getLogger(__name__)
+
+
+async def keep_clock_in_sync(clock: RedisClock, client: redis.asyncio.Redis) -> None:
+    """Deadlines are stamped on Redis's clock (common/clock.py): measure this host's offset now and then."""
+    while True:
+        try:
+            await clock.sync_async(client.time)
+        except redis.RedisError as exc:
+            log.debug("could not read Redis's clock: %s", exc)  # the request path reports Redis outages
+        await asyncio.sleep(CLOCK_SYNC_INTERVAL_S)
 
 
 def create_app(settings: ApiSettings, client: redis.asyncio.Redis | None = None) -> FastAPI:
@@ -34,12 +51,15 @@ def create_app(settings: ApiSettings, client: redis.asyncio.Redis | None = None)
             max_connections=settings.max_in_flight + POOL_HEADROOM,
         )
         keys = settings.keys()
-        gateway = Gateway(redis_client, keys, settings, on_enqueued=metrics.texts.inc)
+        clock = RedisClock()
+        gateway = Gateway(redis_client, keys, settings, on_enqueued=metrics.texts.inc, clock=clock)
         metrics.in_flight.set_function(lambda: gateway.in_flight)
-        app.state.services = Services(gateway, ClusterView(redis_client, keys), metrics)
+        app.state.services = Services(gateway, ClusterView(redis_client, keys), metrics, settings.client_id_header)
+        syncing = asyncio.create_task(keep_clock_in_sync(clock, redis_client))
         try:
             yield
         finally:
+            syncing.cancel()
             if client is None:
                 await redis_client.aclose()
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import redis
 import redis.asyncio
 
+from api.admission import Admission
 from api.errors import ErrorKind, ServiceError
 from api.redis_errors import UnavailableOnRedisError
 from common.keys import Keys
@@ -39,9 +40,9 @@ log = logging.getLogger(__name__)
 
 # BLMPOP's timeout must be positive; Redis measures it in (fractional) seconds.
 _MIN_WAIT_S = 0.01
-# A cancellation is kept this long past its request's deadline (workers drop it then): covers clock differences
-# between API and worker hosts, against whose clock the worker compares.
-CANCELLED_MARGIN_S = 60.0
+# A cancellation is kept this long past its request's deadline, after which no worker runs its texts anyway
+# (both sides compare on Redis's clock, common/clock.py, to within a round trip): workers then drop the entry.
+CANCELLED_MARGIN_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,37 +64,35 @@ class Gateway:
         self._on_enqueued = on_enqueued  # e.g. a metrics counter's inc
         self._clock = clock
         self._scripts = Scripts(client, keys)
-        self.in_flight = 0
+        self._admission = Admission(settings)
 
-    async def classify(self, texts: Sequence[str]) -> Outcome:
-        s = self._settings
-        if self.in_flight >= s.max_in_flight:
-            raise ServiceError(ErrorKind.OVERLOADED,
-                               f"this API process is already serving {s.max_in_flight} requests; retry later",
-                               retry_after_s=s.retry_after_s)
-        self.in_flight += 1
-        request_id = new_request_id()
-        now = self._clock()
-        deadline = now + s.request_timeout_s
-        try:
-            await self._enqueue([WorkItem(request_id, i, text, deadline, now) for i, text in enumerate(texts)])
-            return _outcome(request_id, await self._collect(request_id, len(texts), deadline))
-        except asyncio.CancelledError:
-            # The caller gave up (its client hung up): the texts not started yet are not worth running.
-            await self._cancel(request_id, deadline)
-            raise
-        finally:
-            self.in_flight -= 1
+    @property
+    def in_flight(self) -> int:
+        return self._admission.in_flight
+
+    async def classify(self, texts: Sequence[str], client: str = "") -> Outcome:
+        """Classify ``texts`` for ``client`` (who holds a share of the queue: see api/admission.py)."""
+        with self._admission.admit(client, texts):
+            request_id = new_request_id()
+            now = self._clock()
+            deadline = now + self._settings.request_timeout_s
+            try:
+                await self._enqueue([WorkItem(request_id, i, text, deadline, now) for i, text in enumerate(texts)])
+                return _outcome(request_id, await self._collect(request_id, len(texts), deadline))
+            except asyncio.CancelledError:
+                # The caller gave up (its client hung up): the texts not started yet are not worth running.
+                await self._cancel(request_id, deadline)
+                raise
 
     async def _enqueue(self, items: list[WorkItem]) -> None:
         """Push the work items, or refuse with 429 if the queue is full."""
         s = self._settings
         payloads = [encode_item(item) for item in items]
         async with self._unavailable:
-            depth = await self._scripts.push_if_room(payloads, s.max_queue_depth)
+            depth = await self._scripts.push_if_room(payloads, s.max_queue_depth, s.max_queue_bytes)
         if depth < 0:
-            raise ServiceError(ErrorKind.OVERLOADED,
-                               f"the queue is full (limit {s.max_queue_depth} texts); retry later",
+            limit = f"{s.max_queue_depth} texts" if depth == -1 else f"{s.max_queue_bytes} bytes of text"
+            raise ServiceError(ErrorKind.OVERLOADED, f"the queue is full (limit {limit}); retry later",
                                retry_after_s=s.retry_after_s)
         self._on_enqueued(len(items))
 

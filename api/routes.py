@@ -37,6 +37,7 @@ class Services:
     gateway: Gateway
     cluster: ClusterView
     metrics: ApiMetrics
+    client_id_header: str | None = None  # CLIENT_ID_HEADER
 
 
 def services(request: Request) -> Services:
@@ -91,8 +92,16 @@ async def while_connected(request: Request, work: Awaitable[T]) -> T:
         watcher.remove_done_callback(on_message)
 
 
+def client_of(request: Request, id_header: str | None) -> str:
+    """Who is asking, for the per-client share of the queue (api/admission.py)."""
+    if id_header is not None and (named := request.headers.get(id_header)):
+        return named.split(",", 1)[0].strip()
+    return request.client.host if request.client else ""
+
+
 async def classify(s: Services, texts: list[str], request: Request, response: Response) -> list[PredictionOut]:
-    outcome = await while_connected(request, s.gateway.classify(texts))
+    client = client_of(request, s.client_id_header)
+    outcome = await while_connected(request, s.gateway.classify(texts, client))
     s.metrics.queue_wait.observe(outcome.queue_ms / 1000)
     s.metrics.inference.observe(outcome.inference_ms / 1000)
     response.headers["X-Request-ID"] = outcome.request_id

@@ -35,7 +35,7 @@ class _InstantScript:
     async def __call__(self, keys: Sequence[str] = (), args: Sequence[Any] = ()) -> int:
         if not self._is_push:
             return 0
-        for raw in args[1:]:
+        for raw in args[2:]:
             item = decode_item(raw)
             reply = Reply(item.request_id, item.index, prediction=Prediction("POSITIVE", 0.9), queue_ms=1.0,
                           inference_ms=2.0)

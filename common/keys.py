@@ -93,6 +93,12 @@ class Keys:
         return f"{self.prefix}:*"
 
     @property
+    def queued_bytes(self) -> str:
+        """Bytes of the messages in the request list, kept by the push, pop and recovery scripts (admission by size;
+        reset whenever the list is found empty)."""
+        return f"{self.prefix}:queued_bytes"
+
+    @property
     def cancelled(self) -> str:
         """Sorted set: request id -> its deadline, for requests whose client hung up. Workers skip their texts."""
         return f"{self.prefix}:cancelled"
@@ -100,4 +106,4 @@ class Keys:
     def persistent(self) -> set[str]:
         """Keys that are meant to outlive requests (everything else is per-request and must not leak)."""
         return {self.requests, self.workers, self.stats, self.batch_sizes, self.deaths, self.dead_letter,
-                self.reaper_lock, self.cancelled, *(self.histogram(name) for name in BATCH_HISTOGRAM_NAMES)}
+                self.reaper_lock, self.cancelled, self.queued_bytes, *(self.histogram(name) for name in BATCH_HISTOGRAM_NAMES)}

@@ -23,13 +23,21 @@ import redis.asyncio
 from common.keys import Keys
 from common.protocol import REQUEST_ID_CHARS, REQUEST_ID_LENGTH, ErrorCode, Reply, WorkError, encode_reply
 
-# Refuse a push that would take the queue past its limit: the check and the push in one step, so concurrent
-# producers cannot overshoot together.
-# KEYS: requests.  ARGV: depth limit, items...  Returns the new length, or -1 (nothing pushed).
+# Refuse a push that would take the queue past its limits, in texts or in bytes: the check and the push in one
+# step, so concurrent producers cannot overshoot together. The queued bytes are a counter the pop and the recovery
+# keep (it resets whenever the queue is found empty, so a drift — messages pushed or removed by hand — heals).
+# KEYS: requests, queued_bytes.  ARGV: depth limit, bytes limit, items...
+# Returns the new length, or -1 (too many texts) or -2 (too many bytes); nothing pushed then.
 PUSH_IF_ROOM = """
 local depth = redis.call('LLEN', KEYS[1])
-if depth + #ARGV - 1 > tonumber(ARGV[1]) then return -1 end
-return redis.call('RPUSH', KEYS[1], unpack(ARGV, 2))
+if depth + #ARGV - 2 > tonumber(ARGV[1]) then return -1 end
+local size = 0
+for i = 3, #ARGV do size = size + #ARGV[i] end
+local queued = 0
+if depth > 0 then queued = tonumber(redis.call('GET', KEYS[2]) or '0') end
+if queued + size > tonumber(ARGV[2]) then return -2 end
+redis.call('SET', KEYS[2], queued + size)
+return redis.call('RPUSH', KEYS[1], unpack(ARGV, 3))
 """
 
 # Read one message's identity without trusting it: `unpack_limit` decodes only the first object (a message of
@@ -48,7 +56,7 @@ end
 # suspect; a suspect at the head is popped alone, and only when the caller starts a window (never while filling
 # one). Texts of requests whose client hung up (the cancelled set) are dropped here and never run: the worker
 # counts them (WorkerCounts.cancelled) with its next publish.
-# KEYS: requests, inflight:<worker>, deaths, lease:<worker>, workers, cancelled.
+# KEYS: requests, inflight:<worker>, deaths, lease:<worker>, workers, cancelled, queued_bytes.
 # ARGV: max items, suspect allowed (0/1), worker id, incarnation, lease ms, now (unix s).
 # Returns {skipped, messages...}, or {-1} when another incarnation holds the worker id (nothing popped).
 POP_WINDOW = _READ_ITEM + """
@@ -67,6 +75,9 @@ end
 if take == 0 then return {0} end
 for i = #items, take + 1, -1 do items[i] = nil end
 redis.call('LTRIM', KEYS[1], take, -1)
+local size = 0
+for _, raw in ipairs(items) do size = size + #raw end
+if redis.call('LLEN', KEYS[1]) == 0 or redis.call('DECRBY', KEYS[7], size) < 0 then redis.call('SET', KEYS[7], 0) end
 local out, skipped = {0}, 0
 local cancelled = redis.call('ZCARD', KEYS[6]) > 0
 if cancelled then redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', ARGV[6]) end
@@ -98,7 +109,8 @@ return out
 # and withdraws its heartbeat.
 # Everything that can fail (decoding, encoding) runs before the first write: a script that errors halfway
 # keeps its first writes, and a retried recovery would count the same death twice.
-# KEYS: inflight:<worker>, requests, deaths, dead_letter, workers, lease:<worker>, heartbeat:<worker>.
+# KEYS: inflight:<worker>, requests, deaths, dead_letter, workers, lease:<worker>, heartbeat:<worker>,
+#       queued_bytes.
 # ARGV: worker id, mode, max_deliveries, reply key prefix, reply ttl, now (unix s), request id pattern (Lua),
 #       poison reply template (msgpack), incarnation ('' = any), dead-letter cap, dead-letter ttl s,
 #       keep text (0/1), deaths ttl s.
@@ -161,6 +173,7 @@ for _, step in ipairs(plan) do
       redis.call('EXPIRE', KEYS[3], tonumber(ARGV[13]))
     end
     redis.call('LPUSH', KEYS[2], step.raw)
+    redis.call('INCRBY', KEYS[8], #step.raw)
     requeued = requeued + 1
   end
 end
@@ -297,10 +310,11 @@ class Scripts:
         self._beat = client.register_script(BEAT)
         self._withdraw = client.register_script(WITHDRAW)
 
-    def push_if_room(self, payloads: Sequence[bytes], max_depth: int) -> Any:
-        """RPUSH ``payloads`` onto the request list unless that takes it past ``max_depth``: the new length,
-        or -1 (nothing pushed)."""
-        return self._push_if_room(keys=[self._keys.requests], args=[max_depth, *payloads])
+    def push_if_room(self, payloads: Sequence[bytes], max_depth: int, max_bytes: int) -> Any:
+        """RPUSH ``payloads`` onto the request list unless that takes it past ``max_depth`` texts or ``max_bytes``:
+        the new length, or -1 (texts) / -2 (bytes) and nothing pushed."""
+        return self._push_if_room(keys=[self._keys.requests, self._keys.queued_bytes],
+                                  args=[max_depth, max_bytes, *payloads])
 
     def pop_window(self, worker_id: str, incarnation: str, max_items: int, *, suspect_allowed: bool,
                    lease_s: float, now: float) -> Any:
@@ -308,7 +322,7 @@ class Scripts:
         ``lease_s``: ``[skipped, messages...]`` (skipped: texts of cancelled requests), ``[-1]`` if the worker
         id belongs to another incarnation."""
         keys = [self._keys.requests, self._keys.inflight(worker_id), self._keys.deaths, self._keys.lease(worker_id),
-                self._keys.workers, self._keys.cancelled]
+                self._keys.workers, self._keys.cancelled, self._keys.queued_bytes]
         args = [max_items, int(suspect_allowed), worker_id, incarnation, max(1, round(lease_s * 1000)), f"{now:.3f}"]
         return self._pop_window(keys=keys, args=args)
 
@@ -317,7 +331,8 @@ class Scripts:
         """Give ``worker_id``'s in-flight messages back to the queue's head: ``[requeued, dead_lettered]``.
         ``incarnation``: act only if that incarnation is (still) the registered one ('' = whichever)."""
         keys = [self._keys.inflight(worker_id), self._keys.requests, self._keys.deaths, self._keys.dead_letter,
-                self._keys.workers, self._keys.lease(worker_id), self._keys.heartbeat(worker_id)]
+                self._keys.workers, self._keys.lease(worker_id), self._keys.heartbeat(worker_id),
+                self._keys.queued_bytes]
         args = [worker_id, mode.value, policy.max_deliveries, self._keys.reply(""), reply_ttl_s, f"{now:.3f}",
                 REQUEST_ID_LUA_PATTERN, poison_reply_template(), incarnation, policy.max_records, policy.ttl_s,
                 int(policy.keep_text), DEATHS_TTL_S]

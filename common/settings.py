@@ -15,6 +15,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.keys import Keys
 
+# Room a work item's message takes beyond its text's UTF-8 bytes (msgpack map: request id, index, deadline, ...).
+MESSAGE_OVERHEAD_BYTES = 256
+
 S = TypeVar("S", bound=BaseSettings)
 
 _CONFIG = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
@@ -144,6 +147,26 @@ class ApiSettings(SharedSettings, InputLimits):
         description="Concurrent requests one API process waits on (each holds a Redis connection for its "
         "blocking wait; the pool is sized from this). Beyond it: 429.",
     )
+    max_queue_bytes: int = Field(
+        1_048_576,
+        ge=4096,
+        description="Size of the queued texts (bytes of their messages, all API processes together) beyond which new "
+        "requests get 429 + Retry-After. Bounds queued work where texts are long: 2,000 texts of 2,000 characters "
+        "are ~100x the work of 2,000 short reviews. Too low rejects bursts of long texts the workers could absorb.",
+    )
+    max_client_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Fraction of MAX_QUEUE_DEPTH texts and of MAX_QUEUE_BYTES one client may have waiting in one API "
+        "process (beyond: 429), so that one caller cannot fill the queue for everyone. 1: no per-client limit.",
+    )
+    client_id_header: str | None = Field(
+        None,
+        description="Header naming the client for MAX_CLIENT_SHARE (its first comma-separated value), e.g. "
+        "`X-Forwarded-For` behind a proxy that sets it. Unset: the peer address. Only trust a header your proxy "
+        "overwrites: clients can send any value.",
+    )
     retry_after_s: int = Field(1, ge=1, description="`Retry-After` header value sent with 429.")
     api_key: str | None = Field(
         None,
@@ -159,9 +182,19 @@ class ApiSettings(SharedSettings, InputLimits):
 
     @model_validator(mode="after")
     def _consistent(self) -> "ApiSettings":
+        # Limits under which a valid call of the largest allowed size could never be admitted: 429 forever.
+        largest_call_bytes = self.max_batch_texts * (4 * self.max_text_chars + MESSAGE_OVERHEAD_BYTES)
+        client_texts = self.max_client_share * self.max_queue_depth
+        client_chars = self.max_client_share * self.max_queue_bytes
         if self.max_queue_depth < self.max_batch_texts:
             raise ValueError(f"max_queue_depth ({self.max_queue_depth}) is below max_batch_texts "
                              f"({self.max_batch_texts}): a full-size batch call could never be admitted")
+        if self.max_queue_bytes < largest_call_bytes:
+            raise ValueError(f"max_queue_bytes ({self.max_queue_bytes}) is below the {largest_call_bytes} bytes a "
+                             "full-size batch call of the longest texts can take: it could never be admitted")
+        if client_texts < self.max_batch_texts or client_chars < self.max_batch_texts * self.max_text_chars:
+            raise ValueError(f"max_client_share ({self.max_client_share:g}) leaves one client less than one "
+                             "full-size batch call (max_batch_texts x max_text_chars) of the queue")
         return self
 
 

@@ -14,6 +14,7 @@ from dataclasses import asdict
 
 import redis
 
+from common.clock import RedisClock
 from common.logs import setup_logging
 from common.redis_factory import sync_client
 from common.scripts import DeadLetterPolicy, RecoveryMode
@@ -68,8 +69,8 @@ def serve(loop: BatchLoop, recovery: Recovery, worker_id: str, incarnation: str,
                     log.error("could not give back in-flight messages yet: %s", again)
 
 
-def describe(worker_id: str, settings: WorkerSettings, predictor: Predictor,
-             loop: BatchLoop) -> Callable[[], dict[str, str | int]]:
+def describe(worker_id: str, settings: WorkerSettings, predictor: Predictor, loop: BatchLoop,
+             clock: RedisClock) -> Callable[[], dict[str, str | int]]:
     """The heartbeat hash: who the worker is, then what it has done (its counters and where its time went)."""
     identity = {
         "worker_id": worker_id,
@@ -86,7 +87,8 @@ def describe(worker_id: str, settings: WorkerSettings, predictor: Predictor,
         profile = {phase: f"{seconds:.3f}" for phase, seconds in asdict(loop.profile()).items()}
         # last_progress: when the batch loop last finished a step (a pop, a publish); lease_s: how long it may
         # hold a window without one. Far apart while it holds work: it is stalled (the reaper says so too).
-        progress = {"last_progress": f"{loop.last_progress:.3f}", "lease_s": f"{loop.lease.seconds:.3f}"}
+        progress = {"last_progress": f"{loop.last_progress:.3f}", "lease_s": f"{loop.lease.seconds:.3f}",
+                    "clock_offset_s": f"{clock.offset_s:.3f}"}
         return {**identity, **asdict(loop.totals), "last_batch_size": loop.last_batch_size, **progress, **profile}
 
     return fields
@@ -109,16 +111,17 @@ def main() -> int:
     predictor.warm_up(settings.max_batch_size)
 
     keys = settings.keys()
+    clock = RedisClock()  # deadlines are compared on Redis's clock (common/clock.py)
     name = keys.connection_name(worker_id, incarnation)
     longest_block = max(settings.idle_block_s, settings.max_batch_wait_ms / 1000)
     client = sync_client(settings, longest_block_s=longest_block, name=name)
-    queue = RedisRequestQueue(client, keys, settings.reply_ttl_s, worker_id, incarnation)
+    queue = RedisRequestQueue(client, keys, settings.reply_ttl_s, worker_id, incarnation, clock=clock)
     dead_letter = DeadLetterPolicy(settings.max_deliveries, settings.dead_letter_max, settings.dead_letter_ttl_s,
                                    settings.dead_letter_keep_text)
-    recovery = Recovery(client, keys, reply_ttl_s=settings.reply_ttl_s, dead_letter=dead_letter)
+    recovery = Recovery(client, keys, reply_ttl_s=settings.reply_ttl_s, dead_letter=dead_letter, clock=clock)
     policy = BatchPolicy(settings.max_batch_size, settings.max_batch_wait_ms / 1000, settings.idle_block_s,
                          settings.max_batch_tokens, settings.work_lease_s)
-    loop = BatchLoop(queue, predictor, policy)
+    loop = BatchLoop(queue, predictor, policy, clock=clock)
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("received %s: finishing the batch in hand, then exiting", signal.Signals(signum).name)
@@ -131,6 +134,7 @@ def main() -> int:
     if not wait_for_redis(client, stop):
         return 0
     try:
+        clock.sync(client.time)
         other = recovery.registered_elsewhere(worker_id, incarnation)
         if other is not None:
             log.error("worker id %r is in use by a live process (incarnation %s); give each worker its own "
@@ -156,13 +160,18 @@ def main() -> int:
 
     # The heartbeat thread has a client of its own: the main one may be blocked in a wait for work.
     beat_client = sync_client(settings, longest_block_s=0, name=name)
-    reaper = Recovery(beat_client, keys, reply_ttl_s=settings.reply_ttl_s, dead_letter=dead_letter)
+    reaper = Recovery(beat_client, keys, reply_ttl_s=settings.reply_ttl_s, dead_letter=dead_letter, clock=clock)
+
+    def after_beat() -> None:
+        clock.sync(beat_client.time)  # clocks drift: re-measured once per beat, one cheap command
+        reaper.reap(lock_ttl_s=settings.heartbeat_interval_s * 2)
+
     heartbeat = Heartbeat(
         beat_client, keys, worker_id, incarnation,
         interval_s=settings.heartbeat_interval_s,
         ttl_s=settings.heartbeat_ttl_s,
-        describe=describe(worker_id, settings, predictor, loop),
-        after_beat=lambda: reaper.reap(lock_ttl_s=settings.heartbeat_interval_s * 2),
+        describe=describe(worker_id, settings, predictor, loop, clock),
+        after_beat=after_beat,
         on_id_taken=on_id_taken,
     )
     try:

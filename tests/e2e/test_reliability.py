@@ -5,8 +5,10 @@ import asyncio
 import json
 import signal
 import time
+from pathlib import Path
 
 import httpx
+import pytest
 import redis
 
 from common.keys import Keys
@@ -164,6 +166,32 @@ def test_clients_that_hang_up_free_their_slots_at_once_and_their_texts_are_skipp
         assert gone == ["hung up"] * 4 and patient.status_code == 200
         assert stats.get("cancelled", 0) >= 128  # most of the 256 were skipped, not computed
         assert stats.get("texts", 0) + stats.get("cancelled", 0) <= 256 + 1
+    finally:
+        svc.stop()
+
+
+FAKETIME_LIBRARY = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")  # Debian's faketime package
+
+
+@pytest.mark.skipif(not FAKETIME_LIBRARY.exists(), reason="needs libfaketime: apt-get install -y faketime")
+@pytest.mark.parametrize("skew", ["+30s", "-30s"], ids=["worker-ahead", "worker-behind"])
+def test_deadlines_hold_when_the_worker_hosts_clock_is_wrong(redis_server, tiny_model, tiny_predictor, tmp_path, skew):
+    """The worker's clock 30 s off the API's (a host without time sync): compared on each host's own clock, a
+    worker ahead would drop every text as expired (504s) and one behind would run texts long given up on. Both
+    stamp and compare on Redis's clock instead."""
+    svc = start_service(redis_server.url, tiny_model, tmp_path, workers=0)
+    try:
+        svc.env.update(LD_PRELOAD=str(FAKETIME_LIBRARY), FAKETIME=skew, FAKETIME_DONT_FAKE_MONOTONIC="1")
+        svc.start_worker("skewed")
+        svc.wait_ready(1)
+        outcomes = asyncio.run(fire(svc.url, sentences(60, seed=41)))
+        client = redis.Redis.from_url(svc.redis_url)
+        offset = float(client.hget(svc.keys.heartbeat(worker_id_of(svc, svc.workers[0].pid)), "clock_offset_s"))
+        report("clock_skew", skew=skew, requests=len(outcomes), answered=sum(r.status_code == 200 for _, r in outcomes),
+               measured_offset_s=offset, expired=int(client.hget(svc.keys.stats, "expired") or 0))
+        assert abs(abs(offset) - 30) < 1 and (offset < 0) == skew.startswith("+")
+        assert_correct(outcomes, tiny_predictor)
+        assert "clock is 30.0 s" in svc.workers[0].output()  # said loudly: the host's time sync is broken
     finally:
         svc.stop()
 

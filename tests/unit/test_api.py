@@ -93,7 +93,7 @@ def test_undecodable_bodies_are_422(raw, message):
 
 def test_full_queue_is_429_with_retry_after():
     async def scenario():
-        s = settings(max_queue_depth=3, max_batch_texts=3, retry_after_s=7)
+        s = settings(max_queue_depth=3, max_batch_texts=3, max_client_share=1.0, retry_after_s=7)
         async with running(s, worker=False) as (http, client):
             await client.rpush(KEYS.requests, b"a", b"b", b"c")
             r = await http.post("/predict", json={"text": "hello"})

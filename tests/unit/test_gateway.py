@@ -134,7 +134,7 @@ def test_the_queue_is_full_exactly_at_its_limit(queued, texts, admitted):
         clock.now = items[0].deadline  # nobody answers: an admitted request ends in 504, not 429
         return []
 
-    harness = Harness(no_worker, max_queue_depth=3, max_batch_texts=3, retry_after_s=4)
+    harness = Harness(no_worker, max_queue_depth=3, max_batch_texts=3, max_client_share=1.0, retry_after_s=4)
     if queued:
         harness.redis.rpush(KEYS.requests, *[b"earlier"] * queued)
     with pytest.raises(ServiceError) as info:

@@ -100,3 +100,11 @@ def test_a_protocol_error_says_which_field_is_wrong_and_why():
         decode_item(raw)
     assert str(info.value) == "field 'deadline' must be int or float, got str"
     assert (info.value.request_id, info.value.index) == (RID, 0)
+
+
+def test_a_work_items_message_takes_at_most_the_settings_overhead_beyond_its_texts_bytes():
+    from common.settings import MESSAGE_OVERHEAD_BYTES
+
+    text = "é" * 500  # 2 bytes each in UTF-8
+    raw = encode_item(WorkItem(new_request_id(), 4095, text, 1.7e9 + 0.123456, 1.7e9 + 0.654321))
+    assert len(raw) - len(text.encode()) <= MESSAGE_OVERHEAD_BYTES

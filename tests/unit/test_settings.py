@@ -82,6 +82,10 @@ def test_contradicting_api_settings_are_refused_with_a_message(monkeypatch, caps
     assert info.value.code == 2
     assert "max_queue_depth (16) is below max_batch_texts (64)" in capsys.readouterr().err
     monkeypatch.setenv("MAX_BATCH_TEXTS", "16")
+    with pytest.raises(SystemExit):  # now one client's share (half the queue) is below one full batch call
+        load_or_exit(ApiSettings)
+    assert "max_client_share (0.5) leaves one client less than one full-size batch call" in capsys.readouterr().err
+    monkeypatch.setenv("MAX_CLIENT_SHARE", "1")  # one client, a small queue: it may hold all of it
     assert load_or_exit(ApiSettings).max_queue_depth == 16
 
 

@@ -1,0 +1,52 @@
+"""Admission in one API process: how many requests it waits on, and how much of the queue one client may hold.
+
+The queue's own limits (texts and bytes, cluster-wide) are checked where the texts are pushed, atomically
+(common/scripts.py ``PUSH_IF_ROOM``). Here, before anything reaches Redis: the process's request slots
+(MAX_IN_FLIGHT), and each client's share (MAX_CLIENT_SHARE) of MAX_QUEUE_DEPTH texts and MAX_QUEUE_BYTES of text,
+so that one caller cannot fill the queue for everyone. A client is its peer address, or the value of the
+CLIENT_ID_HEADER header when the API sits behind a proxy that sets it. The share is kept per API process: with P
+processes (API_PROCESSES x replicas) one client can hold up to P shares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from api.errors import ErrorKind, ServiceError
+from common.settings import ApiSettings
+
+
+class Admission:
+    def __init__(self, settings: ApiSettings) -> None:
+        self._settings = settings
+        self._client_texts = int(settings.max_client_share * settings.max_queue_depth)
+        self._client_bytes = int(settings.max_client_share * settings.max_queue_bytes)
+        self.in_flight = 0  # requests this process waits on
+        self._held: dict[str, tuple[int, int]] = {}  # client -> (texts, bytes) in flight
+
+    @contextmanager
+    def admit(self, client: str, texts: Sequence[str]) -> Iterator[None]:
+        """Hold a request slot and the client's share for ``texts`` while the block runs, or raise 429."""
+        s = self._settings
+        if self.in_flight >= s.max_in_flight:
+            raise self._overloaded(f"this API process is already serving {s.max_in_flight} requests")
+        size = sum(len(t) for t in texts)  # characters: a lower bound of the UTF-8 bytes the queue counts
+        held_texts, held_bytes = self._held.get(client, (0, 0))
+        if held_texts + len(texts) > self._client_texts or held_bytes + size > self._client_bytes:
+            raise self._overloaded(f"this client already has {held_texts} texts ({held_bytes} characters) waiting; "
+                                   f"one client may hold {s.max_client_share:g} of the queue")
+        self.in_flight += 1
+        self._held[client] = (held_texts + len(texts), held_bytes + size)
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            left_texts, left_bytes = self._held[client]
+            if left_texts == len(texts):
+                del self._held[client]
+            else:
+                self._held[client] = (left_texts - len(texts), left_bytes - size)
+
+    def _overloaded(self, why: str) -> ServiceError:
+        return ServiceError(ErrorKind.OVERLOADED, f"{why}; retry later", retry_after_s=self._settings.retry_after_s)
