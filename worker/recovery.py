@@ -43,6 +43,7 @@ class Recovery:
         self._dead_letter = dead_letter
         self._clock = clock
         self._scripts = Scripts(client, keys)
+        self._warned_no_client_list = False
 
     def recover(self, worker_id: str, mode: RecoveryMode, incarnation: str = "") -> Recovered:
         """Give ``worker_id``'s in-flight messages back to the head of the queue (see ``RecoveryMode``).
@@ -60,11 +61,20 @@ class Recovery:
             log.warning("gave %d in-flight message(s) back to the queue", requeued)
         return requeued
 
-    def connected(self) -> dict[str, set[str]]:
-        """Worker id -> incarnations with at least one open connection to Redis (``CLIENT LIST``)."""
+    def connected(self) -> dict[str, set[str]] | None:
+        """Worker id -> incarnations with at least one open connection to Redis (``CLIENT LIST``); None where the
+        server refuses the command (an ACL without it, some managed services)."""
         prefix = self._keys.connection_name("", "")[:-1]  # "<prefix>:worker:"
         found: dict[str, set[str]] = {}
-        for client in self._redis.client_list(_type="normal"):
+        try:
+            clients = self._redis.client_list(_type="normal")
+        except redis.ResponseError as exc:
+            if not self._warned_no_client_list:
+                log.error("Redis refuses CLIENT LIST (%s): a killed worker's work is taken back only when its lease "
+                          "runs out (WORK_LEASE_S), and a silent one is forgotten when its heartbeat expires", exc)
+                self._warned_no_client_list = True
+            return None
+        for client in clients:
             name = client.get("name", "")
             if name.startswith(prefix):
                 worker_id, _, incarnation = name[len(prefix):].rpartition(":")
@@ -77,7 +87,9 @@ class Recovery:
         other = states.get(worker_id)
         if other is None or other.incarnation == incarnation:
             return None
-        return other.incarnation if other.incarnation in self.connected().get(worker_id, set()) else None
+        connected = self.connected()
+        alive = other.beating if connected is None else other.incarnation in connected.get(worker_id, set())
+        return other.incarnation if alive else None
 
     def reap(self, lock_ttl_s: float) -> dict[str, Recovered]:
         """If no other worker is reaping, take back the work of every registered worker that is gone or stalled."""
@@ -91,7 +103,7 @@ class Recovery:
             connected = self.connected()
             reaped = {}
             for worker in states:
-                mode = _verdict(worker, connected.get(worker.worker_id, set()))
+                mode = _verdict(worker, None if connected is None else connected.get(worker.worker_id, set()))
                 if mode is None:
                     continue
                 reaped[worker.worker_id] = recovered = self.recover(worker.worker_id, mode, worker.incarnation)
@@ -106,8 +118,11 @@ class Recovery:
             self._scripts.release_lock(self._keys.reaper_lock, token)
 
 
-def _verdict(worker: WorkerState, connected_incarnations: set[str]) -> RecoveryMode | None:
-    if worker.incarnation not in connected_incarnations:
+def _verdict(worker: WorkerState, connected_incarnations: set[str] | None) -> RecoveryMode | None:
+    """Gone: no connection of its incarnation is left (without CLIENT LIST: its heartbeat expired). Stalled: it
+    holds work past its lease."""
+    gone = not worker.beating if connected_incarnations is None else worker.incarnation not in connected_incarnations
+    if gone:
         return RecoveryMode.DIED
     if worker.stalled:
         return RecoveryMode.STALLED

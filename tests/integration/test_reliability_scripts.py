@@ -292,3 +292,26 @@ def test_the_recovery_script_reads_request_ids_as_the_protocol_does(env, request
     # Answered (and recorded with its id) exactly when Python could read the id; else recorded as undecodable.
     assert client.exists(keys.reply(request_id)) == (readable is not None)
     assert record.get("request_id") == readable and record.get("undecodable", False) == (readable is None)
+
+
+def test_without_client_list_a_killed_workers_work_comes_back_by_its_lease(env, monkeypatch, caplog):
+    """Some Redis deployments refuse CLIENT LIST (ACLs, managed services): said once, loudly, and the lease still
+    brings a dead worker's work back; a worker is gone when its heartbeat expired."""
+    client, keys = env
+    held, _ = messages(["x"])
+    client.rpush(keys.requests, *held)
+    pop(queue(client, keys, "killed"), 1, lease_s=30)
+    Heartbeat(client, keys, "killed", "killed-i", interval_s=60, ttl_s=30, describe=dict).beat()
+    reaper = recovery(client, keys)
+
+    def refused(**_kwargs):
+        raise redis.ResponseError("NOPERM this user has no permissions to run the 'client|list' command")
+
+    monkeypatch.setattr(reaper._redis, "client_list", refused)
+    with caplog.at_level(logging.ERROR, logger="worker.recovery"):
+        assert reaper.reap(lock_ttl_s=5) == {}  # beating, within its lease: nothing to do yet
+        client.delete(keys.lease("killed"))  # its lease runs out (nobody renews it)
+        assert reaper.reap(lock_ttl_s=5) == {"killed": (1, 0)}  # stalled: taken back
+        client.delete(keys.heartbeat("killed"))  # and once its heartbeat expires it is forgotten
+        assert reaper.reap(lock_ttl_s=5) == {"killed": (0, 0)} and not client.hexists(keys.workers, "killed")
+    assert [r.message.split(" (")[0] for r in caplog.records] == ["Redis refuses CLIENT LIST"]

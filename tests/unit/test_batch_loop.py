@@ -234,7 +234,7 @@ def test_pops_take_the_lease_and_publishes_renew_it_from_measured_passes():
     # publish drops it (nothing held).
     assert [outbox.lease_s >= 4 * 0.02 for outbox in queue.published] == [True, False, False]
     assert [outbox.lease_s for outbox in queue.published][1:] == [0.0, 0.0]
-    assert queue.leases[1] == loop.lease.seconds >= 0.08  # the next pop: as measured
+    assert queue.leases[1] >= 4 * 0.02  # the next pop: as measured so far
 
 
 def test_a_window_taken_back_while_the_worker_stalled_is_not_run_any_further():

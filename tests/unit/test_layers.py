@@ -47,7 +47,8 @@ def test_tests_import_the_benchmarks_only_to_test_them():
     assert all(Path(p).name.startswith("test_benchmark_") for p in importers), importers
 
 
-def test_lua_lives_in_common_scripts_only():
-    script_users = {str(p.relative_to(ROOT)) for package in ("api", "worker", "common", "naive", "harness", "launcher")
-                    for p in sources(package) if "register_script" in p.read_text() or "redis.call(" in p.read_text()}
-    assert script_users == {"common/scripts.py"}
+def test_lua_lives_in_common_lua_and_is_bound_in_common_scripts_only():
+    packages = ("api", "worker", "common", "naive", "harness", "launcher")
+    files = [p for package in packages for p in sources(package)]
+    assert {str(p.relative_to(ROOT)) for p in files if "redis.call(" in p.read_text()} == {"common/lua.py"}
+    assert {str(p.relative_to(ROOT)) for p in files if "register_script" in p.read_text()} == {"common/scripts.py"}
