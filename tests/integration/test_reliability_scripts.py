@@ -229,8 +229,8 @@ def test_undecodable_poison_is_dead_lettered_readably(env):
     assert record["undecodable"] is True and record["bytes"] == 10
 
 
-@pytest.mark.parametrize("text", [{"a": 1}, [1, 2], "\udcff".encode("utf-8", "surrogatepass")],
-                         ids=["map", "array", "bad-utf8"])
+@pytest.mark.parametrize("text", [{"a": 1}, [1, 2], {1: "a", 100: "b"}, "\udcff".encode("utf-8", "surrogatepass")],
+                         ids=["map", "array", "sparse-array", "bad-utf8"])
 def test_a_message_the_script_cannot_record_as_is_is_still_recorded_once(env, text):
     """Whatever a message holds, recovery writes nothing before it knows it can finish: a script that failed
     halfway would keep its first writes (and a retried recovery would count the same death twice)."""
