@@ -4,11 +4,14 @@ settings. Every request is accounted for: answered correctly, or a documented fa
 down (or its clients' waits were cut by the restart), 429 under overload — never a wrong answer, a 500, a 504 or
 a hang.
 
-Workers run ``BACKEND=simulated`` (a 20 ms + 1 ms/text pass, slept: the queueing system under test, not the
-model; its score is a function of the text, so every answer is checked against its own text).
+Workers run ``BACKEND=simulated`` by default (a 20 ms + 1 ms/text pass, slept: the queueing system under test,
+not the model; its score is a function of the text, so every answer is checked against its own text), or a real
+model (``--model``), whose answers are checked against the same model run in-process on each text alone.
 
     python -m benchmarks.chaos                 # 180 s, random events (seeded), results in benchmarks/results/
     python -m benchmarks.chaos --quick         # 25 s, one event of each kind (the test suite runs this)
+    python -m benchmarks.chaos --model ../shared/models/minilm-sst2 --workers 2 --clients 64 --seconds 40 \
+        --schedule sigkill@12 --name chaos-minilm-sigkill   # one scenario, a real model, answers checked
 """
 
 from __future__ import annotations
@@ -17,151 +20,20 @@ import argparse
 import asyncio
 import json
 import random
-import signal
 import sys
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 
-import httpx
-
+from benchmarks.chaos_cluster import Chaos, Judge
 from benchmarks.environment import cpu_model, git_commit
 from harness.corpus import load_sentences
-from harness.processes import RedisServer
-from harness.service import Service, start_service
 from worker.simulated import SIMULATED_LABEL, simulated_score
 
 RESULTS = Path(__file__).resolve().parent / "results"
-WORKER_ENV = dict(BACKEND="simulated", SIMULATED_BATCH_MS="20", SIMULATED_TEXT_MS="1", LOG_LEVEL="INFO")
-REDIS_GRACE_S = 2.0  # a request ending this long after Redis came back may still carry the outage's 503
-HANG_S = 30.0  # a request without an answer after this long is a hang (the API's own deadline is 10 s)
-COUNTERS = ("texts", "cancelled", "expired", "reclaimed", "failed", "malformed")
-
-
-class Chaos:
-    def __init__(self, workdir: Path, workers: int, clients: int, seed: int) -> None:
-        self.workdir, self.size, self.clients = workdir, workers, clients
-        self.rng = random.Random(seed)
-        self.redis = RedisServer(workdir)
-        self.service: Service = start_service(self.redis.url, workdir, workers=workers, env=WORKER_ENV)
-        self.outages: list[tuple[float, float]] = []  # Redis down: (stopped, answering again), monotonic
-        self.events: Counter[str] = Counter()
-        self.counted: Counter[str] = Counter()  # worker counters of Redis lifetimes that ended
-        # (texts, started, ended, status or None for a hang, body): judged at the end
-        self.answers: list[tuple[list[str], float, float, int | None, str]] = []
-        self.outcomes: Counter[str] = Counter()
-        self.texts_answered = 0
-        self.bad: list[str] = []  # the first few unacceptable outcomes, described
-
-    # -- the events -------------------------------------------------------------------------------------------
-    def live(self) -> list:
-        return [w for w in self.service.workers if w.alive()]
-
-    def replace_dead(self) -> None:
-        """A supervisor's job (compose restarts crashed containers): keep the pool at its size."""
-        for worker in [w for w in self.service.workers if not w.alive()]:
-            self.service.workers.remove(worker)
-        while len(self.service.workers) < self.size:
-            self.service.start_worker(f"worker-{sum(self.events.values())}-{len(self.service.workers)}")
-
-    async def kill(self) -> None:
-        self.rng.choice(self.live()).signal(signal.SIGKILL)
-        await asyncio.sleep(1.0)
-        self.replace_dead()
-
-    async def freeze(self, seconds: float) -> None:
-        victim = self.rng.choice(self.live())
-        victim.signal(signal.SIGSTOP)
-        await asyncio.sleep(seconds)
-        victim.signal(signal.SIGCONT)
-
-    async def restart_worker(self) -> None:
-        victim = self.rng.choice(self.live())
-        await asyncio.to_thread(victim.stop)
-        self.replace_dead()
-
-    async def restart_redis(self) -> None:
-        port = self.redis.port
-        self.counted.update(self.worker_counts())  # then at once a crash: what is published in between is lost
-        started = time.monotonic()
-        self.redis.process.signal(signal.SIGKILL)
-        await asyncio.to_thread(self.redis.stop)
-        await asyncio.sleep(1.0)
-        self.redis = await asyncio.to_thread(RedisServer.on_port, port, self.workdir)
-        self.outages.append((started, time.monotonic()))
-
-    async def run_event(self, kind: str) -> None:
-        self.events[kind] += 1
-        if kind == "sigkill":
-            await self.kill()
-        elif kind == "sigstop":
-            await self.freeze(self.rng.uniform(3, 15))
-        elif kind == "restart":
-            await self.restart_worker()
-        else:
-            await self.restart_redis()
-
-    def worker_counts(self) -> Counter[str]:
-        raw = self.redis.client.hgetall(self.service.keys.stats)
-        return Counter({k.decode(): int(v) for k, v in raw.items() if k.decode() in COUNTERS})
-
-    # -- the load ---------------------------------------------------------------------------------------------
-    def judge_all(self) -> None:
-        """After the run: every outage is known by then (a 503 arrives while its outage is still going on)."""
-        for answer in self.answers:
-            self.judge(*answer)
-
-    def judge(self, texts: list[str], started: float, ended: float, status: int | None, body: str) -> None:
-        if status is None:
-            outcome = "hang"
-        elif status == 200:
-            answer = json.loads(body)
-            results = answer["results"] if "results" in answer else [answer]
-            right = [(r["label"], r["score"]) == (SIMULATED_LABEL, simulated_score(t)) for t, r in zip(texts, results)]
-            outcome = "200" if len(results) == len(texts) and all(right) else "wrong answer"
-            self.texts_answered += len(texts)
-        elif status == 503 and any(down <= ended and started <= up + REDIS_GRACE_S for down, up in self.outages):
-            outcome = "503 (Redis down)"
-        elif status == 429:
-            outcome = "429"
-        else:
-            outcome = f"{status} (unexpected)"
-        self.outcomes[outcome] += 1
-        if outcome not in ("200", "503 (Redis down)", "429") and len(self.bad) < 10:
-            self.bad.append(f"{outcome}: {texts[:1]} -> {body[:200]}")
-
-    async def client(self, http: httpx.AsyncClient, sentences: list[str], until: float) -> None:
-        while time.monotonic() < until:
-            texts = self.rng.sample(sentences, self.rng.choice([1, 1, 1, 1, 3]))
-            route, body = ("/predict", {"text": texts[0]}) if len(texts) == 1 else ("/predict/batch", {"texts": texts})
-            started = time.monotonic()
-            try:
-                response = await http.post(route, json=body)
-            except httpx.TimeoutException:
-                self.answers.append((texts, started, time.monotonic(), None, ""))
-                continue
-            self.answers.append((texts, started, time.monotonic(), response.status_code, response.text))
-            if response.status_code in (429, 503):
-                await asyncio.sleep(float(response.headers.get("Retry-After", "1")))  # as a polite client does
-
-    async def run(self, seconds: float, schedule: list[tuple[float, str]]) -> None:
-        sentences, _ = load_sentences()
-        until = time.monotonic() + seconds
-        limits = httpx.Limits(max_connections=self.clients)
-        async with httpx.AsyncClient(base_url=self.service.url, timeout=HANG_S, limits=limits) as http:
-            load = [asyncio.create_task(self.client(http, sentences, until)) for _ in range(self.clients)]
-            began, pending = time.monotonic(), []
-            for at, kind in schedule:
-                await asyncio.sleep(max(0.0, began + at - time.monotonic()))
-                pending.append(asyncio.create_task(self.run_event(kind)))
-            await asyncio.gather(*load, *pending)
-        self.replace_dead()
-        self.judge_all()
-
-    def stop(self) -> None:
-        self.service.stop()
-        self.redis.stop()
+SIMULATED_ENV = dict(BACKEND="simulated", SIMULATED_BATCH_MS="20", SIMULATED_TEXT_MS="1", LOG_LEVEL="INFO")
+# A real model's answer to a text batched among others equals its answer alone to ~1e-7 in fp32.
+SCORE_TOLERANCE = 1e-4
 
 
 def random_schedule(seconds: float, rng: random.Random) -> list[tuple[float, str]]:
@@ -190,11 +62,45 @@ def recoveries(logs: Path) -> Counter[str]:
     return found
 
 
+def settings_note(args: argparse.Namespace) -> str:
+    if args.model is None:
+        return "defaults (BACKEND=simulated, 20 ms + 1 ms/text)"
+    return f"defaults (model {args.model}, torch fp32, TORCH_THREADS=1)"
+
+
+def simulated_judge(text: str, label: str, score: float) -> bool:
+    return (label, score) == (SIMULATED_LABEL, simulated_score(text))
+
+
+def model_judge(model: Path, sentences: list[str]) -> Judge:
+    """Each text's answer computed in-process, one text at a time (the service's must match it)."""
+    from common.settings import ModelSettings
+    from worker.predictor import TransformersPredictor
+
+    predictor = TransformersPredictor(ModelSettings(model=str(model), torch_threads=1))
+    expected = {text: predictor.predict([text])[0] for text in sentences}
+
+    def right(text: str, label: str, score: float) -> bool:
+        want = expected[text]
+        return label == want.label and abs(score - want.score) <= SCORE_TOLERANCE
+
+    return right
+
+
+def parse_schedule(spec: str) -> list[tuple[float, str]]:
+    """``"sigkill@12,sigstop:15@12"``: events at seconds from the start."""
+    events = []
+    for part in filter(None, spec.split(",")):
+        kind, _, at = part.partition("@")
+        events.append((float(at), kind.strip()))
+    return sorted(events)
+
+
 def report(chaos: Chaos, args: argparse.Namespace, seconds: float) -> dict:
     counts = chaos.counted + chaos.worker_counts()
     return {
         "cpu": cpu_model(), "commit": git_commit(), "seconds": seconds, "workers": args.workers,
-        "clients": args.clients, "seed": args.seed, "settings": "defaults (BACKEND=simulated, 20 ms + 1 ms/text)",
+        "clients": args.clients, "seed": args.seed, "settings": settings_note(args),
         "events": dict(chaos.events), "outcomes": dict(chaos.outcomes), "requests": sum(chaos.outcomes.values()),
         "texts_answered": chaos.texts_answered, "worker_counts": dict(counts),
         # Texts run beyond those answered: re-runs of taken-back windows whose first answer also went out (the API
@@ -225,19 +131,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where chaos[-quick].{json,md} go")
+    parser.add_argument("--model", type=Path, help="a real model directory (torch fp32) instead of simulated workers")
+    parser.add_argument("--schedule", help="fixed events instead of random ones, e.g. 'sigkill@12' or "
+                                           "'sigstop:15@12' (kinds: sigkill, sigstop[:seconds], restart, redis)")
+    parser.add_argument("--name", help="result file name (default chaos, or chaos-quick)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where <name>.{json,md} go")
     args = parser.parse_args(argv)
     seconds = 25.0 if args.quick else args.seconds
     rng = random.Random(args.seed)
-    schedule = QUICK_SCHEDULE if args.quick else random_schedule(seconds, rng)
+    if args.schedule:
+        schedule = parse_schedule(args.schedule)
+    else:
+        schedule = QUICK_SCHEDULE if args.quick else random_schedule(seconds, rng)
+    sentences, _ = load_sentences()
+    if args.model is None:
+        env, right = SIMULATED_ENV, simulated_judge
+    else:
+        env = dict(MODEL=str(args.model), TORCH_THREADS="1", LOG_LEVEL="INFO")
+        right = model_judge(args.model, sentences)
     with tempfile.TemporaryDirectory(prefix="chaos-") as tmp:
-        chaos = Chaos(Path(tmp), args.workers, args.clients, args.seed)
+        chaos = Chaos(Path(tmp), env, workers=args.workers, clients=args.clients, seed=args.seed, right=right)
         try:
-            asyncio.run(chaos.run(seconds, schedule))
+            asyncio.run(chaos.run(seconds, schedule, sentences))
             result = report(chaos, args, seconds)
         finally:
             chaos.stop()
-    name = "chaos-quick" if args.quick else "chaos"
+    name = args.name or ("chaos-quick" if args.quick else "chaos")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / f"{name}.md").write_text(markdown(result))
