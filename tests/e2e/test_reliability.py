@@ -23,14 +23,19 @@ def report(scenario: str, **figures) -> None:
     print(f"\n[{scenario}] " + ", ".join(f"{k}={v}" for k, v in figures.items()))
 
 
-def test_sigkill_mid_batch_loses_nothing(redis_server, tiny_model, tiny_predictor, tmp_path):
-    svc = start_service(redis_server.url, tiny_model, tmp_path, workers=2, worker_module="tests.e2e.faulty_worker",
+def two_workers_and_a_victim(redis_url, model, logs):
+    """2 workers whose passes take >= 50 ms (so a signal lands while one holds a window); the first is the victim:
+    the service, a Redis client, the victim's process and its worker id."""
+    svc = start_service(redis_url, model, logs, workers=2, worker_module="tests.e2e.faulty_worker",
                         FAULT_SLOW_S="0.05", MAX_BATCH_SIZE="16")
-    client = redis.Redis.from_url(svc.redis_url)
+    victim = svc.workers[0]
+    return svc, redis.Redis.from_url(svc.redis_url), victim, worker_id_of(svc, victim.pid)
+
+
+def test_sigkill_mid_batch_loses_nothing(redis_server, tiny_model, tiny_predictor, tmp_path):
+    svc, client, victim, victim_id = two_workers_and_a_victim(redis_server.url, tiny_model, tmp_path)
     keys = svc.keys
     try:
-        victim = svc.workers[0]
-        victim_id = worker_id_of(svc, victim.pid)
 
         async def scenario():
             load = asyncio.create_task(fire(svc.url, sentences(300, seed=21)))
@@ -83,14 +88,9 @@ async def steady_load(url: str, texts: list[str], *, clients: int, seconds: floa
 def test_a_frozen_worker_loses_nothing_with_default_settings(redis_server, tiny_model, tiny_predictor, tmp_path):
     """SIGSTOP a worker holding a window for 15 s (a frozen VM, a long pause), then SIGCONT: its window runs on
     the other worker once its lease runs out, well inside the default 10 s deadline; no client sees an error."""
-    svc = start_service(redis_server.url, tiny_model, tmp_path, workers=2, worker_module="tests.e2e.faulty_worker",
-                        FAULT_SLOW_S="0.05", MAX_BATCH_SIZE="16")
-    client = redis.Redis.from_url(svc.redis_url)
+    svc, client, victim, victim_id = two_workers_and_a_victim(redis_server.url, tiny_model, tmp_path)
     keys = svc.keys
     try:
-        victim = svc.workers[0]
-        victim_id = worker_id_of(svc, victim.pid)
-
         async def scenario():
             load = asyncio.create_task(steady_load(svc.url, sentences(400, seed=31), clients=24, seconds=22))
             await asyncio.to_thread(wait_until, lambda: client.llen(keys.inflight(victim_id)) > 0, 20,
