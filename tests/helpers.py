@@ -27,3 +27,8 @@ def sentences(n: int, seed: int = 7) -> list[str]:
     """Texts of 1 to 90 words (short and long, so passes pad), many distinct answers on the tiny model."""
     rng = random.Random(seed)
     return [" ".join(rng.choice(WORDS) for _ in range(rng.choice([1, 3, 8, 20, 45, 90]))) for _ in range(n)]
+
+
+def report(scenario: str, **figures: object) -> None:
+    """A reliability scenario's figures on one line (``pytest -s`` shows them)."""
+    print(f"\n[{scenario}] " + ", ".join(f"{k}={v}" for k, v in figures.items()))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+import redis
 
 from common.redis_factory import sync_client
 from common.settings import WorkerSettings
@@ -13,3 +14,27 @@ def setup(redis_server, key_prefix):
     client = sync_client(settings, longest_block_s=2)
     yield settings, client, settings.keys()
     client.close()
+
+
+@pytest.fixture
+def env(setup):
+    """A worker's Redis client and keys (the ``setup`` fixture without the settings)."""
+    _, client, keys = setup
+    return client, keys
+
+
+@pytest.fixture
+def connect(redis_server):
+    """Open a connection named as ``worker``'s process names its own: to Redis, that process is there."""
+    opened = []
+
+    def open_for(keys, worker, incarnation=None):
+        client = redis.Redis.from_url(redis_server.url, client_name=keys.connection_name(worker, incarnation or
+                                                                                         f"{worker}-i"))
+        client.ping()
+        opened.append(client)
+        return client
+
+    yield open_for
+    for client in opened:
+        client.close()

@@ -33,6 +33,19 @@ def worker_queue(client: redis.Redis, keys: Keys, worker_id: str) -> RedisReques
     return RedisRequestQueue(client, keys, 30, worker_id, f"{worker_id}-i")
 
 
-def recovery(client: redis.Redis, keys: Keys) -> Recovery:
-    """A worker's recovery with the default dead-letter policy (common/settings.py)."""
-    return Recovery(client, keys, reply_ttl_s=30, dead_letter=DeadLetterPolicy(3, 1000, 7 * 24 * 3600, False))
+def pop(queue: RedisRequestQueue, n: int, lease_s: float = 30.0, **kwargs: bool) -> list[bytes]:
+    """The messages of one non-blocking pop."""
+    return queue.pop(n, block_s=0, lease_s=lease_s, **kwargs).messages
+
+
+def messages(texts: Sequence[str], rid: str | None = None) -> tuple[list[bytes], str]:
+    """One request's work items (deadline far away) and its request id."""
+    rid = rid or new_request_id()
+    return [encode_item(WorkItem(rid, i, t, 1e12, 0.0)) for i, t in enumerate(texts)], rid
+
+
+def recovery(client: redis.Redis, keys: Keys, *, max_deliveries: int = 3, keep_text: bool = False,
+             max_records: int = 1000, ttl_s: int = 7 * 24 * 3600) -> Recovery:
+    """A worker's recovery; by default with the default dead-letter policy (common/settings.py)."""
+    return Recovery(client, keys, reply_ttl_s=30,
+                    dead_letter=DeadLetterPolicy(max_deliveries, max_records, ttl_s, keep_text))
