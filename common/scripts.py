@@ -115,7 +115,7 @@ class Scripts:
         return self._pop_window(keys=keys, args=args)
 
     def recover_inflight(self, worker_id: str, mode: RecoveryMode, policy: DeadLetterPolicy, *, reply_ttl_s: int,
-                         now: float, incarnation: str = "") -> Any:
+                         now: float, incarnation: str) -> Any:
         """Give ``worker_id``'s in-flight messages back to the queue's head: ``[requeued, dead_lettered]``.
         ``incarnation``: act only if that incarnation is (still) the registered one ('' = whichever)."""
         keys = [self._keys.inflight(worker_id), self._keys.requests, self._keys.deaths, self._keys.dead_letter,

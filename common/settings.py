@@ -314,8 +314,10 @@ def load_or_exit(cls: type[S]) -> S:
         return cls()
     except ValidationError as exc:
         for error in exc.errors():
-            where = ".".join(str(part) for part in error["loc"]).upper() or "settings"
-            print(f"invalid setting {where}: {error['msg']}", file=sys.stderr)
+            where = ".".join(str(part) for part in error["loc"]).upper()
+            # A field's error names its variable; a check across fields (a model validator) has no location.
+            print(f"invalid setting {where}: {error['msg']}" if where else f"invalid settings: {error['msg']}",
+                  file=sys.stderr)
         raise SystemExit(2) from None
 
 

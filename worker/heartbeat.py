@@ -52,8 +52,6 @@ class Heartbeat:
         after_beat: Callable[[], object] | None = None,
         on_id_taken: Callable[[str], object] = lambda other: None,
     ) -> None:
-        self._redis = client
-        self._keys = keys
         self._scripts = Scripts(client, keys)
         self.worker_id = worker_id
         self.incarnation = incarnation

@@ -124,3 +124,32 @@ def test_without_client_list_a_killed_workers_work_comes_back_by_its_lease(env, 
         client.delete(keys.heartbeat("killed"))  # and once its heartbeat expires it is forgotten
         assert reaper.reap(lock_ttl_s=5) == {"killed": (0, 0)} and not client.hexists(keys.workers, "killed")
     assert [r.message.split(" (")[0] for r in caplog.records] == ["Redis refuses CLIENT LIST"]
+
+
+def test_without_client_list_another_incarnation_counts_as_alive_while_it_beats(env, monkeypatch):
+    client, keys = env
+    reaper = recovery(client, keys)
+
+    def refused(**_kwargs):
+        raise redis.ResponseError("NOPERM")
+
+    monkeypatch.setattr(reaper._redis, "client_list", refused)
+    client.hset(keys.workers, "box", "theirs")
+    assert reaper.registered_elsewhere("box", "mine") is None  # no heartbeat: gone
+    Heartbeat(client, keys, "box", "theirs", interval_s=60, ttl_s=30, describe=dict).beat()
+    assert reaper.registered_elsewhere("box", "mine") == "theirs"
+
+
+def test_the_reaper_acts_on_the_incarnation_it_judged_not_on_a_newer_one(env, monkeypatch):
+    """Between reading the registry and recovering, the gone worker's id was taken by a new process (a container
+    restarted under it, which recovered the old window itself): the reaper must leave the new one alone."""
+    client, keys = env
+    held, _ = messages(["x"])
+    client.rpush(keys.requests, *held)
+    pop(queue(client, keys, "box"), 1)  # registered as box-i, holding x; no connection of that name
+    reaper = recovery(client, keys)
+    stale = reaper._scripts.worker_states()  # the reaper's reading...
+    client.hset(keys.workers, "box", "newer")  # ...then the new process registers
+    monkeypatch.setattr(reaper._scripts, "worker_states", lambda: stale)
+    assert reaper.reap(lock_ttl_s=5) == {"box": (0, 0)}
+    assert client.hget(keys.workers, "box") == b"newer" and client.llen(keys.inflight("box")) == 1

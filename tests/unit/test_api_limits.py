@@ -166,3 +166,37 @@ def test_the_schemas_whitespace_pattern_and_the_servers_check_agree_on_every_cha
             accepted = False
         whitespace = char.isspace() or char == "\ufeff"
         assert accepted == (re.search(HAS_NON_WHITESPACE, char) is not None) == (not whitespace)
+
+
+def test_one_client_at_its_share_gets_429_while_another_is_admitted():
+    """Clients are told apart by CLIENT_ID_HEADER (behind a proxy that sets it): half the queue each."""
+    async def scenario():
+        s = settings(max_queue_depth=10, max_batch_texts=5, max_client_share=0.5, request_timeout_s=0.5,
+                     client_id_header="X-Forwarded-For")
+        async with running(s, worker=False) as (http, _):
+            def post(client):
+                return http.post("/predict/batch", json={"texts": ["a", "b", "c", "d", "e"]},
+                                 headers={"X-Forwarded-For": f"{client}, 10.0.0.254"})
+
+            holding = asyncio.create_task(post("10.0.0.1"))  # 5 texts: client 1's whole share
+            await asyncio.sleep(0.1)
+            again, other = await asyncio.gather(post("10.0.0.1"), post("10.0.0.2"))
+            assert again.status_code == 429 and "this client already has 5 texts" in again.json()["error"]["message"]
+            assert other.status_code == 504  # admitted (nobody answers here), not refused
+            assert (await holding).status_code == 504
+
+    run(scenario())
+
+
+def test_a_queue_full_of_bytes_is_429_naming_the_byte_limit():
+    async def scenario():
+        s = settings(max_queue_bytes=4096, max_text_chars=100, max_batch_texts=5, max_client_share=1.0)
+        async with running(s, worker=False) as (http, client):
+            keys = s.keys()
+            await client.rpush(keys.requests, b"queued")
+            await client.set(keys.queued_bytes, 4000)  # nearly full
+            r = await http.post("/predict", json={"text": "x" * 100})
+            assert r.status_code == 429 and "limit 4096 bytes of text" in r.json()["error"]["message"]
+            assert await client.llen(keys.requests) == 1  # nothing pushed
+
+    run(scenario())

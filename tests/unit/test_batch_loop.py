@@ -234,6 +234,7 @@ def test_pops_take_the_lease_and_publishes_renew_it_from_measured_passes():
     # publish drops it (nothing held).
     assert [outbox.lease_s >= 4 * 0.02 for outbox in queue.published] == [True, False, False]
     assert [outbox.lease_s for outbox in queue.published][1:] == [0.0, 0.0]
+    assert queue.published[0].lease_s < 1.0  # 4x a 20 ms pass, not 4x anything else
     assert queue.leases[1] >= 4 * 0.02  # the next pop: as measured so far
 
 
@@ -247,6 +248,7 @@ def test_a_window_taken_back_while_the_worker_stalled_is_not_run_any_further():
     assert loop.run(max_batches=1) == 1
     assert predictor.batches == [["a", "b b"]]  # the rest runs on the workers it was given to
     assert queue.published[-1].counts.reclaimed == 2 and loop.totals.reclaimed == 2
+    assert queue.published[-1].lease_s == 0.0  # holds nothing any more
     assert [raw for outbox in queue.published for raw in outbox.done] == queue.published[0].done
 
 
@@ -259,3 +261,23 @@ def test_a_suspect_never_joins_a_window_being_filled():
     loop = BatchLoop(queue, predictor, BatchPolicy(4, max_batch_wait_s=0.05), clock=clock)
     loop.run(max_batches=2)
     assert predictor.batches == [["fresh"], ["suspect"]]  # the suspect ran alone, in a window of its own
+
+
+def test_the_loop_records_its_progress_at_every_pop_and_publish():
+    clock = Clock(1000.0)
+    queue = FakeQueue(items(["a"]))
+    loop = make_loop(queue, clock=clock)
+    assert loop.last_progress == 1000.0
+    clock.now = 1005.0
+    loop.run_once()  # a pop and a publish
+    assert loop.last_progress == 1005.0
+    clock.now = 1009.0
+    loop.run_once()  # an empty pop is progress too: the loop is not stuck
+    assert loop.last_progress == 1009.0
+
+
+def test_a_window_of_garbage_only_is_published_holding_nothing():
+    queue = FakeQueue([b"\xc1 not msgpack", b"\xc1 neither"])
+    make_loop(queue).run(max_batches=1)
+    assert len(queue.published) == 1 and queue.published[0].lease_s == 0.0
+    assert queue.published[0].counts.malformed == 2

@@ -34,3 +34,29 @@ def test_a_small_offset_is_silent(caplog):
     with caplog.at_level(logging.WARNING, logger="common.clock"):
         RedisClock(local=lambda: 1000.0).sync(lambda: (1000, 300_000))
     assert caplog.records == []
+
+
+def test_microseconds_are_millionths_exactly():
+    clock = RedisClock(local=lambda: 0.0)
+    assert clock.sync(lambda: (12, 500_000)) == 12.5
+
+
+@pytest.mark.parametrize("redis_seconds,said", [(1011, "behind"), (989, "ahead of")])
+def test_the_warning_says_which_way_the_host_is_off(caplog, redis_seconds, said):
+    with caplog.at_level(logging.WARNING, logger="common.clock"):
+        RedisClock(local=lambda: 1000.0).sync(lambda: (redis_seconds, 0))
+    assert f"11.0 s {said} the Redis server's" in caplog.records[0].message
+
+
+def test_warnings_start_above_the_threshold_and_repeat_only_when_the_offset_moves_more_than_half_of_it(caplog):
+    clock = RedisClock(local=lambda: 1000.0)
+    with caplog.at_level(logging.WARNING, logger="common.clock"):
+        clock.sync(lambda: (1001, 0))  # exactly the threshold: silent
+        assert caplog.records == []
+        clock.sync(lambda: (1001, 1))  # just above it, and 1 us from the last offset (1 s): silent
+        assert caplog.records == []
+        clock.offset_s = 0.0
+        clock.sync(lambda: (1001, 1))  # above it, moved from 0: said
+        clock.sync(lambda: (1001, 500_001))  # moved by exactly half the threshold: silent
+        clock.sync(lambda: (1002, 200))  # moved by more than half of it: said again
+    assert len(caplog.records) == 2

@@ -16,5 +16,5 @@ def test_the_lease_is_the_floor_until_passes_say_it_must_be_longer():
 
 
 def test_a_lease_needs_a_positive_floor():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="the lease floor must be positive"):
         LeaseTerm(0)

@@ -94,6 +94,15 @@ def test_the_last_publish_of_a_window_drops_the_lease(client):
     assert client.exists(KEYS.lease("w1"), KEYS.inflight("w1")) == 0
 
 
+def test_a_lease_under_a_second_is_still_a_lease(client):
+    held = items(["x", "y"])
+    client.rpush(KEYS.requests, *held)
+    queue = make(client)
+    pop(queue, 2)
+    assert queue.publish(Outbox(done=held[:1], lease_s=0.5)) is True
+    assert 0 < client.pttl(KEYS.lease("w1")) <= 500
+
+
 def test_publish_of_an_empty_batch_writes_nothing(client):
-    make(client).publish(Outbox())
+    assert make(client).publish(Outbox()) is True
     assert client.keys("*") == []

@@ -116,3 +116,20 @@ def test_texts_a_pop_skipped_for_hung_up_clients_are_counted_with_the_next_publi
     window.add(Popped(items(["kept"]), cancelled=3))
     assert window.taken == 4 and len(window.held) == 1
     assert window.take_outbox().counts.cancelled == 3
+
+
+def test_cancellations_of_several_pops_add_up():
+    window = Window()
+    window.add(Popped(items(["a"]), cancelled=2))
+    window.add(Popped(items(["b"]), cancelled=3))
+    assert window.take_outbox().counts.cancelled == 5
+
+
+def test_a_non_finite_score_keeps_the_replies_already_in_the_outbox():
+    window = window_of(["a", "b"])
+    window.fail(window.held[:1])  # an earlier failure, waiting for the same publish
+    window.answer(window.held[1:], [Prediction("POSITIVE", float("nan"))], picked_up=1000.0, inference_s=0.01)
+    replies = window.take_outbox().replies
+    assert [r.error.message for r in replies] == [
+        "the model failed on the batch holding this text",
+        "the model produced a non-finite score for this text (numeric overflow in the forward pass)"]
