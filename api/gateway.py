@@ -116,13 +116,11 @@ class Gateway:
         return [got[i] for i in range(count)]
 
     async def _cancel(self, request_id: str, deadline: float) -> None:
-        """Mark the request cancelled until its deadline (workers skip its queued texts) and drop its replies.
-        Best effort: if Redis is away, its texts run and their replies expire (REPLY_TTL_S)."""
+        """Mark the request cancelled until its deadline: workers skip its queued texts. The replies of texts
+        already running land after this and expire unread (REPLY_TTL_S). Best effort: if Redis is away, its texts
+        run too."""
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.zadd(self._keys.cancelled, {request_id: deadline + CANCELLED_MARGIN_S})
-            pipe.delete(self._keys.reply(request_id))
-            await pipe.execute()
+            await self._redis.zadd(self._keys.cancelled, {request_id: deadline + CANCELLED_MARGIN_S})
         except (redis.RedisError, asyncio.CancelledError):
             log.debug("could not mark request %s cancelled", request_id, exc_info=True)
 

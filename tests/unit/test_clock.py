@@ -6,6 +6,10 @@ import pytest
 from common.clock import RedisClock
 
 
+def test_before_any_measurement_the_clock_is_the_hosts():
+    assert RedisClock(local=lambda: 5.0)() == 5.0
+
+
 def test_the_clock_adds_the_measured_offset_to_redis_within_half_a_round_trip():
     ticks = iter([100.0, 100.2])  # before and after the TIME command: a 0.2 s round trip
     clock = RedisClock(local=lambda: next(ticks))
