@@ -4,6 +4,7 @@ cluster view its lifespan builds."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -83,4 +84,15 @@ def create_app_from_env() -> FastAPI:
 
     settings = ApiSettings()
     setup_logging(settings.log_level, "api")
-    return create_app(settings)
+    app = create_app(settings)
+    freeze_startup_heap()
+    return app
+
+
+def freeze_startup_heap() -> None:
+    """Everything a server process has built by now (modules, the app, its routes and models) lives as long as the
+    process: moved out of the garbage collector's sight, full collections stop walking it. Each request allocates a
+    task (the disconnect watcher) and coroutines, which trigger collections; measured with benchmarks.overhead, the
+    request path's CPU went from ~130 to ~113 us per /predict with it, the previous commit's figure."""
+    gc.collect()
+    gc.freeze()
