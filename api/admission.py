@@ -21,9 +21,10 @@ class Admission:
     def __init__(self, settings: ApiSettings) -> None:
         self._settings = settings
         self._client_texts = int(settings.max_client_share * settings.max_queue_depth)
-        self._client_bytes = int(settings.max_client_share * settings.max_queue_bytes)
+        # Characters, a lower bound of the UTF-8 bytes MAX_QUEUE_BYTES counts: no encoding needed per request.
+        self._client_chars = int(settings.max_client_share * settings.max_queue_bytes)
         self.in_flight = 0  # requests this process waits on
-        self._held: dict[str, tuple[int, int]] = {}  # client -> (texts, bytes) in flight
+        self._held: dict[str, tuple[int, int]] = {}  # client -> (texts, characters) in flight
 
     @contextmanager
     def admit(self, client: str, texts: Sequence[str]) -> Iterator[None]:
@@ -31,22 +32,22 @@ class Admission:
         s = self._settings
         if self.in_flight >= s.max_in_flight:
             raise self._overloaded(f"this API process is already serving {s.max_in_flight} requests")
-        size = sum(len(t) for t in texts)  # characters: a lower bound of the UTF-8 bytes the queue counts
-        held_texts, held_bytes = self._held.get(client, (0, 0))
-        if held_texts + len(texts) > self._client_texts or held_bytes + size > self._client_bytes:
-            raise self._overloaded(f"this client already has {held_texts} texts ({held_bytes} characters) waiting; "
+        chars = sum(len(t) for t in texts)
+        held_texts, held_chars = self._held.get(client, (0, 0))
+        if held_texts + len(texts) > self._client_texts or held_chars + chars > self._client_chars:
+            raise self._overloaded(f"this client already has {held_texts} texts ({held_chars} characters) waiting; "
                                    f"one client may hold {s.max_client_share:g} of the queue")
         self.in_flight += 1
-        self._held[client] = (held_texts + len(texts), held_bytes + size)
+        self._held[client] = (held_texts + len(texts), held_chars + chars)
         try:
             yield
         finally:
             self.in_flight -= 1
-            left_texts, left_bytes = self._held[client]
+            left_texts, left_chars = self._held[client]
             if left_texts == len(texts):
                 del self._held[client]
             else:
-                self._held[client] = (left_texts - len(texts), left_bytes - size)
+                self._held[client] = (left_texts - len(texts), left_chars - chars)
 
     def _overloaded(self, why: str) -> ServiceError:
         return ServiceError(ErrorKind.OVERLOADED, f"{why}; retry later", retry_after_s=self._settings.retry_after_s)

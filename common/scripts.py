@@ -20,6 +20,7 @@ import redis.asyncio
 from common.keys import Keys
 from common.lua import BEAT, POP_WINDOW, PUSH_IF_ROOM, RECOVER_INFLIGHT, RELEASE_LOCK, WITHDRAW, WORKER_STATES
 from common.protocol import REQUEST_ID_CHARS, REQUEST_ID_LENGTH, ErrorCode, Reply, WorkError, encode_reply
+from common.settings import WorkerSettings
 
 # A message's death count matters only while it can still be answered (deadlines are at most an hour away,
 # REQUEST_TIMEOUT_S <= 3600): the deaths hash expires this long after the last death written to it, so an entry
@@ -28,6 +29,11 @@ DEATHS_TTL_S = 7200
 
 # Lua patterns have no {n} repetition: the class is spelled out once per character.
 REQUEST_ID_LUA_PATTERN = "^" + f"[{REQUEST_ID_CHARS}]" * REQUEST_ID_LENGTH + "$"
+
+
+def lease_ms(seconds: float) -> int:
+    """A lease as Redis takes it (``PX``): whole milliseconds, at least one."""
+    return max(1, round(seconds * 1000))
 
 
 def digest(raw: bytes) -> str:
@@ -84,6 +90,11 @@ class DeadLetterPolicy:
     ttl_s: int
     keep_text: bool
 
+    @classmethod
+    def of(cls, settings: WorkerSettings) -> DeadLetterPolicy:
+        return cls(settings.max_deliveries, settings.dead_letter_max, settings.dead_letter_ttl_s,
+                   settings.dead_letter_keep_text)
+
 
 class Scripts:
     """The scripts bound to one client and one key prefix, with their arguments by name."""
@@ -111,7 +122,7 @@ class Scripts:
         id belongs to another incarnation."""
         keys = [self._keys.requests, self._keys.inflight(worker_id), self._keys.deaths, self._keys.lease(worker_id),
                 self._keys.workers, self._keys.cancelled, self._keys.queued_bytes]
-        args = [max_items, int(suspect_allowed), worker_id, incarnation, max(1, round(lease_s * 1000)), f"{now:.3f}"]
+        args = [max_items, int(suspect_allowed), worker_id, incarnation, lease_ms(lease_s), f"{now:.3f}"]
         return self._pop_window(keys=keys, args=args)
 
     def recover_inflight(self, worker_id: str, mode: RecoveryMode, policy: DeadLetterPolicy, *, reply_ttl_s: int,

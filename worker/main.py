@@ -116,8 +116,7 @@ def main() -> int:
     longest_block = max(settings.idle_block_s, settings.max_batch_wait_ms / 1000)
     client = sync_client(settings, longest_block_s=longest_block, name=name)
     queue = RedisRequestQueue(client, keys, settings.reply_ttl_s, worker_id, incarnation, clock=clock)
-    dead_letter = DeadLetterPolicy(settings.max_deliveries, settings.dead_letter_max, settings.dead_letter_ttl_s,
-                                   settings.dead_letter_keep_text)
+    dead_letter = DeadLetterPolicy.of(settings)
     recovery = Recovery(client, keys, reply_ttl_s=settings.reply_ttl_s, dead_letter=dead_letter, clock=clock)
     policy = BatchPolicy(settings.max_batch_size, settings.max_batch_wait_ms / 1000, settings.idle_block_s,
                          settings.max_batch_tokens, settings.work_lease_s)

@@ -17,7 +17,7 @@ import redis
 from common.batch_metrics import SUM_FIELD, batch_observations
 from common.keys import Keys
 from common.protocol import encode_reply
-from common.scripts import Scripts, digest
+from common.scripts import Scripts, digest, lease_ms
 from worker.window import Outbox, Popped
 
 # Redis rejects blocking timeouts below its resolution; under 1 ms we don't block at all.
@@ -79,7 +79,7 @@ class RedisRequestQueue:
         lease = self._keys.lease(self.worker_id)
         if outbox.lease_s > 0:
             # Set, not extended: a lease that ran out before the reaper acted is taken again by progress.
-            pipe.set(lease, self.incarnation, px=max(1, round(outbox.lease_s * 1000)))
+            pipe.set(lease, self.incarnation, px=lease_ms(outbox.lease_s))
         elif outbox.done:
             pipe.delete(lease)  # the window is done: nothing held, nothing to lease
         for name, value in outbox.counts.nonzero().items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 
@@ -10,6 +11,7 @@ import redis
 from common.keys import Keys
 from common.protocol import Reply, WorkItem, decode_reply, encode_item, new_request_id
 from common.scripts import DeadLetterPolicy
+from common.settings import WorkerSettings
 from worker.recovery import Recovery
 from worker.redis_queue import RedisRequestQueue
 
@@ -44,8 +46,8 @@ def messages(texts: Sequence[str], rid: str | None = None) -> tuple[list[bytes],
     return [encode_item(WorkItem(rid, i, t, 1e12, 0.0)) for i, t in enumerate(texts)], rid
 
 
-def recovery(client: redis.Redis, keys: Keys, *, max_deliveries: int = 3, keep_text: bool = False,
-             max_records: int = 1000, ttl_s: int = 7 * 24 * 3600) -> Recovery:
-    """A worker's recovery; by default with the default dead-letter policy (common/settings.py)."""
-    return Recovery(client, keys, reply_ttl_s=30,
-                    dead_letter=DeadLetterPolicy(max_deliveries, max_records, ttl_s, keep_text))
+def recovery(client: redis.Redis, keys: Keys, **policy: int | bool) -> Recovery:
+    """A worker's recovery with the default dead-letter policy (DEAD_LETTER_* settings), but for ``policy``'s fields
+    (``max_deliveries``, ``max_records``, ``ttl_s``, ``keep_text``)."""
+    defaults = DeadLetterPolicy.of(WorkerSettings.model_construct())
+    return Recovery(client, keys, reply_ttl_s=30, dead_letter=dataclasses.replace(defaults, **policy))
