@@ -19,6 +19,7 @@ class ClusterSnapshot:
     queue_depth: int = 0
     live_workers: int = 0
     stalled_workers: int = 0
+    backends: dict[str, int] = field(default_factory=dict)  # live workers per backend they run (heartbeat field)
     worker_counts: dict[str, int] = field(default_factory=dict)  # the stats hash (common/counters.py)
     batch_histograms: dict[str, dict[str, float]] = field(default_factory=dict)  # name -> its hash
 
@@ -42,6 +43,21 @@ class ClusterView:
         """Workers that beat and make progress (registry membership alone proves nothing; see WorkerState)."""
         return [w.worker_id for w in await self.workers() if w.live]
 
+    async def backends(self, worker_ids: list[str]) -> dict[str, int]:
+        """How many of ``worker_ids`` run each backend (BACKEND=auto: the one each chose), from their heartbeats."""
+        if not worker_ids:
+            return {}
+        async with self._unavailable:
+            pipe = self._redis.pipeline(transaction=False)
+            for worker_id in worker_ids:
+                pipe.hget(self._keys.heartbeat(worker_id), "backend")
+            found = await pipe.execute()
+        counts: dict[str, int] = {}
+        for backend in found:
+            name = backend.decode() if backend else "unknown"  # expired between the two reads
+            counts[name] = counts.get(name, 0) + 1
+        return dict(sorted(counts.items()))
+
     async def snapshot(self) -> ClusterSnapshot:
         """Everything ``/metrics`` shows of the cluster, read in two round trips."""
         async with self._unavailable:
@@ -55,6 +71,7 @@ class ClusterView:
         return ClusterSnapshot(
             queue_depth=int(depth),
             live_workers=sum(w.live for w in workers),
+            backends=await self.backends([w.worker_id for w in workers if w.live]),
             stalled_workers=sum(w.stalled for w in workers),
             worker_counts={k.decode(): int(v) for k, v in stats.items()},
             batch_histograms={name: {k.decode(): float(v) for k, v in raw.items()}

@@ -31,6 +31,12 @@ class ClusterCollector:
                                 value=snap.queue_depth)
         yield GaugeMetricFamily("sentimentalyzer_live_workers", "Workers that beat and make progress",
                                 value=snap.live_workers)
+        backends = GaugeMetricFamily("sentimentalyzer_workers_by_backend",
+                                     "Live workers per backend they run (BACKEND=auto: the one each chose)",
+                                     labels=["backend"])
+        for backend, count in snap.backends.items():
+            backends.add_metric([backend], count)
+        yield backends
         yield GaugeMetricFamily("sentimentalyzer_stalled_workers",
                                 "Workers holding work past their lease (frozen, hung or starved; their work is "
                                 "being taken back)", value=snap.stalled_workers)

@@ -119,7 +119,8 @@ async def readyz(request: Request) -> JSONResponse:
     workers = await s.cluster.live_workers()
     if not workers:
         raise ServiceError(ErrorKind.UNAVAILABLE, "no live worker (no heartbeat in Redis)", retry_after_s=1)
-    return JSONResponse({"status": "ready", "workers": len(workers), "queue_depth": await s.cluster.queue_depth()})
+    return JSONResponse({"status": "ready", "workers": len(workers), "backends": await s.cluster.backends(workers),
+                         "queue_depth": await s.cluster.queue_depth()})
 
 
 async def prometheus_metrics(request: Request) -> Response:

@@ -1,4 +1,5 @@
-"""Backends side by side: agreement with the PyTorch reference on SST-2 dev (a trained model) and speed
+"""Backends side by side: agreement with the PyTorch fp32 reference on SST-2 dev (a trained model), which
+classes each backend **exact** (every label equal, every score within 1e-4) or **approximate**, and speed
 in-process (the bench model, the worker's batch policy).
 
     python -m benchmarks.agreement [--model ../shared/models/minilm-sst2] [--speed-model models/bench]
@@ -19,45 +20,60 @@ from common.protocol import Prediction
 from common.settings import ModelSettings
 from harness.corpus import read_sst2, sst2_path
 from harness.processes import ROOT
-from worker.predictor import TransformersPredictor, cpu_bf16_support
+from worker.predictor import TransformersPredictor
+from worker.runtimes import BACKENDS, REFERENCE, installed
+from worker.runtimes.choice import EXACT_TOLERANCE
+from worker.runtimes.torch_runtime import cpu_bf16_support
 
-REFERENCE = "torch"
-BACKENDS = (REFERENCE, "torch-bf16", "torch-int8")
 DEFAULT_TRAINED = ROOT.parent / "shared" / "models" / "minilm-sst2"
+
+
+def installed_backends() -> list[str]:
+    return [b for b in BACKENDS if installed(b)]
 
 
 def p_positive(prediction: Prediction) -> float:
     return prediction.score if prediction.label == "POSITIVE" else 1.0 - prediction.score
 
 
-def agreement(model: str, rows: list[tuple[str, int]], threads: int) -> dict:
+def agreement(model: str, rows: list[tuple[str, int]], threads: int, backends: list[str] | None = None) -> dict:
+    """Each backend's answers on ``rows`` against the reference's: labels, scores, accuracy, and its class."""
+    backends = backends or installed_backends()
     sentences = [s for s, _ in rows]
     answers = {}
-    for backend in BACKENDS:
-        predictor = TransformersPredictor(ModelSettings(model=model, backend=backend, torch_threads=threads))
+    for backend in [REFERENCE] + [b for b in backends if b != REFERENCE]:
+        predictor = TransformersPredictor(ModelSettings(model=model, backend=backend, torch_threads=threads,
+                                                        device="cpu"))
         answers[backend] = [p for i in range(0, len(sentences), 32) for p in predictor.predict(sentences[i:i + 32])]
     reference = answers[REFERENCE]
 
     def accuracy(predictions: list[Prediction]) -> float:
         return sum((p.label == "POSITIVE") == bool(y) for p, (_, y) in zip(predictions, rows)) / len(rows)
 
-    out: dict = {"sentences": len(rows), "accuracy": {REFERENCE: accuracy(reference)}, "backends": {}}
-    for backend in BACKENDS[1:]:
+    out: dict = {"sentences": len(rows), "accuracy": {REFERENCE: accuracy(reference)}, "backends": {},
+                 "exact_tolerance": EXACT_TOLERANCE}
+    for backend in answers:
+        if backend == REFERENCE:
+            continue
         fast = answers[backend]
         deltas = [abs(p_positive(a) - p_positive(b)) for a, b in zip(reference, fast)]
+        labels_equal = sum(a.label == b.label for a, b in zip(reference, fast))
         out["accuracy"][backend] = accuracy(fast)
         out["backends"][backend] = {
-            "label_agreement": sum(a.label == b.label for a, b in zip(reference, fast)) / len(rows),
+            "labels_equal": labels_equal,
+            "label_agreement": labels_equal / len(rows),
             "max_abs_p_positive_diff": max(deltas),
             "mean_abs_p_positive_diff": statistics.fmean(deltas),
+            "class": "exact" if labels_equal == len(rows) and max(deltas) <= EXACT_TOLERANCE else "approximate",
         }
     return out
 
 
 def speed(model: str, sentences: list[str], threads: int, repeats: int) -> dict:
     out = {}
-    for backend in BACKENDS:
-        predictor = TransformersPredictor(ModelSettings(model=model, backend=backend, torch_threads=threads))
+    for backend in installed_backends():
+        predictor = TransformersPredictor(ModelSettings(model=model, backend=backend, torch_threads=threads,
+                                                        device="cpu"))
         predictor.warm_up(64)
         out[backend] = {
             "batch_1": measure(predictor, sentences[:160], arrival_order(1), repeats)["sentences_per_s"],
@@ -91,17 +107,18 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"# Backends: agreement on SST-2 dev ({a['sentences']} sentences, {result['agreement_model']}) and speed "
         f"({result['speed_model']}, {args.threads} threads, in-process, median of {args.repeats})", "",
-        "| backend | accuracy | label agreement with torch | max / mean abs diff of P(positive) | batch 1 /s | "
-        "grouped w64 t512 /s |", "|---|---|---|---|---|---|",
-        f"| {REFERENCE} (reference) | {a['accuracy'][REFERENCE]:.4f} | — | — | {s[REFERENCE]['batch_1']:.1f} | "
-        f"{s[REFERENCE]['grouped_w64_t512']:.1f} |",
+        "| backend | class | accuracy | labels equal to torch fp32 | max / mean abs diff of P(positive) | "
+        "batch 1 /s | grouped w64 t512 /s |", "|---|---|---|---|---|---|---|",
+        f"| {REFERENCE} fp32 (reference) | exact | {a['accuracy'][REFERENCE]:.4f} | — | — | "
+        f"{s[REFERENCE]['batch_1']:.1f} | {s[REFERENCE]['grouped_w64_t512']:.1f} |",
     ]
     for backend, b in a["backends"].items():
         lines.append(
-            f"| {backend} | {a['accuracy'][backend]:.4f} | {100 * b['label_agreement']:.2f} % | "
-            f"{b['max_abs_p_positive_diff']:.4f} / {b['mean_abs_p_positive_diff']:.4f} | {s[backend]['batch_1']:.1f} | "
+            f"| {backend} | {b['class']} | {a['accuracy'][backend]:.4f} | {b['labels_equal']}/{a['sentences']} | "
+            f"{b['max_abs_p_positive_diff']:.2g} / {b['mean_abs_p_positive_diff']:.2g} | {s[backend]['batch_1']:.1f} | "
             f"{s[backend]['grouped_w64_t512']:.1f} |")
-    lines += ["", f"CPU: {cpu_model()}; bf16 matrix instructions: {cpu_bf16_support() or 'none'}."]
+    lines += ["", f"Exact: every label equal to PyTorch fp32 and max |diff| <= {EXACT_TOLERANCE:g}. CPU: {cpu_model()}; "
+              f"bf16 matrix instructions: {cpu_bf16_support() or 'none'}."]
     save_report(args.out, result, "\n".join(lines) + "\n")
     return 0
 

@@ -10,25 +10,29 @@ from collections.abc import Callable, Sequence
 from common.settings import ModelSettings
 from worker.batching import plan_batches
 from worker.predictor import TransformersPredictor
+from worker.tokenizing import Encoding
 
-Policy = Callable[[Sequence[str], TransformersPredictor], list[list[str]]]
+Policy = Callable[[Sequence[str], TransformersPredictor], list[list[Encoding]]]
 
 
 def arrival_order(size: int) -> Policy:
     """Consecutive chunks of ``size`` texts, each padded to its longest (the worker with MAX_BATCH_TOKENS=0)."""
-    def batches(texts: Sequence[str], _p: TransformersPredictor) -> list[list[str]]:
-        return [list(texts[i:i + size]) for i in range(0, len(texts), size)]
+    def batches(texts: Sequence[str], p: TransformersPredictor) -> list[list[Encoding]]:
+        out: list[list[Encoding]] = []
+        for i in range(0, len(texts), size):
+            out.append(p.tokenize(texts[i:i + size]))
+        return out
     return batches
 
 
 def grouped_by_length(window: int, max_tokens: int) -> Policy:
-    """Windows of ``window`` texts split by the worker's own planner (worker.batching.plan_batches)."""
-    def batches(texts: Sequence[str], p: TransformersPredictor) -> list[list[str]]:
-        out: list[list[str]] = []
+    """Windows of ``window`` texts, tokenized once and split by the worker's own planner (worker.batching)."""
+    def batches(texts: Sequence[str], p: TransformersPredictor) -> list[list[Encoding]]:
+        out: list[list[Encoding]] = []
         for start in range(0, len(texts), window):
-            chunk = list(texts[start:start + window])
-            for batch in plan_batches(p.token_lengths(chunk), max_tokens):
-                out.append([chunk[i] for i in batch])
+            encodings = p.tokenize(texts[start:start + window])
+            for batch in plan_batches([len(e) for e in encodings], max_tokens):
+                out.append([encodings[i] for i in batch])
         return out
     return batches
 
@@ -37,18 +41,22 @@ def measure(predictor: TransformersPredictor, texts: Sequence[str], policy: Poli
     rates = []
     for _ in range(repeats):
         started = time.perf_counter()
-        batches = policy(texts, predictor)  # grouping cost (tokenizing for lengths) counts
+        batches = policy(texts, predictor)  # tokenizing (once, as the worker does) counts
         for batch in batches:
-            predictor.predict(batch)
+            predictor.run(batch)
         rates.append(len(texts) / (time.perf_counter() - started))
     return {"sentences_per_s": statistics.median(rates), "runs": rates, "texts": len(texts),
             "mean_batch": len(texts) / len(policy(texts, predictor))}
 
 
 def measure_ceiling(model: str, texts: Sequence[str], *, torch_threads: int, max_batch_size: int,
-                    max_batch_tokens: int, repeats: int, n_batch1: int, n_batched: int, backend: str = "torch") -> dict:
+                    max_batch_tokens: int, repeats: int, n_batch1: int, n_batched: int, backend: str = "torch",
+                    export_cache_dir: str | None = None, worker_policy_only: bool = False) -> dict:
+    """Sentences/s in-process for batch 1, arrival-order batches and the worker's own policy (``worker_policy_only``:
+    that one alone)."""
+    cache = {"export_cache_dir": export_cache_dir} if export_cache_dir else {}
     predictor = TransformersPredictor(ModelSettings(model=model, device="cpu", torch_threads=torch_threads,
-                                                    backend=backend))
+                                                    backend=backend, **cache))
     predictor.warm_up(max_batch_size)
     worker_policy = (f"grouped_w{max_batch_size}_t{max_batch_tokens}" if max_batch_tokens > 0
                      else f"arrival_{max_batch_size}")
@@ -59,6 +67,8 @@ def measure_ceiling(model: str, texts: Sequence[str], *, torch_threads: int, max
     }
     if max_batch_tokens > 0:
         policies[worker_policy] = (grouped_by_length(max_batch_size, max_batch_tokens), n_batched)
+    if worker_policy_only:
+        policies = {worker_policy: policies[worker_policy]}
     results = {name: measure(predictor, texts[:n], policy, repeats) for name, (policy, n) in policies.items()}
     del predictor
     gc.collect()

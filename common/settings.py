@@ -11,16 +11,16 @@ import sys
 from typing import TypeVar
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings
 
 from common.keys import Keys
+from common.model_settings import BACKEND_PATTERN, BACKENDS_HELP, ModelSettings
+from common.model_settings import SETTINGS_CONFIG as _CONFIG
 
 # Room a work item's message takes beyond its text's UTF-8 bytes (msgpack map: request id, index, deadline, ...).
 MESSAGE_OVERHEAD_BYTES = 256
 
 S = TypeVar("S", bound=BaseSettings)
-
-_CONFIG = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
 
 
 class SharedSettings(BaseSettings):
@@ -76,44 +76,6 @@ class InputLimits(BaseSettings):
         1_048_576,
         ge=1024,
         description="Largest accepted request body (larger: 413), checked before parsing.",
-    )
-
-
-class ModelSettings(BaseSettings):
-    model_config = _CONFIG
-
-    model: str = Field(
-        "distilbert-base-uncased-finetuned-sst-2-english",
-        description="Hugging Face hub id or local model directory. Offline machines need a local directory, "
-        "e.g. the bench model from `python -m worker.make_model bench models/bench`.",
-    )
-    device: str = Field(
-        "auto",
-        pattern="^(auto|cpu|cuda(:[0-9]+)?)$",
-        description="`auto` picks CUDA (fp16) when available, else CPU (fp32). `cpu`/`cuda` force one.",
-    )
-    backend: str = Field(
-        "torch",
-        pattern="^(torch|torch-bf16|torch-int8|simulated)$",
-        description="`torch`: PyTorch eager, the reference (fp32 on CPU, fp16 on CUDA). `torch-bf16`: weights and "
-        "activations in bfloat16 — fast on CPUs with AMX or AVX512-BF16 (and on GPUs), slow on CPUs without "
-        "(the worker warns). `torch-int8`: CPU only, "
-        "Linear layers dynamically quantized to int8 — several times faster on CPUs with int8 instructions, "
-        "answers differ slightly (see README: backend agreement on SST-2). `simulated` (workers only): no model, "
-        "each pass sleeps `SIMULATED_BATCH_MS + SIMULATED_TEXT_MS` x texts and answers label `SIMULATED` — "
-        "for measuring the queueing system, never for real traffic.",
-    )
-    torch_threads: int = Field(
-        0,
-        ge=0,
-        description="Torch intra-op threads per model process; 0 keeps torch's default (all cores). With "
-        "several workers on one machine, give each cores/workers threads to avoid oversubscription.",
-    )
-    max_sequence_tokens: int = Field(
-        0,
-        ge=0,
-        description="Truncate texts to this many tokens; 0 uses the model's own limit (512 for DistilBERT). "
-        "Lower bounds the cost of a batch with one very long text, at the price of ignoring its tail.",
     )
 
 
@@ -206,12 +168,22 @@ class WorkerSettings(SharedSettings, ModelSettings):
         description="Most texts a worker takes from the queue at once (its window); no forward pass holds "
         "more. A larger window gives length grouping more to choose from but holds more texts per worker.",
     )
-    max_batch_tokens: int = Field(
-        512,
+    backend: str = Field(
+        "auto",
+        pattern=BACKEND_PATTERN,
+        description="The worker's default is `auto`: at its first start on a model and CPU it measures the "
+        "installed backends on the model (agreement with PyTorch fp32 on fixed sentences, throughput at this "
+        "worker's batch policy), runs the fastest exact one, and caches the decision in EXPORT_CACHE_DIR so "
+        "later starts skip the measuring (~20-40 s on 2 cores). " + BACKENDS_HELP,
+    )
+    max_batch_tokens: int | None = Field(
+        None,
         ge=0,
         description="Padded-token budget of one forward pass (longest text x texts). The window is grouped by "
-        "token length into passes within it, so short texts don't pay for a long one's padding. On CPU "
-        "~512 keeps passes cache-friendly; on GPUs use thousands. 0: the whole window in one pass, arrival order.",
+        "token length into passes within it, so short texts don't pay for a long one's padding. Unset: "
+        "BACKEND=auto measures 256/512/1024 for the chosen backend (the best runtime differs in what it likes), "
+        "an explicit BACKEND uses 512 (cache-friendly on CPUs; on GPUs use thousands). 0: the whole window in "
+        "one pass, arrival order.",
     )
     max_batch_wait_ms: float = Field(
         0.0,
@@ -293,6 +265,11 @@ class WorkerSettings(SharedSettings, ModelSettings):
         description="Name of this worker in Redis keys; default `<hostname>-<pid>`. Must be unique among running "
         "workers: a second process under a live worker's id refuses to start.",
     )
+
+    @field_validator("max_batch_tokens", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value  # MAX_BATCH_TOKENS= (compose's ${MAX_BATCH_TOKENS:-}) means unset
 
     @model_validator(mode="after")
     def _heartbeat_outlives_interval(self) -> "WorkerSettings":

@@ -38,7 +38,7 @@ def create_naive_app(settings: NaiveSettings, predictor: Predictor) -> FastAPI:
 
     @app.get("/readyz")
     async def readyz() -> dict[str, str]:
-        return {"status": "ready"}
+        return {"status": "ready", "backend": predictor.backend}  # BACKEND=auto: the one it chose
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
@@ -47,9 +47,11 @@ def create_naive_app(settings: NaiveSettings, predictor: Predictor) -> FastAPI:
 def create_naive_app_from_env() -> FastAPI:
     from common.logs import setup_logging
     from worker.predictor import TransformersPredictor
+    from worker.runtimes.auto import ProbePolicy
 
     settings = NaiveSettings()
     setup_logging(settings.log_level, "naive")
-    predictor = TransformersPredictor(settings)
+    # BACKEND=auto measures candidates the way this server runs them: one text per pass.
+    predictor = TransformersPredictor(settings, probe=ProbePolicy(1, 0, settings.backend_allow_approximate))
     predictor.warm_up(1)
     return create_naive_app(settings, predictor)

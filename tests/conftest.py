@@ -10,6 +10,21 @@ import pytest
 from tests.helpers import MINILM, SST2_DEV, RedisServer
 
 
+@pytest.fixture(scope="session", autouse=True)
+def export_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """ONNX exports and BACKEND=auto's decisions go to a directory of this session (EXPORT_CACHE_DIR, as a user
+    points it at a volume), inherited by every process a test starts: tests never write to ~/.cache, and each
+    session measures afresh, which is the path a first start takes."""
+    path = tmp_path_factory.mktemp("export-cache")
+    before = os.environ.get("EXPORT_CACHE_DIR")
+    os.environ["EXPORT_CACHE_DIR"] = str(path)
+    yield path
+    if before is None:
+        del os.environ["EXPORT_CACHE_DIR"]
+    else:
+        os.environ["EXPORT_CACHE_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path_factory.mktemp("redis"))

@@ -58,7 +58,7 @@ class BatchLoop:
     ) -> None:
         self._queue = queue
         self._predictor = predictor
-        self._policy = policy
+        self.policy = policy
         self._clock = clock
         self._stop = threading.Event()
         self.totals = WorkerCounts()  # everything this worker published
@@ -118,9 +118,9 @@ class BatchLoop:
         never waits longer than ``max_batch_wait_s`` in total for batch-mates. Each wait is a blocking pop that
         returns on the first arrival: no sleeping, no polling.
         """
-        size, wait = self._policy.max_batch_size, self._policy.max_batch_wait_s
+        size, wait = self.policy.max_batch_size, self.policy.max_batch_wait_s
         with self._phases.measure("pop_s"):
-            popped = self._queue.pop(size, self._policy.idle_block_s, lease_s=self.lease.seconds)
+            popped = self._queue.pop(size, self.policy.idle_block_s, lease_s=self.lease.seconds)
         self.last_progress = self._clock()
         if not popped:
             return None
@@ -143,23 +143,27 @@ class BatchLoop:
         return window
 
     def _plan(self, window: Window) -> list[list[Held]]:
-        """Split the window into forward passes within the padded-token budget (see worker.batching)."""
+        """Tokenize the window once, then split it into forward passes within the padded-token budget (see
+        worker.batching); the passes run on these encodings."""
         held = window.held
         if not held:
             return []
-        if self._policy.max_batch_tokens <= 0:
-            return [held]  # the window (at most max_batch_size texts) in arrival order
         with self._phases.measure("infer_s"):
             try:
-                lengths = self._predictor.token_lengths([h.item.text for h in held])
+                encodings = self._predictor.tokenize([h.item.text for h in held])
+                if len(encodings) != len(held):
+                    raise RuntimeError(f"tokenizer returned {len(encodings)} encodings for {len(held)} texts")
             except Exception:
                 log.exception("tokenization failed for a window of %d texts", len(held))
                 window.fail(held)
                 window.release(held)
                 return []
-        for h, length in zip(held, lengths):
-            h.tokens = length
-        return [[held[i] for i in batch] for batch in plan_batches(lengths, self._policy.max_batch_tokens)]
+        for h, encoding in zip(held, encodings):
+            h.encoding = encoding
+        if self.policy.max_batch_tokens <= 0:
+            return [held]  # the window (at most max_batch_size texts) in arrival order
+        return [[held[i] for i in batch] for batch in plan_batches([h.tokens for h in held],
+                                                                    self.policy.max_batch_tokens)]
 
     def _run_pass(self, window: Window, batch: list[Held], picked_up: float, *, holding: bool) -> bool:
         """Run and publish one pass (``holding``: more passes of the window follow). False if the window turned out
@@ -176,7 +180,7 @@ class BatchLoop:
     def _infer(self, window: Window, held: list[Held], picked_up: float) -> None:
         started = time.perf_counter()
         try:
-            predictions = self._predictor.predict([h.item.text for h in held])
+            predictions = self._predictor.run([h.encoding for h in held])
             if len(predictions) != len(held):
                 raise RuntimeError(f"predictor returned {len(predictions)} results for {len(held)} texts")
         except Exception:

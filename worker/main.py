@@ -77,9 +77,10 @@ def describe(worker_id: str, settings: WorkerSettings, predictor: Predictor, loo
         "host": socket.gethostname(),
         "model": predictor.name,
         "device": predictor.device,
-        "backend": predictor.backend,
+        "backend": predictor.backend,  # BACKEND=auto: the one it chose
+        "backend_setting": settings.backend,
         "max_batch_size": settings.max_batch_size,
-        "max_batch_tokens": settings.max_batch_tokens,
+        "max_batch_tokens": loop.policy.max_batch_tokens,
         "started_at": f"{time.time():.3f}",
     }
 
@@ -118,8 +119,10 @@ def main() -> int:
     queue = RedisRequestQueue(client, keys, settings.reply_ttl_s, worker_id, incarnation, clock=clock)
     dead_letter = DeadLetterPolicy.of(settings)
     recovery = Recovery(client, keys, reply_ttl_s=settings.reply_ttl_s, dead_letter=dead_letter, clock=clock)
+    # MAX_BATCH_TOKENS unset: the budget the predictor runs best with (BACKEND=auto measured it).
+    max_batch_tokens = predictor.max_batch_tokens if settings.max_batch_tokens is None else settings.max_batch_tokens
     policy = BatchPolicy(settings.max_batch_size, settings.max_batch_wait_ms / 1000, settings.idle_block_s,
-                         settings.max_batch_tokens, settings.work_lease_s)
+                         max_batch_tokens, settings.work_lease_s)
     loop = BatchLoop(queue, predictor, policy, clock=clock)
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -178,8 +181,8 @@ def main() -> int:
     except redis.RedisError as exc:
         log.error("could not announce the worker: %s", exc)
         return 1
-    log.info("worker %s ready: model %s, max batch %d, queue %s", worker_id, predictor.name,
-             settings.max_batch_size, keys.requests)
+    log.info("worker %s ready: model %s, backend %s, max batch %d, token budget %d, queue %s", worker_id,
+             predictor.name, predictor.backend, settings.max_batch_size, max_batch_tokens, keys.requests)
     try:
         serve(loop, recovery, worker_id, incarnation, client, stop)
     except WorkerIdTaken:

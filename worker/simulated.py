@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 import zlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from common.protocol import Prediction
 
@@ -29,6 +30,7 @@ def simulated_score(text: str) -> float:
 class SimulatedPredictor:
     backend = "simulated"
     device = "none"
+    max_batch_tokens = 512
 
     def __init__(self, batch_ms: float, text_ms: float, *, sleep: Callable[[float], None] = time.sleep) -> None:
         if batch_ms < 0 or text_ms < 0:
@@ -43,18 +45,31 @@ class SimulatedPredictor:
     def cost_s(self, texts: int) -> float:
         return self.batch_s + self.text_s * texts
 
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        if not texts:
+    def tokenize(self, texts: Sequence[str]) -> list[SimulatedEncoding]:
+        return [SimulatedEncoding(t) for t in texts]
+
+    def run(self, encodings: Sequence[SimulatedEncoding]) -> list[Prediction]:  # type: ignore[override]
+        if not encodings:
             return []
-        cost = self.cost_s(len(texts))
+        cost = self.cost_s(len(encodings))
         if cost > 0:
             self._sleep(cost)
         self.forward_s += cost
-        return [Prediction(SIMULATED_LABEL, simulated_score(t)) for t in texts]
+        return [Prediction(SIMULATED_LABEL, simulated_score(e.text)) for e in encodings]
 
-    def token_lengths(self, texts: Sequence[str]) -> list[int]:
-        # Whitespace words + [CLS]/[SEP]: close enough to WordPiece on plain English for batch planning.
-        return [len(t.split()) + 2 for t in texts]
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        return self.run(self.tokenize(texts))
 
     def warm_up(self, batch_size: int) -> None:
         """Nothing to warm up (same interface as the real predictor)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedEncoding:
+    """A text as the simulated predictor carries it: the text itself, sized in words + [CLS]/[SEP] (close
+    enough to WordPiece on plain English for batch planning)."""
+
+    text: str
+
+    def __len__(self) -> int:
+        return len(self.text.split()) + 2

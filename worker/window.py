@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass, field
 
 from common.counters import WorkerCounts
@@ -19,11 +19,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class Held:
-    """A message this worker has popped: the decoded item, the raw bytes (to release it), its token length."""
+    """A message this worker has popped: the decoded item, the raw bytes (to release it), and its text's
+    encoding from the predictor (tokenized once per window, before its passes are planned)."""
 
     item: WorkItem
     raw: bytes
-    tokens: int = 0  # measured only when passes are planned by token budget
+    encoding: Sized = ()
+
+    @property
+    def tokens(self) -> int:
+        return len(self.encoding)
 
 
 @dataclass(slots=True)

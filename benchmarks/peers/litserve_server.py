@@ -20,6 +20,7 @@ from fastapi import HTTPException
 from common.logs import setup_logging
 from common.settings import NaiveSettings
 from worker.predictor import TransformersPredictor
+from worker.runtimes.auto import ProbePolicy
 
 
 class SentimentAPI(ls.LitAPI):
@@ -28,7 +29,9 @@ class SentimentAPI(ls.LitAPI):
         self.settings = settings
 
     def setup(self, device: str) -> None:
-        self.predictor = TransformersPredictor(self.settings)
+        # BACKEND=auto measures candidates the way LitServe batches: arrival order, up to max_batch_size.
+        self.predictor = TransformersPredictor(self.settings, probe=ProbePolicy(
+            self.max_batch_size, 0, self.settings.backend_allow_approximate))
         self.predictor.warm_up(self.max_batch_size)
 
     def decode_request(self, request: dict) -> str:

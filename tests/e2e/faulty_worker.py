@@ -6,22 +6,38 @@ text that contains it."""
 import os
 import sys
 import time
+from dataclasses import dataclass
 
 from worker import predictor as predictor_module
 from worker.main import main
+from worker.tokenizing import Encoding
 
-_original_predict = predictor_module.TransformersPredictor.predict
+_original_tokenize = predictor_module.TransformersPredictor.tokenize
+_original_run = predictor_module.TransformersPredictor.run
 
 
-def _faulty_predict(self, texts):
+@dataclass(slots=True)
+class Marked(Encoding):
+    """The encoding of a text holding the crash marker (the model's tokenizer may not keep its spelling)."""
+
+    marked: bool = True
+
+
+def _tokenize(self, texts):
     marker = os.environ.get("FAULT_CRASH_MARKER")
-    if marker and any(marker in text for text in texts):
+    encodings = _original_tokenize(self, texts)
+    return [Marked(e.ids, e.type_ids) if marker and marker in t else e for t, e in zip(texts, encodings)]
+
+
+def _faulty_run(self, encodings):
+    if any(isinstance(e, Marked) for e in encodings):
         os._exit(86)
     time.sleep(float(os.environ.get("FAULT_SLOW_S", "0")))
-    return _original_predict(self, texts)
+    return _original_run(self, encodings)
 
 
-predictor_module.TransformersPredictor.predict = _faulty_predict
+predictor_module.TransformersPredictor.tokenize = _tokenize
+predictor_module.TransformersPredictor.run = _faulty_run
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -28,3 +28,23 @@ def test_quick_benchmark_writes_json_markdown_and_charts(tiny_model, tmp_path):
     assert "batched/naive RPS" in markdown and "In-process ceiling" in markdown and "batched/LitServe RPS" in markdown
     for chart in results["charts"]:
         assert (tmp_path / chart).stat().st_size > 10_000
+
+
+def test_quick_backends_benchmark_measures_every_row_cold_and_warm(tiny_model, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.backends", "--quick", "--model", str(tiny_model), "--name", "backends",
+         "--out", str(tmp_path)],
+        cwd=ROOT, env=python_env(), capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = json.loads((tmp_path / "backends.json").read_text())["rows"]
+    assert set(rows) == {"service torch", "service onnxruntime", "service openvino", "service auto", "naive torch",
+                         "naive auto", "litserve"}
+    assert all(r["failures"] == 0 and r["rps"] > 0 for r in rows.values())
+    for backend in ("torch", "onnxruntime", "openvino", "auto"):
+        row = rows[f"service {backend}"]
+        assert row["ceiling"] > 0 and row["worker_rss_mb_ready"] > 0 and row["warm_start_s"] > 0
+        assert row["backend"] == backend or backend == "auto"
+    assert rows["service auto"]["backend"] in ("torch", "onnxruntime", "openvino")  # exact ones only by default
+    assert rows["litserve"]["backend"] == rows["service auto"]["backend"]  # the peer gets the same backend
+    assert "| service auto |" in (tmp_path / "backends.md").read_text()

@@ -94,6 +94,16 @@ def test_metrics_and_probes_over_http(service):
     metrics = httpx.get(f"{service.url}/metrics").text
     assert 'sentimentalyzer_requests_total{route="/predict",status="200"}' in metrics
     assert "sentimentalyzer_live_workers 2.0" in metrics
+    # BACKEND=auto (the default): each worker measured the installed backends and runs an exact one, the same
+    # one (same model, CPU and settings: the second read the first one's decision). Heartbeat, /readyz and
+    # /metrics say which.
+    client = redis.Redis.from_url(service.redis_url)
+    beats = [client.hgetall(service.keys.heartbeat(m.decode())) for m in client.hkeys(service.keys.workers)]
+    assert {b[b"backend_setting"] for b in beats} == {b"auto"}
+    backend, = {b[b"backend"].decode() for b in beats}
+    assert backend in ("torch", "onnxruntime", "openvino")
+    assert httpx.get(f"{service.url}/readyz").json()["backends"] == {backend: 2}
+    assert f'sentimentalyzer_workers_by_backend{{backend="{backend}"}} 2.0' in metrics
     assert "sentimentalyzer_request_latency_seconds_bucket" in metrics
     # Batch histograms are cluster-wide (from Redis): as many passes as the workers counted.
     batches = int(redis.Redis.from_url(service.redis_url).hget(service.keys.stats, "batches"))

@@ -38,7 +38,7 @@ def test_tiny_model_tells_texts_and_padding_apart(tiny_predictor):
     encoded = tiny_predictor.tokenizer(texts, padding=True, return_tensors="pt")
     padded = encoded["attention_mask"].sum(-1) < encoded["attention_mask"].shape[1]
     with torch.inference_mode():
-        unmasked = tiny_predictor.model(input_ids=encoded["input_ids"]).logits.softmax(-1).max(-1).values
+        unmasked = tiny_predictor.runtime.model(input_ids=encoded["input_ids"]).logits.softmax(-1).max(-1).values
     changed = [abs(float(u) - expected[t].score) > 100 * SCORE_TOLERANCE for t, u, p in zip(texts, unmasked, padded) if p]
     assert sum(changed) > 0.9 * len(changed)
 
@@ -71,7 +71,7 @@ def test_bench_model_has_distilbert_sst2_architecture(tmp_path):
     assert config["sentimentalyzer_random_weights"] is True
     assert "RANDOM WEIGHTS" in (out / "README.md").read_text()
     predictor = TransformersPredictor(ModelSettings(model=str(out), torch_threads=1))
-    params = sum(p.numel() for p in predictor.model.parameters())
+    params = sum(p.numel() for p in predictor.runtime.model.parameters())
     assert 66_000_000 < params < 67_500_000  # distilbert-base-uncased-finetuned-sst-2-english: 66,955,010
     if (MINILM / "tokenizer.json").is_file():  # same uncased WordPiece vocab as the real checkpoints
         from transformers import AutoTokenizer
@@ -102,7 +102,7 @@ def test_trained_model_agrees_with_its_published_accuracy(shared_minilm):
 def test_int8_backend_quantizes_linear_layers_and_answers_close_to_fp32(tiny_model, tiny_predictor):
     predictor = TransformersPredictor(ModelSettings(model=str(tiny_model), backend="torch-int8"))
     assert predictor.backend == "torch-int8"
-    assert "quantized" in type(predictor.model.distilbert.transformer.layer[0].ffn.lin1).__module__
+    assert "quantized" in type(predictor.runtime.model.distilbert.transformer.layer[0].ffn.lin1).__module__
     expected = expected_answers(tiny_predictor, sentences(60, seed=5))
     got = predictor.predict(list(expected))
     clear = [(g, e) for g, e in zip(got, expected.values()) if e.score > 0.6]  # labels near a tie may flip
@@ -120,7 +120,7 @@ def test_bf16_backend_runs_the_model_in_bfloat16_and_answers_like_fp32(tiny_mode
     import torch
 
     predictor = TransformersPredictor(ModelSettings(model=str(tiny_model), device="cpu", backend="torch-bf16"))
-    assert predictor.model.dtype == torch.bfloat16
+    assert predictor.runtime.model.dtype == torch.bfloat16
     expected = expected_answers(tiny_predictor, sentences(60, seed=5))
     assert_discriminating(expected, BF16_TOLERANCE, max_confusable=0.03)
     got = predictor.predict(list(expected))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from common.protocol import Prediction, Reply, WorkItem, encode_item, new_request_id
 from worker.window import Outbox, Popped
@@ -54,25 +55,43 @@ class FakePredictor:
     device = "none"
     backend = "fake"
 
+    max_batch_tokens = 512
+
     def __init__(self, fail_on: str | None = None, pass_s: float = 0.0) -> None:
-        self.batches: list[list[str]] = []
+        self.batches: list[list[str]] = []  # the texts of each forward pass
+        self.tokenized: list[list[str]] = []  # the texts of each tokenize call
         self.fail_on = fail_on
         self.pass_s = pass_s  # a forward pass takes at least this long
         self.tokenize_s = 0.0
         self.forward_s = 0.0
 
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        self.batches.append(list(texts))
+    def tokenize(self, texts: Sequence[str]) -> list[FakeEncoding]:
+        self.tokenized.append(list(texts))
+        return [FakeEncoding(t) for t in texts]
+
+    def run(self, encodings: Sequence[FakeEncoding]) -> list[Prediction]:
+        texts = [e.text for e in encodings]
+        self.batches.append(texts)
         if self.fail_on is not None and any(self.fail_on in t for t in texts):
             raise RuntimeError("CUDA out of memory (simulated)")
         time.sleep(self.pass_s)
         return [Prediction("POSITIVE" if "good" in t else "NEGATIVE", len(t) / 1000) for t in texts]
 
-    def token_lengths(self, texts: Sequence[str]) -> list[int]:
-        return [len(t.split()) + 2 for t in texts]  # words + [CLS] and [SEP]
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        return self.run(self.tokenize(texts))
 
     def warm_up(self, batch_size: int) -> None:
         """Nothing to warm up."""
+
+
+@dataclass(frozen=True, slots=True)
+class FakeEncoding:
+    """A text carried as itself; its length is words + [CLS] and [SEP]."""
+
+    text: str
+
+    def __len__(self) -> int:
+        return len(self.text.split()) + 2
 
 
 class Clock:

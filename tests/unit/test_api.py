@@ -141,9 +141,10 @@ def test_readyz_needs_a_live_worker_heartbeat():
             r = await http.get("/readyz")
             assert r.status_code == 503 and "no live worker" in r.json()["error"]["message"]
             await client.hset(s.keys().workers, mapping={"w1": "a", "w2": "b"})  # registered, but only w1 beats
-            await client.hset(s.keys().heartbeat("w1"), "pid", "1")
+            await client.hset(s.keys().heartbeat("w1"), mapping={"pid": "1", "backend": "openvino"})
             r = await http.get("/readyz")
             assert r.status_code == 200 and r.json()["workers"] == 1
+            assert r.json()["backends"] == {"openvino": 1}  # what the live workers run
 
     run(scenario())
 

@@ -160,7 +160,7 @@ def test_counters_of_the_window_go_out_with_the_first_pass():
 
 def test_tokenization_failure_answers_the_window_with_errors(caplog):
     class BrokenTokenizer(FakePredictor):
-        def token_lengths(self, texts):
+        def tokenize(self, texts):
             raise RuntimeError("tokenizer exploded")
 
     queue = FakeQueue(items(["a", "b"]))
@@ -171,32 +171,40 @@ def test_tokenization_failure_answers_the_window_with_errors(caplog):
     assert caplog.messages == ["tokenization failed for a window of 2 texts"]
 
 
-def test_a_predictor_that_miscounts_fails_the_pass_with_the_reason(caplog):
-    class Miscounting(FakePredictor):
-        def predict(self, texts):
-            return super().predict(texts)[:-1]
+@pytest.mark.parametrize("budget,passes", [(0, [["a b", "c", "d e f"]]), (1, [["a b"], ["c"], ["d e f"]])])
+def test_no_token_budget_keeps_the_window_whole_and_a_tiny_one_splits_it(budget, passes):
+    predictor = FakePredictor()
+    queue = FakeQueue(items(["a b", "c", "d e f"]))
+    BatchLoop(queue, predictor, BatchPolicy(8, 0.0, 0.5, max_batch_tokens=budget), clock=Clock()).run(max_batches=1)
+    assert predictor.batches == passes
+    assert predictor.tokenized == [["a b", "c", "d e f"]]  # the window, tokenized once, whatever its passes
 
+
+def test_a_window_is_tokenized_once_and_its_passes_run_on_those_encodings():
+    """Planning by length and running the passes share one tokenization of the window."""
+    texts = ["w " * n for n in (30, 2, 28, 3, 1, 29)]
+    predictor = FakePredictor()
+    queue = FakeQueue(items(texts))
+    BatchLoop(queue, predictor, BatchPolicy(8, 0.0, 0.5, max_batch_tokens=70), clock=Clock()).run(max_batches=1)
+    assert predictor.tokenized == [texts]
+    assert sorted(map(sorted, predictor.batches)) == sorted(map(sorted, [[texts[2], texts[5]], [texts[0]],
+                                                                         [texts[1], texts[3], texts[4]]]))
+    assert sorted(r.prediction.score for r in queue.replies) == sorted(len(t) / 1000 for t in texts)
+    assert sum(o.counts.tokens for o in queue.published) == sum(len(t.split()) + 2 for t in texts)
+
+
+@pytest.mark.parametrize("step,reason", [("run", "predictor returned 2 results for 3 texts"),
+                                         ("tokenize", "tokenizer returned 2 encodings for 3 texts")])
+def test_a_predictor_that_miscounts_fails_the_texts_with_the_reason(step, reason, caplog):
+    class Miscounting(FakePredictor):
+        pass
+
+    setattr(Miscounting, step, lambda self, values: getattr(FakePredictor, step)(self, values)[:-1])
     queue = FakeQueue(items(["a", "b", "c"]))
     with caplog.at_level(logging.ERROR, logger="worker.loop"):
         make_loop(queue, Miscounting()).run(max_batches=1)
     assert [r.error.code for r in queue.replies] == [ErrorCode.INFERENCE_FAILED] * 3
-    assert str(caplog.records[0].exc_info[1]) == "predictor returned 2 results for 3 texts"
-
-
-@pytest.mark.parametrize("budget,passes", [(0, [["a b", "c", "d e f"]]), (1, [["a b"], ["c"], ["d e f"]])])
-def test_no_token_budget_keeps_the_window_whole_and_a_tiny_one_splits_it(budget, passes):
-    class CountingTokenizer(FakePredictor):
-        tokenized = 0
-
-        def token_lengths(self, texts):
-            self.tokenized += 1
-            return super().token_lengths(texts)
-
-    predictor = CountingTokenizer()
-    queue = FakeQueue(items(["a b", "c", "d e f"]))
-    BatchLoop(queue, predictor, BatchPolicy(8, 0.0, 0.5, max_batch_tokens=budget), clock=Clock()).run(max_batches=1)
-    assert predictor.batches == passes
-    assert predictor.tokenized == (1 if budget else 0)  # no budget: no tokenization just to plan
+    assert str(caplog.records[0].exc_info[1]) == reason
 
 
 def test_every_popped_message_is_released_exactly_once():

@@ -17,8 +17,8 @@ def test_the_snapshot_reads_depth_live_workers_counters_and_histograms():
     client = fakeredis.FakeRedis(server=server)
     client.rpush(KEYS.requests, b"a", b"b", b"c")
     client.hset(KEYS.workers, mapping={"w1": "a", "w2": "b", "w3": "c", "w4": "d"})
-    for worker in ("w1", "w3", "w4"):
-        client.hset(KEYS.heartbeat(worker), "pid", "1")  # w2 registered, heartbeat expired
+    for worker, backend in (("w1", "openvino"), ("w3", "onnxruntime"), ("w4", "openvino")):
+        client.hset(KEYS.heartbeat(worker), mapping={"pid": "1", "backend": backend})  # w2: heartbeat expired
     client.rpush(KEYS.inflight("w4"), b"held")  # w4 beats but holds work past its lease: stalled
     client.hset(KEYS.stats, mapping={"texts": 12, "batches": 4})
     client.hset(KEYS.histogram(BATCH_HISTOGRAM_NAMES[0]), mapping={"le=4": 3, "sum": 9.5})
@@ -30,6 +30,7 @@ def test_the_snapshot_reads_depth_live_workers_counters_and_histograms():
     snapshot, live, depth = asyncio.run(read())
     assert (snapshot.queue_depth, snapshot.live_workers, depth, live) == (3, 2, 3, ["w1", "w3"])
     assert snapshot.stalled_workers == 1
+    assert snapshot.backends == {"onnxruntime": 1, "openvino": 1}  # live ones only: w4 is stalled
     assert snapshot.worker_counts == {"texts": 12, "batches": 4}
     assert snapshot.batch_histograms[BATCH_HISTOGRAM_NAMES[0]] == {"le=4": 3.0, "sum": 9.5}
     assert all(snapshot.batch_histograms[name] == {} for name in BATCH_HISTOGRAM_NAMES[1:])

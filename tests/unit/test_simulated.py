@@ -27,7 +27,7 @@ def test_no_op_never_sleeps_and_an_empty_pass_costs_nothing():
 
 
 def test_token_lengths_count_words_plus_special_tokens():
-    assert SimulatedPredictor(0, 0).token_lengths(["one two three", ""]) == [5, 2]
+    assert [len(e) for e in SimulatedPredictor(0, 0).tokenize(["one two three", ""])] == [5, 2]
 
 
 def test_negative_costs_are_refused():

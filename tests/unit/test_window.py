@@ -71,7 +71,7 @@ def test_queue_time_is_never_negative_under_clock_skew():
 def test_token_counts_of_several_passes_add_up():
     window = window_of(["a", "bb", "ccc"])
     for h, tokens in zip(window.held, (3, 4, 6)):
-        h.tokens = tokens
+        h.encoding = [0] * tokens  # any sized encoding: its length is the tokens it takes
     window.answer(window.held[:2], [Prediction("POSITIVE", 0.6)] * 2, picked_up=1000.0, inference_s=0.01)
     window.answer(window.held[2:], [Prediction("POSITIVE", 0.6)], picked_up=1000.0, inference_s=0.01)
     counts = window.take_outbox().counts

@@ -1,0 +1,69 @@
+"""The settings of a process that loads the model (a worker, the naive server, the benchmark peers)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SETTINGS_CONFIG = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+
+BACKEND_PATTERN = "^(auto|torch|onnxruntime|openvino|torch-bf16|torch-int8|openvino-bf16|simulated)$"
+BACKENDS_HELP = (
+    "Exact (PyTorch fp32's answers, measured: README, Backends): `torch` (PyTorch eager, the reference; fp16 on "
+    "CUDA), `onnxruntime` and `openvino` (the model exported once to ONNX, cached in EXPORT_CACHE_DIR; about 2x "
+    "PyTorch on CPUs). Approximate (faster where the CPU has the instructions, scores differ): `torch-bf16`, "
+    "`openvino-bf16` (bf16 units: AMX / AVX512-BF16; slower than fp32 without them), `torch-int8` (CPU, Linear "
+    "layers dynamically quantized). `simulated` (workers only): no model, each pass sleeps `SIMULATED_BATCH_MS "
+    "+ SIMULATED_TEXT_MS` x texts and answers label `SIMULATED`, for measuring the queueing system."
+)
+
+
+def default_cache_dir() -> str:
+    return str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sentimentalyzer")
+
+
+class ModelSettings(BaseSettings):
+    model_config = SETTINGS_CONFIG
+
+    model: str = Field(
+        "distilbert-base-uncased-finetuned-sst-2-english",
+        description="Hugging Face hub id or local model directory. Offline machines need a local directory, "
+        "e.g. the bench model from `python -m worker.make_model bench models/bench`.",
+    )
+    device: str = Field(
+        "auto",
+        pattern="^(auto|cpu|cuda(:[0-9]+)?)$",
+        description="`auto` picks CUDA (fp16) when available, else CPU (fp32). `cpu`/`cuda` force one.",
+    )
+    backend: str = Field(
+        "torch",
+        pattern=BACKEND_PATTERN,
+        description="The naive server's default is `torch` (the seed's experiment); `auto` measures the "
+        "installed backends and runs the fastest exact one (see the worker's BACKEND). " + BACKENDS_HELP,
+    )
+    backend_allow_approximate: bool = Field(
+        False,
+        description="BACKEND=auto only: let approximate backends (bf16, int8) compete too. Faster on CPUs with "
+        "bf16 / int8 units, at the price of scores that differ from PyTorch fp32 (and rare label flips).",
+    )
+    export_cache_dir: str = Field(
+        default_factory=default_cache_dir,
+        description="Where ONNX exports and BACKEND=auto's decisions are kept (keyed by the model's content, "
+        "torch / runtime versions and CPU). First start: export (~10 s for DistilBERT) and measure; later "
+        "starts load from here in seconds. Share it between workers (compose: the models volume).",
+    )
+    torch_threads: int = Field(
+        0,
+        ge=0,
+        description="Intra-op threads per model process, for every backend; 0 keeps the runtime's default (all "
+        "cores). With several workers on one machine, give each cores/workers threads to avoid oversubscription.",
+    )
+    max_sequence_tokens: int = Field(
+        0,
+        ge=0,
+        description="Truncate texts to this many tokens; 0 uses the model's own limit (512 for DistilBERT). "
+        "Lower bounds the cost of a batch with one very long text, at the price of ignoring its tail.",
+    )

@@ -1,0 +1,129 @@
+"""Every installed backend on the tiny model, the ONNX export cache, and BACKEND=auto end to end in-process."""
+
+import json
+import logging
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from common.settings import ModelSettings, WorkerSettings
+from tests.answers import SCORE_TOLERANCE, assert_discriminating, expected_answers, same_answer
+from tests.helpers import sentences
+from worker.model_source import resolve_model
+from worker.predictor import TransformersPredictor, load_predictor
+from worker.runtimes import BACKENDS, installed
+from worker.runtimes.onnx_export import MANIFEST, exported_onnx
+
+EXACT = [b for b, spec in BACKENDS.items() if spec.full_precision and b != "torch"]
+INPUTS = ("input_ids", "attention_mask")
+
+
+@pytest.mark.parametrize("backend", EXACT)
+def test_each_exact_backend_answers_like_torch_fp32_alone_and_padded(backend, tiny_model, tiny_predictor, tmp_path):
+    if not installed(backend):
+        pytest.skip(f"{backend} is not installed")
+    predictor = TransformersPredictor(ModelSettings(model=str(tiny_model), backend=backend, torch_threads=1,
+                                                    export_cache_dir=str(tmp_path)))
+    assert predictor.backend == backend
+    expected = expected_answers(tiny_predictor, sentences(80, seed=11))
+    assert_discriminating(expected)
+    texts = list(expected)
+    alone = [predictor.predict([t])[0] for t in texts]
+    together = predictor.predict(texts)  # one pass, padded to the longest
+    for text, a, b in zip(texts, alone, together):
+        assert same_answer(a.label, a.score, expected[text]) and same_answer(b.label, b.score, expected[text]), text
+
+
+@pytest.mark.parametrize("backend", EXACT)
+def test_each_backend_serves_concurrent_callers(backend, tiny_model, tiny_predictor, tmp_path):
+    """The naive server and LitServe call the predictor from a thread pool (an OpenVINO infer request, for one,
+    is not thread-safe)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not installed(backend):
+        pytest.skip(f"{backend} is not installed")
+    predictor = TransformersPredictor(ModelSettings(model=str(tiny_model), backend=backend, torch_threads=1,
+                                                    export_cache_dir=str(tmp_path)))
+    expected = expected_answers(tiny_predictor, sentences(40, seed=13))
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda t: predictor.predict([t])[0], list(expected) * 3))
+    for text, got in zip(list(expected) * 3, answers):
+        assert same_answer(got.label, got.score, expected[text]), text
+
+
+def export_in_another_process(model: str, cache: str, queue) -> None:
+    logging.basicConfig(level=logging.INFO)
+    queue.put(str(exported_onnx(resolve_model(model), Path(cache), INPUTS)))
+
+
+def test_the_export_is_cached_shared_by_concurrent_starters_and_rebuilt_when_corrupt(tiny_model, tmp_path, caplog):
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    starters = [ctx.Process(target=export_in_another_process, args=(str(tiny_model), str(tmp_path), queue))
+                for _ in range(2)]
+    for p in starters:
+        p.start()
+    for p in starters:
+        p.join(120)
+        assert p.exitcode == 0
+    first, second = queue.get(timeout=5), queue.get(timeout=5)
+    assert first == second  # one entry, written once; no temporary directory left behind
+    entries = [p.name for p in (tmp_path / "onnx").iterdir() if p.is_dir()]
+    assert len(entries) == 1 and not entries[0].startswith(".")
+    graph = Path(first)
+    manifest = json.loads((graph.parent / MANIFEST).read_text())
+    assert manifest["bytes"] == graph.stat().st_size and manifest["model"] == str(tiny_model)
+
+    written = graph.stat().st_mtime_ns
+    assert exported_onnx(resolve_model(str(tiny_model)), tmp_path, INPUTS) == graph
+    assert graph.stat().st_mtime_ns == written  # reused, not exported again
+
+    graph.write_bytes(graph.read_bytes()[:1000])  # a torn copy
+    with caplog.at_level(logging.WARNING, logger="worker.runtimes.onnx_export"):
+        assert exported_onnx(resolve_model(str(tiny_model)), tmp_path, INPUTS) == graph
+    assert any("corrupt: rebuilding" in m for m in caplog.messages)
+    assert graph.stat().st_size == manifest["bytes"]
+
+
+def test_a_changed_model_gets_an_export_of_its_own(tiny_model, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_model, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["id2label"] = {"0": "NEG", "1": "POS"}
+    (copy / "config.json").write_text(json.dumps(config))
+    original = exported_onnx(resolve_model(str(tiny_model)), tmp_path / "cache", INPUTS)
+    changed = exported_onnx(resolve_model(str(copy)), tmp_path / "cache", INPUTS)
+    assert original.parent != changed.parent
+
+
+def test_auto_picks_an_exact_backend_and_the_next_start_reads_its_decision(tiny_model, tiny_predictor, tmp_path,
+                                                                          caplog):
+    settings = WorkerSettings(model=str(tiny_model), torch_threads=1, max_batch_size=16,
+                              export_cache_dir=str(tmp_path))
+    assert settings.backend == "auto" and settings.max_batch_tokens is None  # the defaults
+    with caplog.at_level(logging.INFO, logger="worker.runtimes.auto"):
+        first = load_predictor(settings)
+    assert first.backend in BACKENDS and BACKENDS[first.backend].full_precision
+    assert first.choice is not None and not first.choice.from_cache
+    assert first.max_batch_tokens in (256, 512, 1024)
+    assert any("measured the installed backends" in m and "<- chosen" in m for m in caplog.messages)
+    expected = expected_answers(tiny_predictor, sentences(30, seed=12))
+    for got, want in zip(first.predict(list(expected)), expected.values()):
+        assert same_answer(got.label, got.score, want, SCORE_TOLERANCE)
+
+    second = load_predictor(settings)
+    assert (second.backend, second.max_batch_tokens) == (first.backend, first.max_batch_tokens)
+    assert second.choice.from_cache
+
+
+def test_a_failed_export_names_the_model_and_the_fix_and_leaves_no_entry(tiny_model, tmp_path):
+    from worker.model_source import ModelLoadError
+
+    # DistilBERT takes no segment ids: asking the export for them fails like an unsupported architecture does.
+    with pytest.raises(ModelLoadError) as info:
+        exported_onnx(resolve_model(str(tiny_model)), tmp_path, (*INPUTS, "token_type_ids"))
+    assert str(tiny_model) in str(info.value) and "BACKEND=torch" in str(info.value)
+    assert [p for p in (tmp_path / "onnx").iterdir() if p.is_dir()] == []

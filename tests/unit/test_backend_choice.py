@@ -1,0 +1,156 @@
+"""BACKEND=auto's choice (worker/runtimes/choice.py, auto.py) with fake candidates: no model, no runtime."""
+
+import time
+
+import numpy as np
+import pytest
+
+from tests.unit.test_tokenizing import FakeHfTokenizer
+from worker.model_source import ModelLoadError, ModelSource
+from worker.runtimes import auto
+from worker.runtimes.auto import ProbePolicy, decide
+from worker.runtimes.choice import Choice, DecisionCache, Measured, NoCandidate, best_budget, choose
+from worker.tokenizing import Tokenizer
+
+
+def measured(backend, rate, *, full=True, diff=0.0, labels=True, error=""):
+    return Measured(backend, full, labels, diff, rate, error)
+
+
+def test_the_fastest_exact_backend_wins():
+    table = [measured("torch", 80), measured("onnxruntime", 150), measured("openvino", 170)]
+    assert choose(table, allow_approximate=False).backend == "openvino"
+
+
+def test_approximate_ones_compete_only_when_allowed():
+    table = [measured("torch", 80), measured("openvino", 170),
+             measured("openvino-bf16", 300, full=False, diff=5e-3),  # reduced precision
+             measured("onnxruntime", 400, diff=2e-4)]  # fp32, but measured off the reference: approximate
+    assert [m.kind for m in table] == ["exact", "exact", "approximate", "approximate"]
+    assert choose(table, allow_approximate=False).backend == "openvino"
+    assert choose(table, allow_approximate=True).backend == "onnxruntime"
+
+
+def test_a_flipped_label_or_a_failure_is_never_exact():
+    assert not measured("openvino", 999, labels=False).exact
+    failed = measured("onnxruntime", 999, error="cannot export")
+    assert failed.kind == "failed"
+    assert choose([measured("torch", 1), failed], allow_approximate=True).backend == "torch"
+    with pytest.raises(NoCandidate, match="onnxruntime: cannot export"):
+        choose([failed], allow_approximate=True)
+
+
+def test_another_token_budget_needs_a_clear_margin():
+    assert best_budget({256: 104.0, 512: 100.0, 1024: 90.0}, 512) == 512  # within the probe's noise
+    assert best_budget({256: 120.0, 512: 100.0, 1024: 90.0}, 512) == 256
+
+
+def test_the_decision_cache_round_trips_and_ignores_garbage(tmp_path):
+    cache = DecisionCache(tmp_path)
+    key = cache.key({"model": "abc", "threads": 2})
+    assert key != cache.key({"model": "abc", "threads": 1}) and cache.load(key) is None
+    choice = Choice("openvino", 256, [measured("torch", 80), measured("openvino", 170)], {256: 180.0, 512: 170.0})
+    path = cache.save(key, choice, {"model": "abc"})
+    loaded = cache.load(key)
+    assert (loaded.backend, loaded.max_batch_tokens, loaded.budgets, loaded.from_cache) == (
+        "openvino", 256, {256: 180.0, 512: 170.0}, str(path))
+    assert [m.backend for m in loaded.table] == ["torch", "openvino"]
+    path.write_text("{not json")
+    assert cache.load(key) is None
+
+
+class FakeRuntime:
+    """Logits from the token ids (the same for every exact runtime), ``noise`` added, ``per_text_s`` per text."""
+
+    device = "cpu"
+
+    def __init__(self, backend, per_text_s, noise=0.0):
+        self.backend, self.per_text_s, self.noise = backend, per_text_s, noise
+
+    def logits(self, inputs):
+        ids = inputs["input_ids"] * inputs["attention_mask"]
+        time.sleep(self.per_text_s * len(ids))
+        first = (ids.sum(axis=1) % 7).astype(np.float32) / 3
+        return np.stack([first + self.noise, 1 - first], axis=1)
+
+
+@pytest.fixture
+def source(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    return ModelSource(str(model), model)
+
+
+def run_decide(source, cache_dir, runtimes, policy):
+    opened = []
+
+    def opener(backend):
+        opened.append(backend)
+        if backend not in runtimes:
+            raise ModelLoadError(f"{backend} is broken here")
+        return runtimes[backend]
+
+    choice = decide(source, Tokenizer(FakeHfTokenizer(), 64), opener, policy, device="cpu", threads=2,
+                    cache_dir=cache_dir)
+    return choice, opened
+
+
+def test_decide_measures_picks_and_reuses_its_decision(source, tmp_path, monkeypatch):
+    monkeypatch.setattr(auto, "installed", lambda backend: True)
+    runtimes = {"torch": FakeRuntime("torch", 2e-4), "onnxruntime": FakeRuntime("onnxruntime", 1e-4),
+                "openvino-bf16": FakeRuntime("openvino-bf16", 1e-5, noise=1e-3)}  # fastest, but approximate
+    policy = ProbePolicy(window=16, max_batch_tokens=None, seconds=0.05)
+    choice, opened = run_decide(source, tmp_path, runtimes, policy)
+    assert choice.backend == "onnxruntime" and not choice.from_cache
+    assert opened == ["torch", "onnxruntime", "openvino"]  # the reference first; approximate ones not even loaded
+    assert {m.backend: m.kind for m in choice.table} == {"torch": "exact", "onnxruntime": "exact", "openvino": "failed"}
+    assert set(choice.budgets) == {256, 512, 1024} and choice.max_batch_tokens in choice.budgets
+
+    again, opened = run_decide(source, tmp_path, runtimes, policy)
+    assert (again.backend, again.max_batch_tokens, opened) == ("onnxruntime", choice.max_batch_tokens,
+                                                               [])  # nothing measured again
+    assert again.from_cache
+
+    allowed, _ = run_decide(source, tmp_path, runtimes, ProbePolicy(16, None, allow_approximate=True, seconds=0.05))
+    assert allowed.backend == "openvino-bf16" and not allowed.from_cache  # another setting: another decision
+    assert {m.backend: m.kind for m in allowed.table}["openvino-bf16"] == "approximate"
+
+
+def test_a_set_token_budget_is_used_as_is(source, tmp_path, monkeypatch):
+    monkeypatch.setattr(auto, "installed", lambda backend: backend in ("torch", "onnxruntime"))
+    runtimes = {"torch": FakeRuntime("torch", 1e-4), "onnxruntime": FakeRuntime("onnxruntime", 2e-4)}
+    choice, _ = run_decide(source, tmp_path, runtimes, ProbePolicy(8, 128, seconds=0.05))
+    assert (choice.backend, choice.max_batch_tokens, choice.budgets) == ("torch", 128, {})
+
+
+def test_the_reference_failing_stops_the_start(source, tmp_path, monkeypatch):
+    monkeypatch.setattr(auto, "installed", lambda backend: backend == "torch")
+    with pytest.raises(ModelLoadError, match="torch is broken"):
+        run_decide(source, tmp_path, {}, ProbePolicy(8, None, seconds=0.05))
+
+
+class CrashingOpener:
+    """A picklable opener whose ``crash_on`` backend kills the process, as a segfaulting runtime would."""
+
+    def __init__(self, crash_on):
+        self.crash_on = crash_on
+
+    def __call__(self, backend):
+        if backend == self.crash_on:
+            import os
+
+            os._exit(139)
+        return FakeRuntime(backend, 0.0)
+
+
+def test_a_runtime_crashing_the_measuring_child_fails_the_start_with_the_fix(source, tmp_path, monkeypatch):
+    policy = ProbePolicy(4, 64, seconds=0.05)
+    tokenizer = Tokenizer(FakeHfTokenizer(), 64)
+    with pytest.raises(ModelLoadError, match="died .* set BACKEND"):
+        decide(source, tokenizer, CrashingOpener("onnxruntime"), policy, device="cpu", threads=1, cache_dir=tmp_path,
+               isolate=True)
+    assert list((tmp_path / "choices").glob("*.json")) == []  # no decision recorded
+    choice = decide(source, tokenizer, CrashingOpener("nothing"), policy, device="cpu", threads=1,
+                    cache_dir=tmp_path, isolate=True)
+    assert choice.backend in ("torch", "onnxruntime", "openvino")  # measured in the child, returned to us

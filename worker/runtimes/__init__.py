@@ -1,0 +1,96 @@
+"""Runtimes: what runs a forward pass over padded token arrays and returns logits. One interface, several
+backends (the ``BACKEND`` setting); ``worker.predictor`` puts a tokenizer and one runtime together.
+
+Every backend is **exact** or **approximate**. Exact ones compute in fp32 like the PyTorch reference and must
+give its answers (labels equal, scores within 1e-4: measured by ``benchmarks/agreement.py`` and at start-up by
+``BACKEND=auto``, never assumed from documentation); approximate ones trade precision for speed and are only
+used when asked for by name or allowed by ``BACKEND_ALLOW_APPROXIMATE``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from worker.model_source import ModelLoadError, ModelSource
+
+
+class Runtime(Protocol):
+    backend: str  # the BACKEND it implements
+    device: str  # "cpu", "cuda:0"
+
+    def logits(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """One forward pass: int64 arrays (texts, tokens) in, float32 logits (texts, labels) out."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class BackendSpec:
+    name: str
+    family: str  # "torch", "onnxruntime", "openvino": the module that implements it
+    full_precision: bool  # fp32 compute: a candidate for exact answers (still measured)
+    requires: str  # the Python package it needs installed
+
+
+BACKENDS: dict[str, BackendSpec] = {spec.name: spec for spec in (
+    BackendSpec("torch", "torch", True, "torch"),  # the reference: fp32 on CPU (fp16 on CUDA)
+    BackendSpec("onnxruntime", "onnxruntime", True, "onnxruntime"),
+    BackendSpec("openvino", "openvino", True, "openvino"),
+    BackendSpec("torch-bf16", "torch", False, "torch"),
+    BackendSpec("torch-int8", "torch", False, "torch"),
+    BackendSpec("openvino-bf16", "openvino", False, "openvino"),
+)}
+REFERENCE = "torch"
+
+
+def installed(backend: str) -> bool:
+    return importlib.util.find_spec(BACKENDS[backend].requires) is not None
+
+
+def probabilities(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the labels, in float32 like the PyTorch reference's ``logits.float().softmax(-1)``."""
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def open_runtime(backend: str, source: ModelSource, *, device: str, threads: int, cache_dir: Path,
+                 input_names: tuple[str, ...]) -> Runtime:
+    """The runtime for ``backend`` on ``source``; ONNX-based ones load the cached export (exporting it first)."""
+    spec = BACKENDS[backend]
+    if not installed(backend):
+        raise ModelLoadError(f"BACKEND={backend} needs the {spec.requires} package, which is not installed: "
+                             "pip install -r requirements.txt (it pins it), or choose another BACKEND")
+    if spec.family == "torch":
+        from worker.runtimes.torch_runtime import TorchRuntime
+
+        return TorchRuntime(source, backend, device, threads)
+    from worker.runtimes.onnx_export import exported_onnx
+
+    graph = exported_onnx(source, cache_dir, input_names)
+    if spec.family == "onnxruntime":
+        from worker.runtimes.ort_runtime import OrtRuntime
+
+        return OrtRuntime(graph, backend, device, threads)
+    from worker.runtimes.openvino_runtime import OpenVinoRuntime
+
+    return OpenVinoRuntime(graph, backend, device, threads)
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeFactory:
+    """Opens a runtime for a backend on one model and device: what BACKEND=auto's probe calls per candidate (a
+    picklable value, so the probe can run in a child process)."""
+
+    source: ModelSource
+    device: str
+    threads: int
+    cache_dir: Path
+    input_names: tuple[str, ...]
+
+    def __call__(self, backend: str) -> Runtime:
+        return open_runtime(backend, self.source, device=self.device, threads=self.threads,
+                            cache_dir=self.cache_dir, input_names=self.input_names)

@@ -1,0 +1,169 @@
+"""``BACKEND=auto``: measure the installed backends on the loaded model and pick the fastest exact one.
+
+Each candidate is loaded, checked against PyTorch fp32 on fixed sentences (labels equal, probabilities within
+1e-4: exact), and timed on windows of those sentences run the way the worker runs them (grouped into passes by
+token length within the token budget). The winner's token budget is tuned the same way when MAX_BATCH_TOKENS is
+not set. The decision is cached per (model content, CPU, threads, batch policy, runtime versions), so later
+starts load only the chosen backend. Concurrent first starts take turns on a lock: one measures, the others read
+its decision.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import platform
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock
+
+from worker.batching import plan_batches
+from worker.model_source import ModelLoadError, ModelSource
+from worker.runtimes import BACKENDS, REFERENCE, Runtime, installed, probabilities
+from worker.runtimes.choice import Choice, DecisionCache, Measured, best_budget, choose, table_lines
+from worker.runtimes.probe_texts import PROBE_TEXTS
+from worker.tokenizing import Encoding, Tokenizer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_TOKENS = 512
+BUDGETS = (256, 512, 1024)
+AGREEMENT_PASS = 8  # texts per pass in the agreement check: padded passes, like real ones
+
+
+@dataclass(frozen=True, slots=True)
+class ProbePolicy:
+    window: int  # texts per window: the worker's MAX_BATCH_SIZE (1 for the naive server)
+    max_batch_tokens: int | None  # set: measured with it; None: the winner's budget is tuned
+    allow_approximate: bool = False
+    seconds: float = 1.5  # timing per candidate and budget (less for small models: 20 windows, 0.3 s at least)
+
+
+OpenRuntime = Callable[[str], Runtime]
+
+
+def decide(source: ModelSource, tokenizer: Tokenizer, open_runtime: OpenRuntime, policy: ProbePolicy, *,
+           device: str, threads: int, cache_dir: Path, isolate: bool = False) -> Choice:
+    """The backend (and token budget) to run. ``isolate``: measure in a child process, so that the candidates'
+    weights and runtimes never stay in this one (the caller loads only the winner) and a runtime that crashes
+    on the model cannot take the caller down; ``open_runtime`` must then be picklable."""
+    parts = decision_inputs(source, tokenizer, policy, device=device, threads=threads)
+    cache = DecisionCache(cache_dir / "choices")
+    key = cache.key(parts)
+    cache.directory.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cache.path(key).with_suffix(".lock"))):
+        cached = cache.load(key)
+        if cached is not None and installed(cached.backend):
+            log.info("BACKEND=auto: %s, token budget %d (decided earlier: %s; delete it to measure again)",
+                     cached.backend, cached.max_batch_tokens, cached.from_cache)
+            return cached
+        log.info("BACKEND=auto: measuring the installed backends on %s (first start with this model, CPU and "
+                 "settings)", source.ref)
+        choice = measure_in_child(source, tokenizer, open_runtime, policy) if isolate else measure(
+            source, tokenizer, open_runtime, policy)
+        path = cache.save(key, choice, parts)
+    log.info("BACKEND=auto measured the installed backends (decision saved in %s):\n  %s", path,
+             "\n  ".join(table_lines(choice)))
+    return choice
+
+
+def measure_in_child(source: ModelSource, tokenizer: Tokenizer, open_runtime: OpenRuntime,
+                     policy: ProbePolicy) -> Choice:
+    context = multiprocessing.get_context("spawn")  # no fork: the parent may hold threads and runtimes
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        try:
+            return pool.submit(measure, source, tokenizer, open_runtime, policy).result()
+        except BrokenProcessPool as exc:
+            raise ModelLoadError(f"BACKEND=auto: the process measuring the backends on {source.ref!r} died (a "
+                                 "runtime crashed on this model); set BACKEND to one that runs it, e.g. torch") from exc
+
+
+def measure(source: ModelSource, tokenizer: Tokenizer, open_runtime: OpenRuntime, policy: ProbePolicy) -> Choice:
+    encodings = tokenizer.encode(PROBE_TEXTS)
+    agreement_passes = [encodings[i:i + AGREEMENT_PASS] for i in range(0, len(encodings), AGREEMENT_PASS)]
+    budget = DEFAULT_BATCH_TOKENS if policy.max_batch_tokens is None else policy.max_batch_tokens
+    candidates = [b for b, spec in BACKENDS.items()
+                  if installed(b) and (spec.full_precision or policy.allow_approximate)]
+    reference: np.ndarray | None = None
+    table: list[Measured] = []
+    runtimes: dict[str, Runtime] = {}  # all stay loaded until the choice: this runs in a child that then exits
+    for backend in [REFERENCE] + [b for b in candidates if b != REFERENCE]:
+        entry = Measured(backend, BACKENDS[backend].full_precision)
+        table.append(entry)
+        try:
+            runtime = open_runtime(backend)
+            probs = np.concatenate([probabilities(runtime.logits(tokenizer.pad(p))) for p in agreement_passes])
+            if reference is None:
+                reference = probs
+            entry.labels_equal = bool((probs.argmax(-1) == reference.argmax(-1)).all())
+            entry.max_prob_diff = float(np.abs(probs - reference).max())
+            entry.sentences_per_s = throughput(runtime, tokenizer, encodings, policy, budget)
+        except (ModelLoadError, RuntimeError, ValueError, OSError) as exc:
+            if backend == REFERENCE:
+                raise
+            entry.error = str(exc).splitlines()[0][:200]
+            log.warning("BACKEND=auto: %s cannot run this model: %s", backend, entry.error)
+            continue
+        runtimes[backend] = runtime
+    choice = Choice(choose(table, allow_approximate=policy.allow_approximate).backend, budget, table)
+    chosen = runtimes[choice.backend]
+    if policy.max_batch_tokens is None and policy.window > 1:
+        choice.budgets = {b: throughput(chosen, tokenizer, encodings, policy, b) for b in BUDGETS}
+        choice.max_batch_tokens = best_budget(choice.budgets, DEFAULT_BATCH_TOKENS)
+    return choice
+
+
+def throughput(runtime: Runtime, tokenizer: Tokenizer, encodings: list[Encoding], policy: ProbePolicy,
+               budget: int) -> float:
+    """Sentences/s over windows of the probe texts, each split into passes as the worker splits it."""
+    window = [encodings[i % len(encodings)] for i in range(policy.window)]
+    passes = [[window[i] for i in batch] for batch in plan_batches([len(e) for e in window], budget)]
+    for batch in passes:  # first runs of new shapes pay for allocation and kernel selection
+        runtime.logits(tokenizer.pad(batch))
+    done, windows, started = 0, 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - started) < policy.seconds and not (windows >= 20 and elapsed > 0.3):
+        for batch in passes:
+            runtime.logits(tokenizer.pad(batch))
+        done, windows = done + len(window), windows + 1
+    return done / (time.perf_counter() - started)
+
+
+def decision_inputs(source: ModelSource, tokenizer: Tokenizer, policy: ProbePolicy, *, device: str,
+                    threads: int) -> dict[str, object]:
+    """Everything a decision depends on: a change in any of them measures again."""
+    return {
+        "model": source.fingerprint, "max_length": tokenizer.max_length, "device": device, "threads": threads,
+        "cpu": cpu_identity(), "window": policy.window, "max_batch_tokens": policy.max_batch_tokens,
+        "allow_approximate": policy.allow_approximate,
+        "versions": {package: package_version(package) for package in ("torch", "onnxruntime", "openvino")},
+    }
+
+
+def cpu_identity() -> str:
+    """The CPU model and the instruction sets that change which runtime is fastest."""
+    model, flags = platform.processor(), set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name") and model in ("", platform.machine()):
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+    return f"{model} [{' '.join(f for f in wanted if f in flags)}]"
+
+
+def package_version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return ""

@@ -1,0 +1,126 @@
+"""``BACKEND=auto``'s decision, apart from how candidates are measured (worker.runtimes.auto): which measured
+candidate wins, and the cache that lets the next start on the same model, CPU and settings skip measuring."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# Exact: every probe label equal to PyTorch fp32's and every probability within this of it (the same bound
+# benchmarks/agreement.py checks on SST-2 dev).
+EXACT_TOLERANCE = 1e-4
+# Another token budget replaces the default only when it measures this much faster: the probe is short, and a
+# few per cent is within its noise.
+BUDGET_MARGIN = 1.05
+CHOICE_FORMAT = 1
+
+
+@dataclass(slots=True)
+class Measured:
+    """One candidate as the probe saw it."""
+
+    backend: str
+    full_precision: bool  # declared: fp32 compute
+    labels_equal: bool = False  # with PyTorch fp32, on every probe text
+    max_prob_diff: float = float("inf")
+    sentences_per_s: float = 0.0
+    error: str = ""  # it failed to load or run: not a candidate
+
+    @property
+    def exact(self) -> bool:
+        return (not self.error and self.full_precision and self.labels_equal
+                and self.max_prob_diff <= EXACT_TOLERANCE)
+
+    @property
+    def kind(self) -> str:
+        return "failed" if self.error else "exact" if self.exact else "approximate"
+
+
+@dataclass(slots=True)
+class Choice:
+    backend: str
+    max_batch_tokens: int
+    table: list[Measured] = field(default_factory=list)
+    budgets: dict[int, float] = field(default_factory=dict)  # token budget -> sentences/s, for the winner
+    from_cache: str = ""  # the decision file it was read from, if it was not measured now
+
+
+class NoCandidate(RuntimeError):
+    pass
+
+
+def choose(measured: list[Measured], *, allow_approximate: bool) -> Measured:
+    """The fastest exact candidate; approximate ones compete too when allowed. Failed ones never win."""
+    usable = [m for m in measured if m.exact or (allow_approximate and not m.error)]
+    if not usable:
+        raise NoCandidate("no backend could run the model: " + "; ".join(f"{m.backend}: {m.error or m.kind}"
+                                                                          for m in measured))
+    return max(usable, key=lambda m: m.sentences_per_s)
+
+
+def best_budget(rates: dict[int, float], default: int) -> int:
+    """The token budget to run with: the default unless another measured clearly faster."""
+    best = max(rates, key=lambda b: rates[b])
+    return best if rates[best] > BUDGET_MARGIN * rates.get(default, 0.0) else default
+
+
+def table_lines(choice: Choice) -> list[str]:
+    lines = [f"{'backend':14s} {'kind':12s} {'labels':7s} {'max |dP|':>9s} {'sent/s':>8s}"]
+    for m in choice.table:
+        if m.error:
+            lines.append(f"{m.backend:14s} {'failed':12s} {m.error}")
+            continue
+        mark = "  <- chosen" if m.backend == choice.backend else ""
+        lines.append(f"{m.backend:14s} {m.kind:12s} {'equal' if m.labels_equal else 'differ':7s} "
+                     f"{m.max_prob_diff:9.1e} {m.sentences_per_s:8.1f}{mark}")
+    if choice.budgets:
+        lines.append("token budgets for " + choice.backend + ": " + ", ".join(
+            f"{b}: {r:.1f}/s" for b, r in sorted(choice.budgets.items())) + f" -> {choice.max_batch_tokens}")
+    return lines
+
+
+class DecisionCache:
+    """One JSON file per (model, CPU, settings) key, written atomically (temp file + rename)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    @staticmethod
+    def key(parts: dict[str, object]) -> str:
+        return hashlib.sha256(json.dumps({"format": CHOICE_FORMAT, **parts}, sort_keys=True).encode()).hexdigest()
+
+    def path(self, key: str) -> Path:
+        return self.directory / f"{key[:32]}.json"
+
+    def load(self, key: str) -> Choice | None:
+        path = self.path(key)
+        try:
+            raw = json.loads(path.read_text())
+            if raw.get("key") != key:
+                return None
+            table = [Measured(**m) for m in raw["table"]]
+            budgets = {int(b): float(r) for b, r in raw.get("budgets", {}).items()}
+            return Choice(str(raw["backend"]), int(raw["max_batch_tokens"]), table, budgets, from_cache=str(path))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring unreadable backend decision %s (%s): measuring again", path, exc)
+            return None
+
+    def save(self, key: str, choice: Choice, parts: dict[str, object]) -> Path:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        raw = {"key": key, "inputs": parts, "backend": choice.backend, "max_batch_tokens": choice.max_batch_tokens,
+               "table": [asdict(m) for m in choice.table], "budgets": choice.budgets}
+        fd, temp = tempfile.mkstemp(dir=self.directory, prefix=".choice.", suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            json.dump(raw, f, indent=2, default=str)
+        os.chmod(temp, 0o644)  # mkstemp makes it private; workers running as other users read it too
+        os.replace(temp, self.path(key))
+        return self.path(key)
