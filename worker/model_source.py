@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -32,20 +33,17 @@ OFFLINE_HINT = (
 class ModelSource:
     ref: str  # MODEL as given: a hub id or a directory
     path: Path  # the local directory holding its files
-    _fingerprint: list[str] = field(default_factory=list, repr=False, compare=False)
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         """sha256 over the names and contents of config and weights (hashed once per process: ~0.3 s for
         DistilBERT's 268 MB)."""
-        if not self._fingerprint:
-            digest = hashlib.sha256()
-            files = sorted({f for pattern in WEIGHT_PATTERNS for f in self.path.glob(pattern) if f.is_file()})
-            for f in files:
-                with f.open("rb") as handle:
-                    digest.update(f.name.encode() + b"\0" + hashlib.file_digest(handle, "sha256").digest())
-            self._fingerprint.append(digest.hexdigest())
-        return self._fingerprint[0]
+        digest = hashlib.sha256()
+        files = sorted({f for pattern in WEIGHT_PATTERNS for f in self.path.glob(pattern) if f.is_file()})
+        for f in files:
+            with f.open("rb") as handle:
+                digest.update(f.name.encode() + b"\0" + hashlib.file_digest(handle, "sha256").digest())
+        return digest.hexdigest()
 
 
 def resolve_model(model: str) -> ModelSource:

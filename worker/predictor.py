@@ -128,7 +128,7 @@ class TransformersPredictor:
         self.tokenize_s += time.perf_counter() - started
         return encodings
 
-    def run(self, encodings: Sequence[Encoding]) -> list[Prediction]:  # type: ignore[override]
+    def run(self, encodings: Sequence[Encoding]) -> list[Prediction]:
         if not encodings:
             return []
         started = time.perf_counter()

@@ -48,7 +48,7 @@ class SimulatedPredictor:
     def tokenize(self, texts: Sequence[str]) -> list[SimulatedEncoding]:
         return [SimulatedEncoding(t) for t in texts]
 
-    def run(self, encodings: Sequence[SimulatedEncoding]) -> list[Prediction]:  # type: ignore[override]
+    def run(self, encodings: Sequence[SimulatedEncoding]) -> list[Prediction]:
         if not encodings:
             return []
         cost = self.cost_s(len(encodings))
