@@ -16,6 +16,7 @@ from worker.model_source import OFFLINE_HINT, ModelLoadError, first_line, resolv
 from worker.runtimes import BACKENDS, RuntimeFactory, probabilities
 from worker.runtimes.auto import DEFAULT_BATCH_TOKENS, ProbePolicy, decide
 from worker.runtimes.choice import Choice
+from worker.runtimes.torch_runtime import resolve_device
 from worker.tokenizing import Encoding, Tokenizer
 
 log = logging.getLogger(__name__)
@@ -101,9 +102,9 @@ class TransformersPredictor:
         self.choice: Choice | None = None
         backend = settings.backend
         self.max_batch_tokens = DEFAULT_BATCH_TOKENS
-        if backend == "auto" and settings.device.startswith("cuda"):
+        if backend == "auto" and resolve_device(settings.device).startswith("cuda"):
             backend = "torch"  # fp16 on the GPU; the probe compares CPU runtimes against fp32 PyTorch
-            log.info("BACKEND=auto on DEVICE=%s: torch (fp16)", settings.device)
+            log.info("BACKEND=auto on a CUDA device: torch (fp16)")
         elif backend == "auto":
             self.choice = decide(source, self.encoder, opener, probe or ProbePolicy(64, None),
                                  device=settings.device, threads=settings.torch_threads, cache_dir=opener.cache_dir,
