@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import platform
 import subprocess
-from pathlib import Path
 
 from harness.processes import ROOT
+from worker.cpu import cpu_model
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+__all__ = ["cpu_model", "git_commit"]
 
 
 def git_commit() -> str:

@@ -8,9 +8,9 @@ table is checked against these classes by a test.
 from __future__ import annotations
 
 import sys
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings
 
 from common.keys import Keys
@@ -21,6 +21,10 @@ from common.model_settings import SETTINGS_CONFIG as _CONFIG
 MESSAGE_OVERHEAD_BYTES = 256
 
 S = TypeVar("S", bound=BaseSettings)
+
+# Compose passes `VAR=` for a variable the user left unset (`${API_KEY:-}`): for an optional setting that means
+# unset, not an empty key nobody can send or a number that does not parse.
+EMPTY_IS_UNSET = BeforeValidator(lambda value: None if value == "" else value)
 
 
 class SharedSettings(BaseSettings):
@@ -130,17 +134,11 @@ class ApiSettings(SharedSettings, InputLimits):
         "overwrites: clients can send any value.",
     )
     retry_after_s: int = Field(1, ge=1, description="`Retry-After` header value sent with 429.")
-    api_key: str | None = Field(
+    api_key: Annotated[str | None, EMPTY_IS_UNSET] = Field(
         None,
         description="If set, `/predict`, `/predict/batch` and `/metrics` require `Authorization: Bearer <key>` "
         "(probes and docs stay open). Unset or empty: no authentication, for a trusted network only.",
     )
-
-    @field_validator("api_key")
-    @classmethod
-    def _empty_key_is_no_key(cls, value: str | None) -> str | None:
-        # Compose passes `API_KEY=` when the variable is unset: that means no key, not a key nobody can send.
-        return value or None
 
     @model_validator(mode="after")
     def _consistent(self) -> "ApiSettings":
@@ -176,7 +174,7 @@ class WorkerSettings(SharedSettings, ModelSettings):
         "worker's batch policy), runs the fastest exact one, and caches the decision in EXPORT_CACHE_DIR so "
         "later starts skip the measuring (~20-40 s on 2 cores). " + BACKENDS_HELP,
     )
-    max_batch_tokens: int | None = Field(
+    max_batch_tokens: Annotated[int | None, EMPTY_IS_UNSET] = Field(
         None,
         ge=0,
         description="Padded-token budget of one forward pass (longest text x texts). The window is grouped by "
@@ -265,11 +263,6 @@ class WorkerSettings(SharedSettings, ModelSettings):
         description="Name of this worker in Redis keys; default `<hostname>-<pid>`. Must be unique among running "
         "workers: a second process under a live worker's id refuses to start.",
     )
-
-    @field_validator("max_batch_tokens", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        return None if value == "" else value  # MAX_BATCH_TOKENS= (compose's ${MAX_BATCH_TOKENS:-}) means unset
 
     @model_validator(mode="after")
     def _heartbeat_outlives_interval(self) -> "WorkerSettings":

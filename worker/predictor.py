@@ -91,7 +91,6 @@ class TransformersPredictor:
                         getattr(config, "max_position_embeddings", 512))
         self.max_length = min(settings.max_sequence_tokens or model_max, model_max)
         self.encoder = Tokenizer(hf_tokenizer, self.max_length)
-        self.tokenizer = hf_tokenizer
         self.name = settings.model
         self.id2label = {int(i): str(label) for i, label in config.id2label.items()}
         self.random_weights = bool(getattr(config, RANDOM_WEIGHTS_FLAG, False))

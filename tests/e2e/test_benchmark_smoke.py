@@ -7,13 +7,17 @@ import sys
 from tests.helpers import ROOT, python_env
 
 
-def test_quick_benchmark_writes_json_markdown_and_charts(tiny_model, tmp_path):
+def run_quick(module: str, model, out, name: str, timeout: float) -> None:
+    """``python -m <module> --quick`` with ``model``, its report named ``name`` in ``out``; it must succeed."""
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--model", str(tiny_model), "--name", "smoke",
-         "--out", str(tmp_path)],
-        cwd=ROOT, env=python_env(), capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", module, "--quick", "--model", str(model), "--name", name, "--out", str(out)],
+        cwd=ROOT, env=python_env(), capture_output=True, text=True, timeout=timeout,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_quick_benchmark_writes_json_markdown_and_charts(tiny_model, tmp_path):
+    run_quick("benchmarks", tiny_model, tmp_path, "smoke", timeout=300)
     results = json.loads((tmp_path / "smoke.json").read_text())
     assert set(results["closed_loop"]) == {"naive", "batched", "litserve"}  # the peer runs by default
     for system in ("naive", "batched", "litserve"):
@@ -31,12 +35,7 @@ def test_quick_benchmark_writes_json_markdown_and_charts(tiny_model, tmp_path):
 
 
 def test_quick_backends_benchmark_measures_every_row_cold_and_warm(tiny_model, tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.backends", "--quick", "--model", str(tiny_model), "--name", "backends",
-         "--out", str(tmp_path)],
-        cwd=ROOT, env=python_env(), capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_quick("benchmarks.backends", tiny_model, tmp_path, "backends", timeout=600)
     rows = json.loads((tmp_path / "backends.json").read_text())["rows"]
     assert set(rows) == {"service torch", "service onnxruntime", "service openvino", "service auto", "naive torch",
                          "naive auto", "litserve"}

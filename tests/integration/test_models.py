@@ -35,7 +35,7 @@ def test_tiny_model_tells_texts_and_padding_apart(tiny_predictor):
     texts = list(expected)
     for text, together in zip(texts, tiny_predictor.predict(texts)):  # one pass, padded to the longest
         assert same_answer(together.label, together.score, expected[text]), text
-    encoded = tiny_predictor.tokenizer(texts, padding=True, return_tensors="pt")
+    encoded = tiny_predictor.encoder.hf(texts, padding=True, return_tensors="pt")
     padded = encoded["attention_mask"].sum(-1) < encoded["attention_mask"].shape[1]
     with torch.inference_mode():
         unmasked = tiny_predictor.runtime.model(input_ids=encoded["input_ids"]).logits.softmax(-1).max(-1).values
@@ -77,7 +77,7 @@ def test_bench_model_has_distilbert_sst2_architecture(tmp_path):
         from transformers import AutoTokenizer
 
         text = "An unflinching, beautifully-acted drama; its 2nd half drags."
-        assert predictor.tokenizer(text)["input_ids"] == AutoTokenizer.from_pretrained(MINILM)(text)["input_ids"]
+        assert predictor.encoder.hf(text)["input_ids"] == AutoTokenizer.from_pretrained(MINILM)(text)["input_ids"]
 
 
 def test_make_model_is_idempotent_with_if_missing(tmp_path, capsys):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import platform
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -25,6 +24,7 @@ import numpy as np
 from filelock import FileLock
 
 from worker.batching import plan_batches
+from worker.cpu import cpu_flags, cpu_model
 from worker.model_source import ModelLoadError, ModelSource
 from worker.runtimes import BACKENDS, REFERENCE, Runtime, installed, probabilities
 from worker.runtimes.choice import Choice, DecisionCache, Measured, best_budget, choose, table_lines
@@ -148,18 +148,8 @@ def decision_inputs(source: ModelSource, tokenizer: Tokenizer, policy: ProbePoli
 
 def cpu_identity() -> str:
     """The CPU model and the instruction sets that change which runtime is fastest."""
-    model, flags = platform.processor(), set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name") and model in ("", platform.machine()):
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
     wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-    return f"{model} [{' '.join(f for f in wanted if f in flags)}]"
+    return f"{cpu_model()} [{' '.join(f for f in wanted if f in cpu_flags())}]"
 
 
 def package_version(package: str) -> str:

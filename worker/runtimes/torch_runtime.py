@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 
+from worker.cpu import cpu_flags
 from worker.model_source import ModelLoadError, ModelSource, first_line
 
 log = logging.getLogger(__name__)
@@ -56,14 +57,9 @@ class TorchRuntime:
 
 
 def cpu_bf16_support() -> str:
-    """The CPU's bf16 matrix instruction sets (Linux /proc/cpuinfo), '' if none or unknown. bf16 weights only pay
-    off where oneDNN can use them (AMX tiles or AVX512-BF16); elsewhere bf16 is emulated and slower than fp32."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return ""
-    return " ".join(flag for flag in ("amx_bf16", "avx512_bf16") if flag in flags)
+    """The CPU's bf16 matrix instruction sets, '' if none or unknown. bf16 weights only pay off where oneDNN can
+    use them (AMX tiles or AVX512-BF16); elsewhere bf16 is emulated and slower than fp32."""
+    return " ".join(flag for flag in ("amx_bf16", "avx512_bf16") if flag in cpu_flags())
 
 
 def quantize_int8(model, device: str):
