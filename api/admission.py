@@ -27,12 +27,13 @@ class Admission:
         self._held: dict[str, tuple[int, int]] = {}  # client -> (texts, characters) in flight
 
     @contextmanager
-    def admit(self, client: str, texts: Sequence[str]) -> Iterator[None]:
-        """Hold a request slot and the client's share for ``texts`` while the block runs, or raise 429."""
+    def admit(self, client: str, texts: Sequence[int]) -> Iterator[None]:
+        """Hold a request slot and the client's share for texts of ``texts`` characters each (a pair: both texts)
+        while the block runs, or raise 429."""
         s = self._settings
         if self.in_flight >= s.max_in_flight:
             raise self._overloaded(f"this API process is already serving {s.max_in_flight} requests")
-        chars = sum(len(t) for t in texts)
+        chars = sum(texts)
         held_texts, held_chars = self._held.get(client, (0, 0))
         if held_texts + len(texts) > self._client_texts or held_chars + chars > self._client_chars:
             raise self._overloaded(f"this client already has {held_texts} texts ({held_chars} characters) waiting; "

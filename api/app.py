@@ -1,5 +1,5 @@
-"""The API application: routes (api/routes.py), middleware, error handlers, and the Redis client, gateway and
-cluster view its lifespan builds."""
+"""The API application: routes (api/routes.py, api/oip.py), middleware, error handlers, and the Redis client,
+gateway, response cache, cluster view and model catalog its lifespan builds."""
 
 from __future__ import annotations
 
@@ -13,11 +13,15 @@ import redis.asyncio
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+from api.cache import ResponseCache
+from api.catalog import Catalog
 from api.cluster import ClusterView
 from api.errors import install_error_handlers
 from api.gateway import Gateway
+from api.info import API_VERSION, with_top_k_limit
 from api.limits import BodySizeLimit
 from api.metrics import ApiMetrics, RequestMetrics
+from api.oip import add_oip_routes
 from api.routes import Services, add_routes
 from common.clock import RedisClock
 from common.redis_factory import async_client
@@ -41,9 +45,12 @@ async def keep_clock_in_sync(clock: RedisClock, client: redis.asyncio.Redis) -> 
         await asyncio.sleep(CLOCK_SYNC_INTERVAL_S)
 
 
-def create_app(settings: ApiSettings, client: redis.asyncio.Redis | None = None) -> FastAPI:
-    """Build the API. ``client`` is for tests; by default the app opens (and closes) its own pool."""
+def create_app(settings: ApiSettings, client: redis.asyncio.Redis | None = None,
+               cache_client: redis.asyncio.Redis | None = None) -> FastAPI:
+    """Build the API. ``client`` (and ``cache_client``, the response cache's) are for tests; by default the app
+    opens (and closes) its own pools."""
     metrics = ApiMetrics()
+    catalog: list[Catalog] = []  # the lifespan's, for the OpenAPI document
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -51,31 +58,54 @@ def create_app(settings: ApiSettings, client: redis.asyncio.Redis | None = None)
             settings, longest_block_s=settings.request_timeout_s,
             max_connections=settings.max_in_flight + POOL_HEADROOM,
         )
+        own_cache_client = cache_client is None and settings.cache_ttl_s > 0 and settings.cache_redis_url is not None
+        cache_redis = cache_client or (async_client(settings, longest_block_s=0, max_connections=settings.max_in_flight
+                                                    + POOL_HEADROOM, url=settings.cache_redis_url)
+                                       if own_cache_client else redis_client)
         keys = settings.keys()
         clock = RedisClock()
-        gateway = Gateway(redis_client, keys, settings, on_enqueued=metrics.texts.inc, clock=clock)
+        cluster = ClusterView(redis_client, keys)
+        catalog[:] = [Catalog(cluster)]
+        cache = (ResponseCache(cache_redis, keys, settings.cache_ttl_s, on_error=metrics.cache_errors.inc)
+                 if settings.cache_ttl_s > 0 else None)
+        gateway = Gateway(redis_client, keys, settings, on_enqueued=metrics.texts.inc, clock=clock, cache=cache,
+                          answers=lambda: catalog[0].view.answers)
         metrics.in_flight.set_function(lambda: gateway.in_flight)
-        app.state.services = Services(gateway, ClusterView(redis_client, keys), metrics, settings.client_id_header)
-        syncing = asyncio.create_task(keep_clock_in_sync(clock, redis_client))
+        app.state.services = Services(gateway, cluster, catalog[0], metrics, settings)
+        background = [asyncio.create_task(keep_clock_in_sync(clock, redis_client)),
+                      asyncio.create_task(catalog[0].keep_fresh())]
         try:
             yield
         finally:
-            syncing.cancel()
+            for task in background:
+                task.cancel()
             if client is None:
                 await redis_client.aclose()
+            if own_cache_client:
+                await cache_redis.aclose()
 
     app = FastAPI(
         title="Sentimentalyzer",
-        version="1.0.0",
-        summary="Text classification with dynamic batching over Redis.",
+        version=API_VERSION,
+        summary="Text classification with dynamic batching over Redis. Speaks the Hugging Face pipeline's options, "
+                "text-embeddings-inference's /predict and /info, and the Open Inference Protocol (/v2).",
         lifespan=lifespan,
     )
     install_error_handlers(app)
     add_routes(app, settings)
+    add_oip_routes(app, settings)
+    generated = app.openapi  # FastAPI's, built once and cached; top_k's limit is the served model's
+    app.openapi = lambda: with_top_k_limit(generated(), catalog[0].view.num_labels if catalog else None)  # type: ignore[method-assign]
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestMetrics, metrics=metrics,
-                       routes={route.path for route in app.routes if isinstance(route, APIRoute)})
+    app.add_middleware(RequestMetrics, metrics=metrics, routes=metric_routes(app, settings))
     return app
+
+
+def metric_routes(app: FastAPI, settings: ApiSettings) -> set[str]:
+    """The paths /metrics counts by name (others are "other"): every route's, the /v2 model routes with the served
+    model's name in them."""
+    paths = {route.path for route in app.routes if isinstance(route, APIRoute)}
+    return {path.replace("{model}", settings.served_model_name) for path in paths if "{version}" not in path}
 
 
 def create_app_from_env() -> FastAPI:

@@ -11,7 +11,11 @@ import redis.asyncio
 from api.redis_errors import UnavailableOnRedisError
 from common.batch_metrics import BATCH_HISTOGRAM_NAMES
 from common.keys import Keys
+from common.model_card import FIELDS as CARD_FIELDS
 from common.scripts import Scripts, WorkerState, worker_states
+
+# What the catalog (api/catalog.py) reads of each live worker's heartbeat: its model card and batching settings.
+DESCRIBED_FIELDS = (*CARD_FIELDS, "max_batch_size", "max_batch_tokens")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,19 @@ class ClusterView:
             name = backend.decode() if backend else "unknown"  # expired between the two reads
             counts[name] = counts.get(name, 0) + 1
         return dict(sorted(counts.items()))
+
+    async def described_workers(self) -> list[dict[str, str]]:
+        """DESCRIBED_FIELDS of each live worker's heartbeat (those it has), in two round trips."""
+        live = await self.live_workers()
+        if not live:
+            return []
+        async with self._unavailable:
+            pipe = self._redis.pipeline(transaction=False)
+            for worker_id in live:
+                pipe.hmget(self._keys.heartbeat(worker_id), DESCRIBED_FIELDS)
+            found = await pipe.execute()
+        return [{name: value.decode() for name, value in zip(DESCRIBED_FIELDS, values) if value is not None}
+                for values in found if any(v is not None for v in values)]  # all None: expired between the reads
 
     async def snapshot(self) -> ClusterSnapshot:
         """Everything ``/metrics`` shows of the cluster, read in two round trips."""

@@ -1,7 +1,9 @@
 """One error type for the HTTP layer and one mapping from its kind to an HTTP status.
 
-Every error body has the same shape, ``{"error": {"type": ..., "message": ...}}``; messages say what is
-wrong and what to do, never how the server is built (no stack traces, no Redis addresses).
+Every error body has the same shape, ``{"error": {"type": ..., "message": ...}}``, except under the Open
+Inference Protocol's routes (``/v2/...``), whose clients (tritonclient, the KServe SDK) read the protocol's
+``{"error": "<message>"}``; the status is the same either way. Messages say what is wrong and what to do, never
+how the server is built (no stack traces, no Redis addresses).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.schemas import SHAPE_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -73,19 +77,44 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
-def error_response(error: ServiceError, headers: Mapping[str, str] | None = None) -> JSONResponse:
-    body = ErrorResponse(error=ErrorBody(type=error.kind, message=error.message, details=error.details))
+class OipErrorResponse(BaseModel):
+    """The Open Inference Protocol's error body."""
+
+    error: str
+
+
+# Where the Open Inference Protocol's routes live (api/oip.py): their errors take its body.
+OIP_PREFIX = "/v2"
+
+
+def error_response(error: ServiceError, headers: Mapping[str, str] | None = None, *,
+                   path: str = "") -> JSONResponse:
+    """The response for ``error`` on a request for ``path`` (which decides the body's shape)."""
+    if path == OIP_PREFIX or path.startswith(OIP_PREFIX + "/"):
+        content = {"error": error.message}
+    else:
+        body = ErrorResponse(error=ErrorBody(type=error.kind, message=error.message, details=error.details))
+        content = body.model_dump(mode="json", exclude_none=True)
     all_headers = dict(headers or {})
     if error.retry_after_s is not None:
         all_headers["Retry-After"] = str(error.retry_after_s)
-    return JSONResponse(body.model_dump(mode="json", exclude_none=True), status_code=error.status,
-                        headers=all_headers or None)
+    return JSONResponse(content, status_code=error.status, headers=all_headers or None)
+
+
+def _where(loc: tuple[Any, ...]) -> list[str]:
+    """An error's location in the body, as the client wrote it. A /predict body is one of several shapes (a union
+    tagged by the key it has, api/schemas.py): pydantic puts that tag before the field (body.text.top_k), which the
+    client never wrote."""
+    parts = list(loc[1:] if loc[:1] == ("body",) else loc)
+    if len(parts) >= 2 and parts[0] in SHAPE_KEYS and isinstance(parts[1], str):
+        parts = parts[1:]
+    return [str(part) for part in parts]
 
 
 def _describe_validation(exc: RequestValidationError) -> ServiceError:
     details = []
     for err in exc.errors():
-        loc = [str(part) for part in err.get("loc", ()) if part != "body"]
+        loc = _where(tuple(err.get("loc", ())))
         details.append({"loc": loc, "msg": err.get("msg", "invalid"), "type": err.get("type", "invalid")})
     first = details[0] if details else {"loc": [], "msg": "invalid request"}
     where = ".".join(first["loc"]) or "body"
@@ -107,28 +136,30 @@ _HTTP_KINDS = {400: ErrorKind.VALIDATION, 401: ErrorKind.UNAUTHORIZED, 404: Erro
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    async def on_service_error(_request: Request, exc: ServiceError) -> JSONResponse:
-        return error_response(exc)
+    async def on_service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        return error_response(exc, path=request.url.path)
 
-    async def on_validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(_describe_validation(exc))
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(_describe_validation(exc), path=request.url.path)
 
-    async def on_http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        path = request.url.path
         if isinstance(exc.__cause__, UnicodeDecodeError):  # FastAPI's 400 for a body that is not UTF-8
-            return error_response(ServiceError(ErrorKind.VALIDATION, "request body is not valid UTF-8 JSON"))
+            return error_response(ServiceError(ErrorKind.VALIDATION, "request body is not valid UTF-8 JSON"),
+                                  path=path)
         kind = _HTTP_KINDS.get(exc.status_code)
         if kind is None:
             kind = ErrorKind.VALIDATION if 400 <= exc.status_code < 500 else ErrorKind.INTERNAL
-            response = error_response(ServiceError(kind, str(exc.detail)), exc.headers)
+            response = error_response(ServiceError(kind, str(exc.detail)), exc.headers, path=path)
             response.status_code = exc.status_code
             return response
         message = _PARSE_FAILED if exc.status_code == 400 else str(exc.detail)
         # exc.headers carries what the status needs, e.g. Allow on a 405 (RFC 9110).
-        return error_response(ServiceError(kind, message), exc.headers)
+        return error_response(ServiceError(kind, message), exc.headers, path=path)
 
-    async def on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
-        return error_response(ServiceError(ErrorKind.INTERNAL, "internal error"))
+        return error_response(ServiceError(ErrorKind.INTERNAL, "internal error"), path=request.url.path)
 
     app.add_exception_handler(ServiceError, on_service_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, on_validation_error)  # type: ignore[arg-type]
@@ -136,9 +167,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, on_unexpected)
 
 
-def error_responses(*kinds: ErrorKind) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` entries documenting the error shape for the given kinds."""
-    return {
-        STATUS[kind]: {"model": ErrorResponse, "description": kind.value.replace("_", " ")}
-        for kind in kinds
-    }
+def error_responses(*kinds: ErrorKind, oip: bool = False) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries documenting the error shape for the given kinds (``oip``: the Open Inference
+    Protocol's)."""
+    model = OipErrorResponse if oip else ErrorResponse
+    return {STATUS[kind]: {"model": model, "description": kind.value.replace("_", " ")} for kind in kinds}

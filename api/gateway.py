@@ -1,11 +1,12 @@
 """The request path of the queue's producer side: admit, enqueue, wait, and turn the replies into predictions
 or one error. No HTTP in here.
 
-Flow of one request: admission (per-process in-flight limit) -> N work items (one per text) pushed by a Lua
-script that refuses when the queue is deeper than the limit (check and push in one atomic round trip) ->
-BLMPOP on the request's own reply key until all N replies arrived or the deadline passed -> predictions in
-input order, or the error a worker reported. A caller that cancels (its client hung up) frees its slot at once
-and marks the request cancelled: workers skip its texts that have not started.
+Flow of one request: the response cache, if on (texts answered before are answered from it) -> admission
+(per-process in-flight limit) -> N work items (one per text the cache did not answer) pushed by a Lua script that
+refuses when the queue is deeper than the limit (check and push in one atomic round trip) -> BLMPOP on the
+request's own reply key until all N replies arrived or the deadline passed -> each text's ranked labels in input
+order, or the error a worker reported. A caller that cancels (its client hung up) frees its slot at once and marks
+the request cancelled: workers skip its texts that have not started.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import redis
 import redis.asyncio
 
 from api.admission import Admission
+from api.cache import ResponseCache
 from api.errors import ErrorKind, ServiceError
 from api.redis_errors import UnavailableOnRedisError
 from common.keys import Keys
+from common.options import Query
 from common.protocol import (
     ErrorCode,
     Prediction,
@@ -48,15 +51,20 @@ CANCELLED_MARGIN_S = 5.0
 @dataclass(frozen=True, slots=True)
 class Outcome:
     request_id: str
-    predictions: list[Prediction]  # in input order
-    queue_ms: float  # enqueue -> picked up by a worker, for the request's slowest text
+    predictions: list[list[Prediction]]  # each text's ranked labels, in input order
+    queue_ms: float  # enqueue -> picked up by a worker, for the request's slowest text (0: none queued)
     inference_ms: float  # the forward pass(es) that answered it, the slowest
+    cached: int = 0  # texts answered from the response cache
 
 
 class Gateway:
     def __init__(self, client: redis.asyncio.Redis, keys: Keys, settings: ApiSettings, *,
                  on_enqueued: Callable[[int], object] = lambda texts: None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 cache: ResponseCache | None = None,
+                 answers: Callable[[], str | None] = lambda: None) -> None:
+        """``cache``: the response cache, if on; ``answers``: what the live workers answer with (their cards'
+        ``answers``, None while unknown or mixed), which the cache is looked up under."""
         self._redis = client
         self._keys = keys
         self._unavailable = UnavailableOnRedisError(client)
@@ -65,24 +73,48 @@ class Gateway:
         self._clock = clock
         self._scripts = Scripts(client, keys)
         self._admission = Admission(settings)
+        self._cache = cache
+        self._answers = answers
 
     @property
     def in_flight(self) -> int:
         return self._admission.in_flight
 
-    async def classify(self, texts: Sequence[str], client: str = "") -> Outcome:
-        """Classify ``texts`` for ``client`` (who holds a share of the queue: see api/admission.py)."""
-        with self._admission.admit(client, texts):
+    async def classify(self, queries: Sequence[Query], client: str = "") -> Outcome:
+        """Classify ``queries`` for ``client`` (who holds a share of the queue: see api/admission.py)."""
+        answers = self._answers() if self._cache is not None else None
+        known = await self._cache.lookup(answers, queries) if self._cache is not None and answers else None
+        if known is None:
+            return await self._run(queries, client)
+        positions = [i for i, hit in enumerate(known) if hit is None]
+        if not positions:
+            return Outcome(new_request_id(), known, queue_ms=0.0, inference_ms=0.0, cached=len(queries))  # type: ignore[arg-type]
+        asked = [queries[i] for i in positions]
+        ran = await self._run(asked, client, positions)
+        fresh = iter(ran.predictions)
+        merged = [hit if hit is not None else next(fresh) for hit in known]
+        return Outcome(ran.request_id, merged, ran.queue_ms, ran.inference_ms, cached=len(queries) - len(asked))
+
+    async def _run(self, queries: Sequence[Query], client: str, positions: Sequence[int] | None = None) -> Outcome:
+        """Queue ``queries`` and wait for their answers (kept in the cache, if on). ``positions``: where each query
+        is in the client's request (errors name it), if not in the same order."""
+        with self._admission.admit(client, [q.chars for q in queries]):
             request_id = new_request_id()
             now = self._clock()
             deadline = now + self._settings.request_timeout_s
             try:
-                await self._enqueue([WorkItem(request_id, i, text, deadline, now) for i, text in enumerate(texts)])
-                return _outcome(request_id, await self._collect(request_id, len(texts), deadline))
+                await self._enqueue([WorkItem(request_id, i, q.text, deadline, now, q.text_pair, q.options)
+                                     for i, q in enumerate(queries)])
+                replies = await self._collect(request_id, len(queries), deadline)
             except asyncio.CancelledError:
                 # The caller gave up (its client hung up): the texts not started yet are not worth running.
                 await self._cancel(request_id, deadline)
                 raise
+        outcome = _outcome(request_id, replies, positions)
+        if self._cache is not None:
+            await self._cache.store([(r.model, q, ranked) for q, r, ranked in zip(queries, replies, outcome.predictions)
+                                     if r.model])
+        return outcome
 
     async def _enqueue(self, items: list[WorkItem]) -> None:
         """Push the work items, or refuse with 429 if the queue is full."""
@@ -144,20 +176,23 @@ def _accept(raw: bytes, request_id: str, count: int, got: dict[int, Reply]) -> N
     got.setdefault(reply.index, reply)  # at-least-once delivery: the first answer wins
 
 
-def _outcome(request_id: str, replies: list[Reply]) -> Outcome:
-    """The request's answer: every text's prediction, or the first error a worker reported for one of them."""
+def _outcome(request_id: str, replies: list[Reply], positions: Sequence[int] | None = None) -> Outcome:
+    """The request's answer: every text's ranked labels, or the first error a worker reported for one of them."""
     predictions = []
     for reply in replies:
         if reply.error is not None:
-            raise worker_error(reply)
-        assert reply.prediction is not None  # decode_reply: a reply holds one or the other
-        predictions.append(reply.prediction)
+            raise worker_error(reply, reply.index if positions is None else positions[reply.index])
+        assert reply.predictions is not None  # decode_reply: a reply holds one or the other
+        predictions.append(reply.predictions)
     return Outcome(request_id, predictions, queue_ms=max(r.queue_ms for r in replies),
                    inference_ms=max(r.inference_ms for r in replies))
 
 
-def worker_error(reply: Reply) -> ServiceError:
+def worker_error(reply: Reply, position: int) -> ServiceError:
+    """The error a worker reported for the text at ``position`` of its request."""
     assert reply.error is not None
+    if reply.error.code == ErrorCode.INVALID_INPUT:  # the request asked what the model cannot do: the client's to fix
+        return ServiceError(ErrorKind.VALIDATION, f"text {position}: {reply.error.message}")
     if reply.error.code == ErrorCode.MALFORMED:
         message = "a worker could not read the request (API and worker versions differ?)"
     elif reply.error.code == ErrorCode.POISON:

@@ -29,7 +29,7 @@ class BodySizeLimit:
                 except ValueError:
                     declared = 0
                 if declared > self.max_bytes:
-                    await error_response(self._too_large())(scope, receive, send)
+                    await error_response(self._too_large(), path=scope.get("path", ""))(scope, receive, send)
                     return
         received = 0
 

@@ -12,6 +12,7 @@ from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.cluster import ClusterSnapshot
+from api.gateway import Outcome
 from common.batch_metrics import BATCH_HISTOGRAMS, SUM_FIELD, cumulative_buckets
 from common.counters import COUNTER_HELP
 
@@ -68,8 +69,24 @@ class ApiMetrics:
         self.inference = Histogram("sentimentalyzer_inference_seconds",
                                    "Per request: the forward pass(es) that answered it (slowest text of the request)",
                                    buckets=LATENCY_BUCKETS, registry=self.registry)
+        # The response cache (CACHE_TTL_S > 0), in texts: hits answered from it, misses sent to the workers.
+        self.cache_hits = Counter("sentimentalyzer_cache_hits", "Texts answered from the response cache",
+                                  registry=self.registry)
+        self.cache_misses = Counter("sentimentalyzer_cache_misses", "Texts the response cache did not hold (sent to "
+                                    "the workers)", registry=self.registry)
+        self.cache_errors = Counter("sentimentalyzer_cache_errors", "Response-cache reads or writes that failed "
+                                    "(the texts went to the workers)", registry=self.registry)
         self.cluster = ClusterCollector()
         self.registry.register(self.cluster)  # type: ignore[arg-type]
+
+    def observe(self, outcome: Outcome, texts: int, *, cache_on: bool) -> None:
+        """Count one answered request of ``texts`` texts."""
+        if cache_on:
+            self.cache_hits.inc(outcome.cached)
+            self.cache_misses.inc(texts - outcome.cached)
+        if outcome.cached < texts:  # something was queued: where its time went
+            self.queue_wait.observe(outcome.queue_ms / 1000)
+            self.inference.observe(outcome.inference_ms / 1000)
 
 
 class RequestMetrics:

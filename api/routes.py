@@ -7,6 +7,7 @@ api/errors.py turns into the documented status and error body."""
 
 import asyncio
 import hmac
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -17,11 +18,15 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import Message
 
+from api.catalog import Catalog
 from api.cluster import ClusterView
 from api.errors import ErrorKind, ServiceError, error_responses
-from api.gateway import Gateway
+from api.gateway import Gateway, Outcome
+from api.info import InfoOut, info_of
 from api.metrics import ApiMetrics
-from api.schemas import BatchPredictionOut, PredictionOut, request_models
+from api.queries import Job, answer, job_of
+from api.schemas import BatchPredictionOut, PredictAnswer, request_models
+from common.options import top_k_refusal
 from common.settings import ApiSettings
 
 T = TypeVar("T")
@@ -36,8 +41,9 @@ class Services:
 
     gateway: Gateway
     cluster: ClusterView
+    catalog: Catalog
     metrics: ApiMetrics
-    client_id_header: str | None = None  # CLIENT_ID_HEADER
+    settings: ApiSettings
 
 
 def services(request: Request) -> Services:
@@ -92,22 +98,38 @@ async def while_connected(request: Request, work: Awaitable[T]) -> T:
         watcher.remove_done_callback(on_message)
 
 
-def client_of(request: Request, id_header: str | None) -> str:
+def client_of(request: Request, s: Services) -> str:
     """Who is asking, for the per-client share of the queue (api/admission.py)."""
+    id_header = s.settings.client_id_header
     if id_header is not None and (named := request.headers.get(id_header)):
         return named.split(",", 1)[0].strip()
     return request.client.host if request.client else ""
 
 
-async def classify(s: Services, texts: list[str], request: Request, response: Response) -> list[PredictionOut]:
-    client = client_of(request, s.client_id_header)
-    outcome = await while_connected(request, s.gateway.classify(texts, client))
-    s.metrics.queue_wait.observe(outcome.queue_ms / 1000)
-    s.metrics.inference.observe(outcome.inference_ms / 1000)
-    response.headers["X-Request-ID"] = outcome.request_id
-    response.headers["X-Queue-Time"] = f"{outcome.queue_ms:.1f}"
-    response.headers["X-Inference-Time"] = f"{outcome.inference_ms:.1f}"
-    return [PredictionOut(label=p.label, score=p.score) for p in outcome.predictions]
+async def run_job(s: Services, job: Job, request: Request) -> Outcome:
+    """Answer ``job`` for the client of ``request`` (while it stays connected) and count it."""
+    if (num_labels := s.catalog.view.num_labels) is not None and (why := top_k_refusal(job.options, num_labels)):
+        raise ServiceError(ErrorKind.VALIDATION, why)  # the workers would refuse it too: no need to queue it
+    outcome = await while_connected(request, s.gateway.classify(job.queries, client_of(request, s)))
+    s.metrics.observe(outcome, len(job.queries), cache_on=s.settings.cache_ttl_s > 0)
+    return outcome
+
+
+def timing_headers(outcome: Outcome, started: float, cache_on: bool) -> dict[str, str]:
+    """Where the time went, in milliseconds (text-embeddings-inference's header names), and the cache's verdict."""
+    headers = {"X-Request-ID": outcome.request_id, "X-Queue-Time": f"{outcome.queue_ms:.1f}",
+               "X-Inference-Time": f"{outcome.inference_ms:.1f}",
+               "X-Total-Time": f"{(time.perf_counter() - started) * 1000:.1f}"}
+    if cache_on:  # hit: every text of the request was answered from the cache
+        headers["X-Cache"] = "hit" if outcome.cached == len(outcome.predictions) else "miss"
+    return headers
+
+
+async def classify(s: Services, job: Job, request: Request) -> JSONResponse:
+    started = time.perf_counter()
+    outcome = await run_job(s, job, request)
+    return JSONResponse(answer(job, outcome.predictions),
+                        headers=timing_headers(outcome, started, s.settings.cache_ttl_s > 0))
 
 
 async def healthz() -> dict[str, str]:
@@ -116,11 +138,19 @@ async def healthz() -> dict[str, str]:
 
 async def readyz(request: Request) -> JSONResponse:
     s = services(request)
-    workers = await s.cluster.live_workers()
-    if not workers:
+    view = await s.catalog.refresh()  # ready means the model is known too: /info, top_k's limit, the cache key
+    if not view.workers:
         raise ServiceError(ErrorKind.UNAVAILABLE, "no live worker (no heartbeat in Redis)", retry_after_s=1)
-    return JSONResponse({"status": "ready", "workers": len(workers), "backends": await s.cluster.backends(workers),
+    return JSONResponse({"status": "ready", "workers": view.workers, "backends": view.backends,
                          "queue_depth": await s.cluster.queue_depth()})
+
+
+async def info(request: Request) -> InfoOut:
+    s = services(request)
+    described = info_of(await s.catalog.refresh(), s.settings)
+    if described is None:
+        raise ServiceError(ErrorKind.UNAVAILABLE, "no live worker has described its model yet", retry_after_s=1)
+    return described
 
 
 async def prometheus_metrics(request: Request) -> Response:
@@ -132,6 +162,12 @@ async def prometheus_metrics(request: Request) -> Response:
     return Response(generate_latest(s.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+def guard(settings: ApiSettings) -> list:
+    """The dependencies of a route only API_KEY's holders may call. Without a key the routes carry no security
+    dependency at all, so OpenAPI does not claim one."""
+    return [Depends(authorization(settings.api_key))] if settings.api_key else []
+
+
 def add_routes(app: FastAPI, settings: ApiSettings) -> None:
     """Every route, on the app itself: an included APIRouter adds a second layer of route matching to every
     request (FastAPI 0.165; seen in a profile of /predict). The prediction routes validate bodies with request
@@ -139,23 +175,27 @@ def add_routes(app: FastAPI, settings: ApiSettings) -> None:
     models = request_models(settings)
     auth_errors = (ErrorKind.UNAUTHORIZED,) if settings.api_key else ()
     predict_errors = (*PREDICT_ERRORS, *auth_errors)
-    # Without a key the routes carry no security dependency at all, so OpenAPI does not claim one.
-    guarded = [Depends(authorization(settings.api_key))] if settings.api_key else []
+    guarded = guard(settings)
 
-    @app.post("/predict", response_model=PredictionOut, responses=error_responses(*predict_errors),
-              dependencies=guarded, summary="Classify one text")
-    async def predict(body: models.single, request: Request,  # type: ignore[valid-type]
-                      response: Response) -> PredictionOut:
-        texts = [body.text]  # type: ignore[attr-defined]
-        return (await classify(services(request), texts, request, response))[0]
+    predict_doc = {200: {"description": "Ours: the top label, or with top_k the ranked labels; a batch (texts): "
+                              "{results}; text-embeddings-inference's (inputs): every label ranked, a list per input "
+                              "for a batch", "model": PredictAnswer}}
 
-    @app.post("/predict/batch", response_model=BatchPredictionOut, responses=error_responses(*predict_errors),
-              dependencies=guarded, summary="Classify many texts (answers in input order)")
-    async def predict_batch(body: models.batch, request: Request,  # type: ignore[valid-type]
-                            response: Response) -> BatchPredictionOut:
-        texts = body.texts  # type: ignore[attr-defined]
-        return BatchPredictionOut(results=await classify(services(request), texts, request, response))
+    @app.post("/predict", response_model=None, responses={**predict_doc, **error_responses(*predict_errors)},
+              dependencies=guarded, summary="Classify a text, a pair or a batch (ours or TEI's shape)")
+    async def predict(body: models.predict, request: Request) -> JSONResponse:  # type: ignore[valid-type]
+        return await classify(services(request), job_of(body), request)
 
+    @app.post("/predict/batch", response_model=None, dependencies=guarded,
+              responses={200: {"model": BatchPredictionOut, "description": "One answer per text, in input order"},
+                         **error_responses(*predict_errors)},
+              summary="Classify many texts (answers in input order)")
+    async def predict_batch(body: models.batch, request: Request) -> JSONResponse:  # type: ignore[valid-type]
+        return await classify(services(request), job_of(body), request)
+
+    app.add_api_route("/info", info, methods=["GET"], dependencies=guarded, response_model=InfoOut,
+                      responses=error_responses(ErrorKind.UNAVAILABLE, *auth_errors),
+                      summary="The model served (from the live workers), its labels and limits, the backends")
     app.add_api_route("/healthz", healthz, methods=["GET"], summary="The process is alive")
     app.add_api_route("/readyz", readyz, methods=["GET"], responses=error_responses(ErrorKind.UNAVAILABLE),
                       summary="Redis reachable and at least one live worker")

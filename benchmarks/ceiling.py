@@ -7,6 +7,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 
+from common.options import DEFAULT_OPTIONS, Query
 from common.settings import ModelSettings
 from worker.batching import plan_batches
 from worker.predictor import TransformersPredictor
@@ -20,7 +21,7 @@ def arrival_order(size: int) -> Policy:
     def batches(texts: Sequence[str], p: TransformersPredictor) -> list[list[Encoding]]:
         out: list[list[Encoding]] = []
         for i in range(0, len(texts), size):
-            out.append(p.tokenize(texts[i:i + size]))
+            out.append(p.tokenize([Query(t) for t in texts[i:i + size]]))
         return out
     return batches
 
@@ -30,7 +31,7 @@ def grouped_by_length(window: int, max_tokens: int) -> Policy:
     def batches(texts: Sequence[str], p: TransformersPredictor) -> list[list[Encoding]]:
         out: list[list[Encoding]] = []
         for start in range(0, len(texts), window):
-            encodings = p.tokenize(texts[start:start + window])
+            encodings = p.tokenize([Query(t) for t in texts[start:start + window]])
             for batch in plan_batches([len(e) for e in encodings], max_tokens):
                 out.append([encodings[i] for i in batch])
         return out
@@ -43,7 +44,7 @@ def measure(predictor: TransformersPredictor, texts: Sequence[str], policy: Poli
         started = time.perf_counter()
         batches = policy(texts, predictor)  # tokenizing (once, as the worker does) counts
         for batch in batches:
-            predictor.run(batch)
+            predictor.run(batch, [DEFAULT_OPTIONS] * len(batch))
         rates.append(len(texts) / (time.perf_counter() - started))
     return {"sentences_per_s": statistics.median(rates), "runs": rates, "texts": len(texts),
             "mean_batch": len(texts) / len(policy(texts, predictor))}

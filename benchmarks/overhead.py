@@ -27,7 +27,8 @@ from common.settings import ApiSettings
 
 
 class _InstantScript:
-    """A registered Lua script: the push script answers every item at once; the others do nothing."""
+    """A registered Lua script: the push script answers every item at once; the others do nothing (the worker-states
+    script, read by the model catalog in the background, finds no worker)."""
 
     def __init__(self, stub: InstantRedis, source: str) -> None:
         self._stub = stub
@@ -35,10 +36,10 @@ class _InstantScript:
 
     async def __call__(self, keys: Sequence[str] = (), args: Sequence[Any] = ()) -> int:
         if not self._is_push:
-            return 0
+            return []
         for raw in (arg for arg in args if isinstance(arg, bytes)):  # the limits come first, as numbers
             item = decode_item(raw)
-            reply = Reply(item.request_id, item.index, prediction=Prediction("POSITIVE", 0.9), queue_ms=1.0,
+            reply = Reply(item.request_id, item.index, predictions=[Prediction("POSITIVE", 0.9)], queue_ms=1.0,
                           inference_ms=2.0)
             self._stub.replies.setdefault(item.request_id, []).append(encode_reply(reply))
         return 1

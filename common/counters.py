@@ -25,6 +25,8 @@ class WorkerCounts:
     expired: int = _counter("Texts dropped unanswered because their deadline had passed (the client got 504)")
     malformed: int = _counter("Queue messages that could not be decoded")
     failed: int = _counter("Texts answered with an inference error")
+    invalid: int = _counter("Texts refused unrun: over the token limit with truncate=false, or top_k above the "
+                            "model's labels (the client got 422)")
     cancelled: int = _counter("Texts skipped unrun because their client hung up")
     reclaimed: int = _counter("Texts of a window this worker held past its lease, taken back and given to others "
                               "(it stalled; its late answers are ignored)")

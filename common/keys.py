@@ -87,6 +87,11 @@ class Keys:
         """Hash of one batch histogram (common/batch_metrics.py): per-bucket counts and the sum."""
         return f"{self.prefix}:stats:hist:{name}"
 
+    def cached(self, digest: str) -> str:
+        """String: one answer of the response cache (CACHE_TTL_S), msgpack ranked labels; ``digest`` hashes the model's
+        fingerprint, the options and the text (api/cache.py). Expires after CACHE_TTL_S."""
+        return f"{self.prefix}:cache:{digest}"
+
     @property
     def pattern(self) -> str:
         """A SCAN/KEYS pattern matching every key of this prefix."""

@@ -1,9 +1,10 @@
 """The wire protocol between API producers and model workers: message types and their msgpack encoding.
 
-One work item is one text. A batch request of N texts becomes N items that share a request id and
-reply key, so every text counts as one unit toward a worker's batch limits and the texts of one
-request can be served by several batches or workers. Messages are msgpack maps with named fields
-and a version, decoded defensively: anything on the queue may be garbage.
+One work item is one text (or text pair) with the options it was asked with (common/options.py). A batch
+request of N texts becomes N items that share a request id and reply key, so every text counts as one unit
+toward a worker's batch limits and the texts of one request can be served by several batches or workers. A reply
+carries the text's ranked labels and the fingerprint of the model that computed them. Messages are msgpack maps
+with named fields and a version, decoded defensively: anything on the queue may be garbage.
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ from typing import Any
 
 import msgpack
 
-PROTOCOL_VERSION = 1
+from common.options import DEFAULT_OPTIONS, Options
+
+# 2: items carry a text pair and options, replies ranked labels and the model's fingerprint. A worker of another
+# version answers an item it cannot read as malformed (the client gets a 500 naming the cause), never wrongly.
+PROTOCOL_VERSION = 2
+# Most labels one reply may carry (top_k=None answers every label of the model).
+MAX_LABELS = 16_384
 
 # Caps for decoding untrusted bytes: far above anything the API enqueues, low enough that a hostile
 # message cannot make a worker allocate gigabytes.
@@ -24,7 +31,7 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 _UNPACK_LIMITS = dict(
     max_str_len=MAX_MESSAGE_BYTES,
     max_bin_len=0,
-    max_array_len=64,
+    max_array_len=MAX_LABELS,
     max_map_len=64,
     max_ext_len=0,
 )
@@ -51,13 +58,15 @@ def new_request_id() -> str:
 
 @dataclass(frozen=True, slots=True)
 class WorkItem:
-    """One text to classify, as the API enqueues it."""
+    """One text to classify, as the API enqueues it (a ``common.options.QueryLike``)."""
 
     request_id: str
     index: int  # position of the text in its request (0 for single predictions)
     text: str
     deadline: float  # unix seconds; after this the API has given up and the item is not worth running
     enqueued_at: float  # unix seconds, the producer's clock
+    text_pair: str | None = None  # the second text of a pair (tokenized as one sequence with the first)
+    options: Options = DEFAULT_OPTIONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,19 +86,21 @@ class ErrorCode:
 
     MALFORMED = "malformed_message"
     INFERENCE_FAILED = "inference_failed"
+    INVALID_INPUT = "invalid_input"  # the model cannot answer it as asked (too long untruncated, top_k too high)
     POISON = "poison_message"  # sent by the recovery script (common/scripts.py) from a template encoded here
 
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """A worker's answer for one work item: a prediction or an error, plus where the time went."""
+    """A worker's answer for one work item: its ranked labels or an error, plus where the time went."""
 
     request_id: str
     index: int
-    prediction: Prediction | None = None
+    predictions: list[Prediction] | None = None  # the item's top_k labels, best first
     error: WorkError | None = None
     queue_ms: float = 0.0  # enqueue -> picked up by the worker
     inference_ms: float = 0.0  # the forward pass (tokenization included) of the batch that held it
+    model: str = ""  # fingerprint of the model that answered (common/model_card.py): the response cache's key
 
 
 def _pack(fields: dict[str, Any]) -> bytes:
@@ -137,15 +148,20 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
 
 
 def encode_item(item: WorkItem) -> bytes:
-    return _pack(
-        {
-            "request_id": item.request_id,
-            "index": item.index,
-            "text": item.text,
-            "deadline": item.deadline,
-            "enqueued_at": item.enqueued_at,
-        }
-    )
+    fields: dict[str, Any] = {
+        "request_id": item.request_id,
+        "index": item.index,
+        "text": item.text,
+        "deadline": item.deadline,
+        "enqueued_at": item.enqueued_at,
+    }
+    if item.text_pair is not None:
+        fields["text_pair"] = item.text_pair
+    if item.options != DEFAULT_OPTIONS:  # the common case stays as small as before options existed
+        o = item.options
+        fields["options"] = {"top_k": o.top_k, "function": o.function, "truncate": o.truncate,
+                             "truncation_side": o.truncation_side}
+    return _pack(fields)
 
 
 def decode_item(raw: bytes) -> WorkItem:
@@ -155,13 +171,46 @@ def decode_item(raw: bytes) -> WorkItem:
         raise ProtocolError("field 'request_id' must be 32 lowercase hex characters", *ident)
     if ident[1] is None:
         raise ProtocolError("field 'index' must be a non-negative integer", *ident)
+    pair = data.get("text_pair")
+    if pair is not None and not isinstance(pair, str):
+        raise ProtocolError(f"field 'text_pair' must be str, got {type(pair).__name__}", *ident)
     return WorkItem(
         request_id=ident[0],
         index=ident[1],
         text=_field(data, "text", str, ident),
         deadline=float(_field(data, "deadline", (int, float), ident)),
         enqueued_at=float(_field(data, "enqueued_at", (int, float), ident)),
+        text_pair=pair,
+        options=_options(data.get("options"), ident),
     )
+
+
+def _options(raw: Any, ident: tuple[str | None, int | None]) -> Options:
+    if raw is None:
+        return DEFAULT_OPTIONS
+    if not isinstance(raw, dict) or set(raw) != {"top_k", "function", "truncate", "truncation_side"}:
+        raise ProtocolError("field 'options' must be a map of top_k, function, truncate, truncation_side", *ident)
+    try:
+        return Options(**raw)
+    except ValueError as exc:  # Options checks every value
+        raise ProtocolError(f"field 'options': {exc}", *ident) from None
+
+
+def _encode_ranked(predictions: list[Prediction]) -> list[dict[str, Any]]:
+    """Ranked labels as msgpack carries them (in replies and in response-cache entries)."""
+    return [{"label": p.label, "score": p.score} for p in predictions]
+
+
+def _decode_ranked(raw: Any, ident: tuple[str | None, int | None] = (None, None)) -> list[Prediction]:
+    if not isinstance(raw, list) or not raw:
+        raise ProtocolError("ranked labels must be a non-empty list", *ident)
+    ranked = []
+    for entry in raw:
+        if not isinstance(entry, dict):
+            raise ProtocolError("a ranked label must be a map of label and score", *ident)
+        ranked.append(Prediction(label=_field(entry, "label", str, ident),
+                                 score=float(_field(entry, "score", (int, float), ident))))
+    return ranked
 
 
 def encode_reply(reply: Reply) -> bytes:
@@ -171,9 +220,10 @@ def encode_reply(reply: Reply) -> bytes:
         "queue_ms": reply.queue_ms,
         "inference_ms": reply.inference_ms,
     }
-    if reply.prediction is not None:
-        fields["label"] = reply.prediction.label
-        fields["score"] = reply.prediction.score
+    if reply.model:
+        fields["model"] = reply.model
+    if reply.predictions is not None:
+        fields["predictions"] = _encode_ranked(reply.predictions)
     if reply.error is not None:
         fields["error"] = {"code": reply.error.code, "message": reply.error.message}
     return _pack(fields)
@@ -185,22 +235,33 @@ def decode_reply(raw: bytes) -> Reply:
     if ident[0] is None or ident[1] is None:
         raise ProtocolError("reply lacks a valid request id or index", *ident)
     error = None
-    prediction = None
+    predictions = None
     if "error" in data:
         err = data["error"]
         if not isinstance(err, dict) or not isinstance(err.get("code"), str) or not isinstance(err.get("message"), str):
             raise ProtocolError("field 'error' must be a map with string 'code' and 'message'", *ident)
         error = WorkError(code=err["code"], message=err["message"])
     else:
-        prediction = Prediction(
-            label=_field(data, "label", str, ident),
-            score=float(_field(data, "score", (int, float), ident)),
-        )
+        predictions = _decode_ranked(data.get("predictions"), ident)
+    model = data.get("model", "")
+    if not isinstance(model, str):
+        raise ProtocolError(f"field 'model' must be str, got {type(model).__name__}", *ident)
     return Reply(
         request_id=ident[0],
         index=ident[1],
-        prediction=prediction,
+        predictions=predictions,
         error=error,
+        model=model,
         queue_ms=float(_field(data, "queue_ms", (int, float), ident)),
         inference_ms=float(_field(data, "inference_ms", (int, float), ident)),
     )
+
+
+def encode_cached(ranked: list[Prediction]) -> bytes:
+    """A response-cache entry (api/cache.py): one text's ranked labels."""
+    return _pack({"predictions": _encode_ranked(ranked)})
+
+
+def decode_cached(raw: bytes) -> list[Prediction]:
+    """Raises ProtocolError for anything but an entry of this version (an older one is a miss, then rewritten)."""
+    return _decode_ranked(_unpack(raw).get("predictions"))

@@ -44,11 +44,12 @@ def sync_client(settings: SharedSettings, *, longest_block_s: float, name: str |
     )
 
 
-def async_client(settings: SharedSettings, *, longest_block_s: float, max_connections: int) -> redis.asyncio.Redis:
-    """Client for an API process. The pool blocks (briefly) instead of raising when exhausted; callers
-    admit at most ``max_connections`` concurrent waiters so that never lasts."""
+def async_client(settings: SharedSettings, *, longest_block_s: float, max_connections: int,
+                 url: str | None = None) -> redis.asyncio.Redis:
+    """Client for an API process (of REDIS_URL's Redis, or ``url``'s). The pool blocks (briefly) instead of raising
+    when exhausted; callers admit at most ``max_connections`` concurrent waiters so that never lasts."""
     pool = redis.asyncio.BlockingConnectionPool.from_url(
-        settings.redis_url,
+        url or settings.redis_url,
         max_connections=max_connections,
         timeout=settings.redis_connect_timeout_s,
         retry=AsyncRetry(NoBackoff(), 0),

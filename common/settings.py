@@ -136,14 +136,34 @@ class ApiSettings(SharedSettings, InputLimits):
     retry_after_s: int = Field(1, ge=1, description="`Retry-After` header value sent with 429.")
     api_key: Annotated[str | None, EMPTY_IS_UNSET] = Field(
         None,
-        description="If set, `/predict`, `/predict/batch` and `/metrics` require `Authorization: Bearer <key>` "
-        "(probes and docs stay open). Unset or empty: no authentication, for a trusted network only.",
+        description="If set, the prediction routes (`/predict`, `/predict/batch`, `/v2/models/.../infer`), `/info` "
+        "and `/metrics` require `Authorization: Bearer <key>` (probes and docs stay open). Unset or empty: no "
+        "authentication, for a trusted network only.",
+    )
+    served_model_name: str = Field(
+        "sentimentalyzer",
+        pattern=r"^[A-Za-z0-9_.\-]+$",
+        description="The model's name in the Open Inference Protocol routes (`/v2/models/<name>/...`), which "
+        "tritonclient, the KServe SDK and perf_analyzer are given. Other names answer 404.",
+    )
+    cache_ttl_s: int = Field(
+        0,
+        ge=0,
+        description="Response cache: how long an answer is kept in Redis and given again, without queueing, to "
+        "the same text with the same options for the same model; 0 turns the cache off. Pays off where texts "
+        "repeat (the same review, headline); each entry takes ~100 bytes of Redis memory plus its key, for its TTL.",
+    )
+    cache_redis_url: Annotated[str | None, EMPTY_IS_UNSET] = Field(
+        None,
+        description="A separate Redis for the response cache (e.g. one with `maxmemory` and `allkeys-lru`, which "
+        "the queue's Redis must not have). Unset: the cache shares REDIS_URL's Redis (bounded by CACHE_TTL_S only).",
     )
 
     @model_validator(mode="after")
     def _consistent(self) -> "ApiSettings":
-        # Limits under which a valid call of the largest allowed size could never be admitted: 429 forever.
-        largest_call_bytes = self.max_batch_texts * (4 * self.max_text_chars + MESSAGE_OVERHEAD_BYTES)
+        # Limits under which a valid call of the largest allowed size could never be admitted: 429 forever. The
+        # largest is a batch of text pairs, both texts of the longest (4 bytes per character at most in UTF-8).
+        largest_call_bytes = self.max_batch_texts * (2 * 4 * self.max_text_chars + MESSAGE_OVERHEAD_BYTES)
         client_texts = self.max_client_share * self.max_queue_depth
         client_chars = self.max_client_share * self.max_queue_bytes
         if self.max_queue_depth < self.max_batch_texts:
@@ -152,9 +172,9 @@ class ApiSettings(SharedSettings, InputLimits):
         if self.max_queue_bytes < largest_call_bytes:
             raise ValueError(f"max_queue_bytes ({self.max_queue_bytes}) is below the {largest_call_bytes} bytes a "
                              "full-size batch call of the longest texts can take: it could never be admitted")
-        if client_texts < self.max_batch_texts or client_chars < self.max_batch_texts * self.max_text_chars:
+        if client_texts < self.max_batch_texts or client_chars < self.max_batch_texts * 2 * self.max_text_chars:
             raise ValueError(f"max_client_share ({self.max_client_share:g}) leaves one client less than one "
-                             "full-size batch call (max_batch_texts x max_text_chars) of the queue")
+                             "full-size batch call (max_batch_texts pairs of max_text_chars) of the queue")
         return self
 
 

@@ -2,35 +2,46 @@
 
 # No `from __future__ import annotations`: FastAPI resolves the per-app request models at definition time.
 
+from typing import Any
+
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from api.errors import ErrorKind, error_responses, install_error_handlers
+from api.errors import ErrorKind, ServiceError, error_responses, install_error_handlers
 from api.limits import BodySizeLimit
-from api.schemas import BatchPredictionOut, PredictionOut, request_models
+from api.queries import Job, answer, job_of
+from api.schemas import BatchPredictionOut, PredictAnswer, request_models
+from common.options import refusal
 from common.settings import NaiveSettings
 from worker.predictor import Predictor
 
 
 def create_naive_app(settings: NaiveSettings, predictor: Predictor) -> FastAPI:
-    models = request_models(settings)
+    models = request_models(settings, max_top_k=len(predictor.card.labels))
     app = FastAPI(title="Sentimentalyzer naive baseline", version="1.0.0",
                   summary="One forward pass per request, no batching (benchmark baseline).")
     install_error_handlers(app)
     errors = error_responses(ErrorKind.VALIDATION, ErrorKind.PAYLOAD_TOO_LARGE)
+    card = predictor.card
 
-    def to_out(texts: list[str]) -> list[PredictionOut]:
-        return [PredictionOut(label=p.label, score=p.score) for p in predictor.predict(texts)]
+    def run(job: Job) -> Any:
+        """The whole request in one forward pass, refused as the workers refuse what the model cannot answer."""
+        encodings = predictor.tokenize(job.queries)
+        for i, (query, encoding) in enumerate(zip(job.queries, encodings)):
+            why = refusal(query.options, len(encoding), max_tokens=card.max_tokens, num_labels=len(card.labels))
+            if why is not None:
+                raise ServiceError(ErrorKind.VALIDATION, f"text {i}: {why}")
+        return answer(job, predictor.run(encodings, [q.options for q in job.queries]))
 
     # The model call runs in the thread pool so that it does not block the event loop (FastAPI's usual
     # idiom for blocking work); the batch route is one forward pass over all the texts of the call.
-    @app.post("/predict", response_model=PredictionOut, responses=errors)
-    async def predict(body: models.single) -> PredictionOut:  # type: ignore[valid-type]
-        return (await run_in_threadpool(to_out, [body.text]))[0]  # type: ignore[attr-defined]
+    @app.post("/predict", response_model=None, responses={200: {"model": PredictAnswer}, **errors})
+    async def predict(body: models.predict) -> Any:  # type: ignore[valid-type]
+        return await run_in_threadpool(run, job_of(body))
 
-    @app.post("/predict/batch", response_model=BatchPredictionOut, responses=errors)
-    async def predict_batch(body: models.batch) -> BatchPredictionOut:  # type: ignore[valid-type]
-        return BatchPredictionOut(results=await run_in_threadpool(to_out, body.texts))  # type: ignore[attr-defined]
+    @app.post("/predict/batch", response_model=None, responses={200: {"model": BatchPredictionOut}, **errors})
+    async def predict_batch(body: models.batch) -> Any:  # type: ignore[valid-type]
+        return await run_in_threadpool(run, job_of(body))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from common.counters import PhaseTimes, WorkerCounts
+from common.options import refusal
 from worker.batching import plan_batches
 from worker.lease import LeaseTerm
 from worker.predictor import Predictor
@@ -58,6 +59,7 @@ class BatchLoop:
     ) -> None:
         self._queue = queue
         self._predictor = predictor
+        self._answers = predictor.card.answers  # what every reply says answered it
         self.policy = policy
         self._clock = clock
         self._stop = threading.Event()
@@ -143,14 +145,14 @@ class BatchLoop:
         return window
 
     def _plan(self, window: Window) -> list[list[Held]]:
-        """Tokenize the window once, then split it into forward passes within the padded-token budget (see
-        worker.batching); the passes run on these encodings."""
+        """Tokenize the window once, refuse what the model cannot answer as asked, then split the rest into forward
+        passes within the padded-token budget (see worker.batching); the passes run on these encodings."""
         held = window.held
         if not held:
             return []
         with self._phases.measure("infer_s"):
             try:
-                encodings = self._predictor.tokenize([h.item.text for h in held])
+                encodings = self._predictor.tokenize([h.item for h in held])
                 if len(encodings) != len(held):
                     raise RuntimeError(f"tokenizer returned {len(encodings)} encodings for {len(held)} texts")
             except Exception:
@@ -158,12 +160,19 @@ class BatchLoop:
                 window.fail(held)
                 window.release(held)
                 return []
+        card = self._predictor.card
+        runnable = []
         for h, encoding in zip(held, encodings):
             h.encoding = encoding
-        if self.policy.max_batch_tokens <= 0:
-            return [held]  # the window (at most max_batch_size texts) in arrival order
-        return [[held[i] for i in batch] for batch in plan_batches([h.tokens for h in held],
-                                                                    self.policy.max_batch_tokens)]
+            reason = refusal(h.item.options, len(encoding), max_tokens=card.max_tokens, num_labels=len(card.labels))
+            if reason is None:
+                runnable.append(h)
+            else:
+                window.refuse(h, reason)
+        if self.policy.max_batch_tokens <= 0 or not runnable:
+            return [runnable] if runnable else []  # the window (at most max_batch_size texts) in arrival order
+        return [[runnable[i] for i in batch] for batch in plan_batches([h.tokens for h in runnable],
+                                                                        self.policy.max_batch_tokens)]
 
     def _run_pass(self, window: Window, batch: list[Held], picked_up: float, *, holding: bool) -> bool:
         """Run and publish one pass (``holding``: more passes of the window follow). False if the window turned out
@@ -180,15 +189,16 @@ class BatchLoop:
     def _infer(self, window: Window, held: list[Held], picked_up: float) -> None:
         started = time.perf_counter()
         try:
-            predictions = self._predictor.run([h.encoding for h in held])
-            if len(predictions) != len(held):
-                raise RuntimeError(f"predictor returned {len(predictions)} results for {len(held)} texts")
+            ranked = self._predictor.run([h.encoding for h in held], [h.item.options for h in held])
+            if len(ranked) != len(held) or not all(ranked):
+                raise RuntimeError(f"predictor returned {len(ranked)} results for {len(held)} texts")
         except Exception:
             # The pass fails, the worker does not: every client of the pass is told, the loop goes on.
             log.exception("inference failed for a batch of %d texts", len(held))
             window.fail(held)
             return
-        window.answer(held, predictions, picked_up=picked_up, inference_s=time.perf_counter() - started)
+        window.answer(held, ranked, picked_up=picked_up, inference_s=time.perf_counter() - started,
+                      model=self._answers)
 
     def _publish(self, outbox: Outbox, *, holding: bool) -> bool:
         outbox.lease_s = self.lease.seconds if holding else 0.0

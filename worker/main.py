@@ -75,9 +75,8 @@ def describe(worker_id: str, settings: WorkerSettings, predictor: Predictor, loo
     identity = {
         "worker_id": worker_id,
         "host": socket.gethostname(),
-        "model": predictor.name,
+        **predictor.card.fields(),  # model, labels, token limit, fingerprint, backend (BACKEND=auto: the one it chose)
         "device": predictor.device,
-        "backend": predictor.backend,  # BACKEND=auto: the one it chose
         "backend_setting": settings.backend,
         "max_batch_size": settings.max_batch_size,
         "max_batch_tokens": loop.policy.max_batch_tokens,

@@ -13,6 +13,8 @@ log = logging.getLogger(__name__)
 
 # The files that make the model's graph and weights; tokenizer files don't change the exported graph.
 WEIGHT_PATTERNS = ("config.json", "*.safetensors", "pytorch_model*.bin")
+# The files that make its tokenizer: with the weights, what decides the answers a worker gives.
+TOKENIZER_PATTERNS = ("tokenizer*.json", "vocab*", "merges.txt", "special_tokens_map.json", "*.model")
 # What a hub snapshot needs for the tokenizer, the config and the PyTorch weights (not TF, Flax, ONNX copies).
 HUB_PATTERNS = ["*.json", "*.txt", "*.model", "*.safetensors", "pytorch_model*.bin"]
 
@@ -38,12 +40,23 @@ class ModelSource:
     def fingerprint(self) -> str:
         """sha256 over the names and contents of config and weights (hashed once per process: ~0.3 s for
         DistilBERT's 268 MB)."""
-        digest = hashlib.sha256()
-        files = sorted({f for pattern in WEIGHT_PATTERNS for f in self.path.glob(pattern) if f.is_file()})
-        for f in files:
-            with f.open("rb") as handle:
-                digest.update(f.name.encode() + b"\0" + hashlib.file_digest(handle, "sha256").digest())
-        return digest.hexdigest()
+        return _hash_files(self.path, WEIGHT_PATTERNS)
+
+    @cached_property
+    def answers_fingerprint(self) -> str:
+        """The weights' fingerprint and the tokenizer's files together: two copies with it answer alike (what the
+        model card, /info and the response cache name a model by)."""
+        return hashlib.sha256(f"{self.fingerprint}:{_hash_files(self.path, TOKENIZER_PATTERNS)}".encode()).hexdigest()
+
+
+def _hash_files(directory: Path, patterns: tuple[str, ...]) -> str:
+    """sha256 over the names and contents of the files matching ``patterns``."""
+    digest = hashlib.sha256()
+    files = sorted({f for pattern in patterns for f in directory.glob(pattern) if f.is_file()})
+    for f in files:
+        with f.open("rb") as handle:
+            digest.update(f.name.encode() + b"\0" + hashlib.file_digest(handle, "sha256").digest())
+    return digest.hexdigest()
 
 
 def resolve_model(model: str) -> ModelSource:

@@ -10,13 +10,16 @@ from collections.abc import Sequence, Sized
 from pathlib import Path
 from typing import Protocol
 
+from common.model_card import ModelCard
+from common.options import Options, Query, QueryLike, default_function
 from common.protocol import Prediction
 from common.settings import ModelSettings, WorkerSettings
 from worker.model_source import OFFLINE_HINT, ModelLoadError, first_line, resolve_model
-from worker.runtimes import BACKENDS, RuntimeFactory, probabilities
+from worker.runtimes import BACKENDS, RuntimeFactory
 from worker.runtimes.auto import DEFAULT_BATCH_TOKENS, ProbePolicy, decide
 from worker.runtimes.choice import Choice
 from worker.runtimes.torch_runtime import resolve_device
+from worker.scoring import Scorer
 from worker.tokenizing import Encoding, Tokenizer
 
 log = logging.getLogger(__name__)
@@ -34,20 +37,26 @@ class Predictor(Protocol):
     device: str  # e.g. "cpu", "cuda:0"
     backend: str  # the backend it runs (BACKEND=auto: the one chosen)
     max_batch_tokens: int  # the token budget it runs best with (measured by BACKEND=auto; else the default)
+    card: ModelCard  # what it serves: labels, token limit, fingerprint (the heartbeat publishes it)
     tokenize_s: float  # cumulative seconds spent tokenizing, for the worker's profile
     forward_s: float  # cumulative seconds spent in forward passes
 
-    def tokenize(self, texts: Sequence[str]) -> Sequence[Sized]:
-        """Each text's encoding, once: its ``len`` is the tokens it takes in a pass (special tokens and
-        truncation included)."""
+    def tokenize(self, queries: Sequence[QueryLike]) -> Sequence[Sized]:
+        """Each query's encoding, once: its ``len`` is the tokens it takes in a pass (special tokens and
+        truncation included; a query with ``truncate=False`` keeps them all)."""
         ...
 
-    def run(self, encodings: Sequence[Sized]) -> list[Prediction]:
-        """One forward pass over encodings from ``tokenize`` (padded to the longest), one prediction each."""
+    def run(self, encodings: Sequence[Sized], options: Sequence[Options]) -> list[list[Prediction]]:
+        """One forward pass over encodings from ``tokenize`` (padded to the longest): each text's ranked labels,
+        scored and cut to ``top_k`` as its options say."""
+        ...
+
+    def classify(self, queries: Sequence[QueryLike]) -> list[list[Prediction]]:
+        """``run(tokenize(queries), their options)``: one pass."""
         ...
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        """``run(tokenize(texts))``: one pass over ``texts``."""
+        """Each text's top label with the default options, in one pass."""
         ...
 
     def warm_up(self, batch_size: int) -> None:
@@ -92,7 +101,9 @@ class TransformersPredictor:
         self.max_length = min(settings.max_sequence_tokens or model_max, model_max)
         self.encoder = Tokenizer(hf_tokenizer, self.max_length)
         self.name = settings.model
-        self.id2label = {int(i): str(label) for i, label in config.id2label.items()}
+        id2label = {int(i): str(label) for i, label in config.id2label.items()}
+        problem_type = getattr(config, "problem_type", None)
+        self.scorer = Scorer(id2label, default_function(problem_type, len(id2label)))
         self.random_weights = bool(getattr(config, RANDOM_WEIGHTS_FLAG, False))
         self.tokenize_s = 0.0  # cumulative, for profiling
         self.forward_s = 0.0
@@ -112,6 +123,10 @@ class TransformersPredictor:
         self.runtime = opener(backend)
         self.backend = backend
         self.device = self.runtime.device
+        self.card = ModelCard(model=settings.model, fingerprint=source.answers_fingerprint,
+                              labels=tuple(self.scorer.labels), max_tokens=self.max_length,
+                              default_function=self.scorer.default_function, backend=backend,
+                              problem_type=problem_type, segment_ids=self.encoder.takes_type_ids)
         if self.random_weights:
             log.warning(
                 "MODEL %s HAS RANDOM WEIGHTS (offline benchmark model): its labels and scores are "
@@ -122,24 +137,25 @@ class TransformersPredictor:
                  self.device, self.backend, getattr(self.runtime, "precision", "?"), settings.torch_threads,
                  self.max_length, time.perf_counter() - started)
 
-    def tokenize(self, texts: Sequence[str]) -> list[Encoding]:
+    def tokenize(self, queries: Sequence[QueryLike]) -> list[Encoding]:
         started = time.perf_counter()
-        encodings = self.encoder.encode(texts)
+        encodings = self.encoder.encode(queries)
         self.tokenize_s += time.perf_counter() - started
         return encodings
 
-    def run(self, encodings: Sequence[Encoding]) -> list[Prediction]:
+    def run(self, encodings: Sequence[Encoding], options: Sequence[Options]) -> list[list[Prediction]]:
         if not encodings:
             return []
         started = time.perf_counter()
-        probs = probabilities(self.runtime.logits(self.encoder.pad(encodings)))
-        ids = probs.argmax(axis=-1)
-        scores = probs[range(len(ids)), ids]
+        ranked = self.scorer.rank(self.runtime.logits(self.encoder.pad(encodings)), options)
         self.forward_s += time.perf_counter() - started
-        return [Prediction(label=self.id2label[int(i)], score=float(s)) for s, i in zip(scores, ids)]
+        return ranked
+
+    def classify(self, queries: Sequence[QueryLike]) -> list[list[Prediction]]:
+        return self.run(self.tokenize(queries), [q.options for q in queries])
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        return self.run(self.tokenize(texts))
+        return [ranked[0] for ranked in self.classify([Query(t) for t in texts])]
 
     def warm_up(self, batch_size: int) -> None:
         """Run the first passes before announcing readiness: they pay for lazy initialisation."""

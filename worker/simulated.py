@@ -17,9 +17,12 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from common.model_card import ModelCard
+from common.options import SIGMOID, Options, Query, QueryLike
 from common.protocol import Prediction
 
 SIMULATED_LABEL = "SIMULATED"
+SIMULATED_MAX_TOKENS = 512
 
 
 def simulated_score(text: str) -> float:
@@ -39,26 +42,32 @@ class SimulatedPredictor:
         self.text_s = text_ms / 1000
         self._sleep = sleep
         self.name = f"simulated(a={batch_ms:g}ms, b={text_ms:g}ms/text)"
+        # One label: its score is the text's, whatever function is asked for; top_k above 1 is refused.
+        self.card = ModelCard(model=self.name, fingerprint="simulated", labels=(SIMULATED_LABEL,),
+                              max_tokens=SIMULATED_MAX_TOKENS, default_function=SIGMOID, backend=self.backend)
         self.tokenize_s = 0.0  # nothing is tokenized; kept for the heartbeat's profile
         self.forward_s = 0.0
 
     def cost_s(self, texts: int) -> float:
         return self.batch_s + self.text_s * texts
 
-    def tokenize(self, texts: Sequence[str]) -> list[SimulatedEncoding]:
-        return [SimulatedEncoding(t) for t in texts]
+    def tokenize(self, queries: Sequence[QueryLike]) -> list[SimulatedEncoding]:
+        return [SimulatedEncoding(q.text, q.text_pair) for q in queries]
 
-    def run(self, encodings: Sequence[SimulatedEncoding]) -> list[Prediction]:
+    def run(self, encodings: Sequence[SimulatedEncoding], options: Sequence[Options]) -> list[list[Prediction]]:
         if not encodings:
             return []
         cost = self.cost_s(len(encodings))
         if cost > 0:
             self._sleep(cost)
         self.forward_s += cost
-        return [Prediction(SIMULATED_LABEL, simulated_score(e.text)) for e in encodings]
+        return [[Prediction(SIMULATED_LABEL, simulated_score(e.text))] for e in encodings]
+
+    def classify(self, queries: Sequence[QueryLike]) -> list[list[Prediction]]:
+        return self.run(self.tokenize(queries), [q.options for q in queries])
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        return self.run(self.tokenize(texts))
+        return [ranked[0] for ranked in self.classify([Query(t) for t in texts])]
 
     def warm_up(self, batch_size: int) -> None:
         """Nothing to warm up (same interface as the real predictor)."""
@@ -70,6 +79,7 @@ class SimulatedEncoding:
     enough to WordPiece on plain English for batch planning)."""
 
     text: str
+    text_pair: str | None = None
 
     def __len__(self) -> int:
-        return len(self.text.split()) + 2
+        return len(self.text.split()) + (len(self.text_pair.split()) + 1 if self.text_pair is not None else 0) + 2

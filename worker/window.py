@@ -100,9 +100,17 @@ class Window:
         error = WorkError(ErrorCode.INFERENCE_FAILED, reason)
         self.outbox.replies.extend(Reply(h.item.request_id, h.item.index, error=error) for h in held)
 
-    def answer(self, held: Sequence[Held], predictions: Sequence[Prediction], *, picked_up: float,
-               inference_s: float) -> None:
-        """Answer one forward pass over ``held`` (picked up from the queue at ``picked_up``, unix seconds)."""
+    def refuse(self, held: Held, reason: str) -> None:
+        """Answer ``held`` with why the model cannot answer it as asked (its client gets a 422), and release it."""
+        self.outbox.counts.invalid += 1
+        error = WorkError(ErrorCode.INVALID_INPUT, reason)
+        self.outbox.replies.append(Reply(held.item.request_id, held.item.index, error=error))
+        self.release([held])
+
+    def answer(self, held: Sequence[Held], ranked: Sequence[list[Prediction]], *, picked_up: float,
+               inference_s: float, model: str) -> None:
+        """Answer one forward pass over ``held`` (picked up from the queue at ``picked_up``, unix seconds) with each
+        text's ranked labels, computed by ``model`` (its card's ``answers``)."""
         counts = self.outbox.counts
         counts.batches += 1
         counts.texts += len(held)
@@ -111,16 +119,17 @@ class Window:
         self.outbox.inference_s = inference_s
         inference_ms = inference_s * 1000
         replies = [
-            Reply(h.item.request_id, h.item.index, prediction=prediction,
-                  queue_ms=max(0.0, (picked_up - h.item.enqueued_at) * 1000), inference_ms=inference_ms)
-            for h, prediction in zip(held, predictions, strict=True)
+            Reply(h.item.request_id, h.item.index, predictions=labels,
+                  queue_ms=max(0.0, (picked_up - h.item.enqueued_at) * 1000), inference_ms=inference_ms, model=model)
+            for h, labels in zip(held, ranked, strict=True)
         ]
-        if all(math.isfinite(p.score) for p in predictions):  # one C-level pass: the common case stays cheap
+        finite = [all(math.isfinite(p.score) for p in labels) for labels in ranked]
+        if all(finite):  # the common case stays cheap
             self.outbox.replies += replies
             return
         # NaN or infinity (fp16/bf16 overflow): not an answer. Told at once as a failure, never published as one.
-        bad = [h for h, p in zip(held, predictions) if not math.isfinite(p.score)]
-        self.outbox.replies += [r for r, p in zip(replies, predictions) if math.isfinite(p.score)]
+        bad = [h for h, ok in zip(held, finite) if not ok]
+        self.outbox.replies += [r for r, ok in zip(replies, finite) if ok]
         counts.texts -= len(bad)
         self.fail(bad, "the model produced a non-finite score for this text (numeric overflow in the forward pass)")
 

@@ -23,17 +23,17 @@ class Marked(Encoding):
     marked: bool = True
 
 
-def _tokenize(self, texts):
+def _tokenize(self, queries):
     marker = os.environ.get("FAULT_CRASH_MARKER")
-    encodings = _original_tokenize(self, texts)
-    return [Marked(e.ids, e.type_ids) if marker and marker in t else e for t, e in zip(texts, encodings)]
+    encodings = _original_tokenize(self, queries)
+    return [Marked(e.ids, e.type_ids) if marker and marker in q.text else e for q, e in zip(queries, encodings)]
 
 
-def _faulty_run(self, encodings):
+def _faulty_run(self, encodings, options):
     if any(isinstance(e, Marked) for e in encodings):
         os._exit(86)
     time.sleep(float(os.environ.get("FAULT_SLOW_S", "0")))
-    return _original_run(self, encodings)
+    return _original_run(self, encodings, options)
 
 
 predictor_module.TransformersPredictor.tokenize = _tokenize

@@ -13,6 +13,7 @@ import redis
 from api.errors import ServiceError
 from api.gateway import Gateway
 from common.keys import Keys
+from common.options import Query
 from common.redis_factory import async_client
 from common.settings import ApiSettings
 from tests.answers import assert_discriminating, expected_answers, same_answer
@@ -77,14 +78,14 @@ def test_cancelled_waits_never_deliver_an_answer_to_the_wrong_request(redis_serv
             timeout = rng.uniform(0.001, 0.03) if rng.random() < 0.33 else None
             async with semaphore:
                 try:
-                    outcome = await asyncio.wait_for(gateway.classify([texts[i]]), timeout)
+                    outcome = await asyncio.wait_for(gateway.classify([Query(texts[i])]), timeout)
                 except TimeoutError:
                     counts["cancelled"] += 1
                     return
                 except ServiceError:
                     counts["errors"] += 1
                     return
-            got = outcome.predictions[0]
+            got, = outcome.predictions[0]
             counts["answered"] += 1
             if not same_answer(got.label, got.score, expected[texts[i]]):
                 counts["wrong"] += 1

@@ -5,6 +5,7 @@ import signal
 import httpx
 import pytest
 
+from common.options import Options, Query
 from harness.service import ready, start_naive
 from tests.answers import same_answer
 from tests.helpers import Process, free_port, python_env, wait_until
@@ -33,8 +34,9 @@ def test_launcher_starts_redis_api_and_workers_and_stops_them_all(tiny_model, tm
 
 
 def test_naive_baseline_serves_the_same_answers_and_errors(tiny_model, tiny_predictor, tmp_path):
-    naive = start_naive(tmp_path / "naive.log", env=dict(MODEL=str(tiny_model), TORCH_THREADS="1"),
-                        ready_timeout=60)
+    # MAX_SEQUENCE_TOKENS=32 (the texts below are shorter, but for the one that must be too long untruncated)
+    naive = start_naive(tmp_path / "naive.log", env=dict(MODEL=str(tiny_model), TORCH_THREADS="1",
+                                                         MAX_SEQUENCE_TOKENS="32"), ready_timeout=60)
     url = naive.url
     try:
         text = "a charming and often affecting journey"
@@ -48,6 +50,17 @@ def test_naive_baseline_serves_the_same_answers_and_errors(tiny_model, tiny_pred
         assert not same_answer(batch[1]["label"], batch[1]["score"], expected)  # the check tells the two apart
         bad = httpx.post(f"{url}/predict", json={"text": "  "})
         assert bad.status_code == 422 and bad.json()["error"]["type"] == "validation"
+        # The same options and shapes as the service (it shares the schemas), one forward pass per request.
+        every, = tiny_predictor.classify([Query(text, None, Options(top_k=None))])
+        ranked = httpx.post(f"{url}/predict", json={"text": text, "top_k": None}).json()
+        assert [p["label"] for p in ranked] == [p.label for p in every]
+        assert all(abs(g["score"] - w.score) <= 1e-5 for g, w in zip(ranked, every))
+        assert httpx.post(f"{url}/predict", json={"inputs": text}).json() == ranked  # TEI's shape
+        assert len(httpx.post(f"{url}/predict", json={"inputs": [[text], ["bad", "good"]]}).json()) == 2
+        too_many = httpx.post(f"{url}/predict", json={"text": text, "top_k": 3})
+        assert too_many.status_code == 422 and "top_k" in too_many.json()["error"]["message"]
+        too_long = httpx.post(f"{url}/predict", json={"text": "good " * 40, "truncate": False})
+        assert too_long.status_code == 422 and "at most 32" in too_long.json()["error"]["message"]
     finally:
         naive.stop()
 

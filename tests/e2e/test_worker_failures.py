@@ -191,7 +191,7 @@ def test_a_worker_restarted_under_its_old_id_counts_a_death_for_what_it_held(red
         assert "text" not in record  # by default no user text is kept in the dead-letter list
         poison_reply = decode_reply(client.lindex(keys.reply(poison_id), 0))
         assert poison_reply.error.code == ErrorCode.POISON and "after 3 workers died" in poison_reply.error.message
-        assert decode_reply(client.lindex(keys.reply(fresh_id), 0)).prediction is not None
+        assert decode_reply(client.lindex(keys.reply(fresh_id), 0)).predictions is not None
         assert client.hlen(keys.deaths) == 0  # the answered one's death was cleared, the poison's moved on
         report("restart_same_id", held=2, requeued=1, dead_lettered=1)
     finally:

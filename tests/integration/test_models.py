@@ -13,7 +13,7 @@ from worker.predictor import ModelLoadError, TransformersPredictor
 
 
 def test_tiny_model_loads_with_labels_from_its_config_and_answers_by_its_rule(tiny_predictor):
-    assert tiny_predictor.id2label == {0: "NEGATIVE", 1: "POSITIVE"}
+    assert tiny_predictor.card.labels == ("NEGATIVE", "POSITIVE") and tiny_predictor.card.default_function == "softmax"
     assert tiny_predictor.random_weights is True  # not a sentiment model: the loud warning stays
     texts = ["good", "a great and funny film", "bad movie", "dull , tedious and predictable", "the plot"]
     predictions = tiny_predictor.predict(texts)

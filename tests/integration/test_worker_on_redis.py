@@ -36,7 +36,7 @@ def test_worker_pops_batches_and_answers_through_redis(setup, tiny_predictor):
     expected = expected_answers(tiny_predictor, TEXTS)
     assert_discriminating(expected)
     assert [r.index for r in got] == [0, 1, 0, 1, 0, 1, 0]
-    assert all(same_answer(r.prediction.label, r.prediction.score, expected[t]) for r, t in zip(got, TEXTS))
+    assert all(same_answer(r.predictions[0].label, r.predictions[0].score, expected[t]) for r, t in zip(got, TEXTS))
     assert 0 < client.ttl(keys.reply(rids[0])) <= 30
     assert client.hget(keys.stats, "texts") == b"7"
     assert {int(k): int(v) for k, v in client.hgetall(keys.batch_sizes).items()} == {3: 2, 1: 1}
@@ -61,7 +61,7 @@ def test_malformed_messages_are_skipped_and_the_rest_answered(setup, tiny_predic
     good = enqueue(client, keys, ["still answered"])
     loop = BatchLoop(worker_queue(client, keys, "w-test"), tiny_predictor, BatchPolicy(8, 0.0, 0.2))
     loop.run(max_batches=1)
-    assert replies(client, keys, good)[0].prediction is not None
+    assert replies(client, keys, good)[0].predictions is not None
     assert replies(client, keys, broken_rid)[0].error.code == ErrorCode.MALFORMED
     assert client.hget(keys.stats, "malformed") == b"3"
 

@@ -77,7 +77,7 @@ def test_a_window_lost_with_the_connection_is_given_back_and_answered_once(setup
     expected = expected_answers(tiny_predictor, texts)
     got = replies(client, keys, rid)
     assert [r.index for r in got] == [0, 1, 2]  # each text answered once
-    assert all(same_answer(r.prediction.label, r.prediction.score, expected[t]) for r, t in zip(got, texts))
+    assert all(same_answer(r.predictions[0].label, r.predictions[0].score, expected[t]) for r, t in zip(got, texts))
     assert client.hget(keys.stats, "texts") == b"3"
     assert client.exists(keys.inflight("w-lost"), keys.requests, keys.deaths) == 0  # given back, no death counted
 

@@ -6,6 +6,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from common.model_card import ModelCard
+from common.options import DEFAULT_OPTIONS, Options, Query, QueryLike
 from common.protocol import Prediction, Reply, WorkItem, encode_item, new_request_id
 from worker.window import Outbox, Popped
 
@@ -49,39 +51,54 @@ class FakeQueue:
 
 
 class FakePredictor:
-    """POSITIVE when the text contains 'good'; the score encodes the text length. Records batch sizes."""
+    """POSITIVE when the text contains 'good'; the score encodes the text length (NEGATIVE gets the rest). Records
+    batch sizes."""
 
     name = "fake"
     device = "none"
     backend = "fake"
+    card = ModelCard(model="fake", fingerprint="fake-model", labels=("NEGATIVE", "POSITIVE"), max_tokens=12,
+                     default_function="softmax", backend="fake")
 
     max_batch_tokens = 512
 
     def __init__(self, fail_on: str | None = None, pass_s: float = 0.0) -> None:
         self.batches: list[list[str]] = []  # the texts of each forward pass
         self.tokenized: list[list[str]] = []  # the texts of each tokenize call
+        self.options: list[list[Options]] = []  # the options of each forward pass
         self.fail_on = fail_on
         self.pass_s = pass_s  # a forward pass takes at least this long
         self.tokenize_s = 0.0
         self.forward_s = 0.0
 
-    def tokenize(self, texts: Sequence[str]) -> list[FakeEncoding]:
-        self.tokenized.append(list(texts))
-        return [FakeEncoding(t) for t in texts]
+    def tokenize(self, queries: Sequence[QueryLike]) -> list[FakeEncoding]:
+        self.tokenized.append([q.text for q in queries])
+        return [FakeEncoding(q.text) for q in queries]
 
-    def run(self, encodings: Sequence[FakeEncoding]) -> list[Prediction]:
+    def run(self, encodings: Sequence[FakeEncoding], options: Sequence[Options]) -> list[list[Prediction]]:
         texts = [e.text for e in encodings]
         self.batches.append(texts)
+        self.options.append(list(options))
         if self.fail_on is not None and any(self.fail_on in t for t in texts):
             raise RuntimeError("CUDA out of memory (simulated)")
         time.sleep(self.pass_s)
-        return [Prediction("POSITIVE" if "good" in t else "NEGATIVE", len(t) / 1000) for t in texts]
+        return [fake_ranked(t, o) for t, o in zip(texts, options, strict=True)]
+
+    def classify(self, queries: Sequence[QueryLike]) -> list[list[Prediction]]:
+        return self.run(self.tokenize(queries), [q.options for q in queries])
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        return self.run(self.tokenize(texts))
+        return [ranked[0] for ranked in self.classify([Query(t) for t in texts])]
 
     def warm_up(self, batch_size: int) -> None:
         """Nothing to warm up."""
+
+
+def fake_ranked(text: str, options: Options = DEFAULT_OPTIONS) -> list[Prediction]:
+    """The fake model's answer: the 'good' label gets len(text)/1000, the other label the rest, top_k of them."""
+    score = len(text) / 1000
+    best, other = ("POSITIVE", "NEGATIVE") if "good" in text else ("NEGATIVE", "POSITIVE")
+    return [Prediction(best, score), Prediction(other, 1 - score)][:options.top_k or 2]
 
 
 @dataclass(frozen=True, slots=True)

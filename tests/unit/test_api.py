@@ -41,10 +41,15 @@ BAD_BODIES = [
     ({"text": "   \n\t"}, "non-whitespace"),
     ({"text": 12}, "valid string"),
     ({"text": None}, "valid string"),
-    ({}, "Field required"),
+    ({}, "exactly one of 'text'"),
+    ({"text": "a", "inputs": "b"}, "exactly one of 'text'"),
+    ({"text": "ok", "top_k": 0}, "top_k: Input should be greater than or equal to 1"),
+    ({"text": "ok", "function_to_apply": "relu"}, "function_to_apply: Input should be 'softmax', 'sigmoid' or"),
+    ({"text": "ok", "truncation_direction": "middle"}, "truncation_direction: Input should be"),
+    ({"text": "ok", "text_pair": ""}, "text_pair: String should have at least 1 character"),
     ({"text": "x" * 101}, "at most 100 characters"),
     ({"text": "ok", "extra": 1}, "Extra inputs"),
-    (["text"], "valid dictionary"),
+    (["text"], "exactly one of 'text'"),
 ]
 
 

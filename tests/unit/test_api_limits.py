@@ -190,13 +190,13 @@ def test_one_client_at_its_share_gets_429_while_another_is_admitted():
 
 def test_a_queue_full_of_bytes_is_429_naming_the_byte_limit():
     async def scenario():
-        s = settings(max_queue_bytes=4096, max_text_chars=100, max_batch_texts=5, max_client_share=1.0)
+        s = settings(max_queue_bytes=8192, max_text_chars=100, max_batch_texts=5, max_client_share=1.0)
         async with running(s, worker=False) as (http, client):
             keys = s.keys()
             await client.rpush(keys.requests, b"queued")
-            await client.set(keys.queued_bytes, 4000)  # nearly full
+            await client.set(keys.queued_bytes, 8100)  # nearly full
             r = await http.post("/predict", json={"text": "x" * 100})
-            assert r.status_code == 429 and "limit 4096 bytes of text" in r.json()["error"]["message"]
+            assert r.status_code == 429 and "limit 8192 bytes of text" in r.json()["error"]["message"]
             assert await client.llen(keys.requests) == 1  # nothing pushed
 
     run(scenario())

@@ -22,7 +22,7 @@ def test_batches_are_bounded_by_max_batch_size_and_keep_fifo_order():
     assert [t for b in predictor.batches for t in b] == texts
     replies = queue.replies
     assert [r.index for r in replies] == list(range(10))
-    assert [r.prediction.label for r in replies] == ["NEGATIVE", "POSITIVE"] * 5
+    assert [r.predictions[0].label for r in replies] == ["NEGATIVE", "POSITIVE"] * 5
     assert [outbox.counts.texts for outbox in queue.published] == [4, 4, 2]
     assert loop.totals.batches == 3 and loop.totals.texts == 10
 
@@ -42,7 +42,7 @@ def test_expired_items_are_dropped_before_inference_without_reply():
     queue, predictor = FakeQueue(stale + fresh), FakePredictor()
     make_loop(queue, predictor, clock=clock).run(max_batches=1)
     assert predictor.batches == [["in time good"]]
-    assert [r.prediction.label for r in queue.replies] == ["POSITIVE"]
+    assert [r.predictions[0].label for r in queue.replies] == ["POSITIVE"]
     assert queue.published[0].counts.expired == 1
 
 
@@ -70,7 +70,7 @@ def test_a_failing_forward_pass_answers_its_batch_with_errors_and_the_loop_goes_
     first, second = queue.published
     assert all(r.error.code == ErrorCode.INFERENCE_FAILED for r in first.replies) and len(first.replies) == 2
     assert first.counts.failed == 2
-    assert second.replies[0].prediction.label == "POSITIVE"
+    assert second.replies[0].predictions[0].label == "POSITIVE"
 
 
 def test_batch_wait_collects_arrivals_until_full():
@@ -189,7 +189,7 @@ def test_a_window_is_tokenized_once_and_its_passes_run_on_those_encodings():
     assert predictor.tokenized == [texts]
     assert sorted(map(sorted, predictor.batches)) == sorted(map(sorted, [[texts[2], texts[5]], [texts[0]],
                                                                          [texts[1], texts[3], texts[4]]]))
-    assert sorted(r.prediction.score for r in queue.replies) == sorted(len(t) / 1000 for t in texts)
+    assert sorted(r.predictions[0].score for r in queue.replies) == sorted(len(t) / 1000 for t in texts)
     assert sum(o.counts.tokens for o in queue.published) == sum(len(t.split()) + 2 for t in texts)
 
 
@@ -199,7 +199,7 @@ def test_a_predictor_that_miscounts_fails_the_texts_with_the_reason(step, reason
     class Miscounting(FakePredictor):
         pass
 
-    setattr(Miscounting, step, lambda self, values: getattr(FakePredictor, step)(self, values)[:-1])
+    setattr(Miscounting, step, lambda self, *values: getattr(FakePredictor, step)(self, *values)[:-1])
     queue = FakeQueue(items(["a", "b", "c"]))
     with caplog.at_level(logging.ERROR, logger="worker.loop"):
         make_loop(queue, Miscounting()).run(max_batches=1)

@@ -35,6 +35,15 @@ def test_redis_never_evicts_and_is_health_checked():
     assert SERVICES["redis"]["healthcheck"]["test"][-1] == "ping"
 
 
+def test_the_cache_redis_is_opt_in_bounded_by_memory_and_the_api_can_be_pointed_at_it():
+    cache = SERVICES["redis-cache"]
+    assert cache["profiles"] == ["cache"]  # not started by a plain `docker compose up`
+    command = " ".join(cache["command"])
+    assert "--maxmemory 256mb" in command and "--maxmemory-policy allkeys-lru" in command
+    env = SERVICES["api"]["environment"]
+    assert env["CACHE_TTL_S"] == "${CACHE_TTL_S:-0}" and env["CACHE_REDIS_URL"] == "${CACHE_REDIS_URL:-}"
+
+
 def test_every_long_running_service_has_a_healthcheck_using_real_code():
     for name in ("redis", "api", "worker"):
         assert "healthcheck" in SERVICES[name], name

@@ -10,6 +10,7 @@ import pytest
 
 from api.errors import ErrorKind, ServiceError
 from api.gateway import Gateway, Outcome
+from common.options import Query
 from common.protocol import ErrorCode, Prediction, Reply, WorkError, WorkItem, decode_item, encode_reply, new_request_id
 from tests.unit.api_harness import KEYS, settings
 from tests.unit.fakes import Clock
@@ -18,7 +19,7 @@ Respond = Callable[[list[WorkItem], Clock], list[bytes]]
 
 
 def answer(item: WorkItem, label: str = "POSITIVE", score: float = 0.9, **fields) -> bytes:
-    return encode_reply(Reply(item.request_id, item.index, prediction=Prediction(label, score), **fields))
+    return encode_reply(Reply(item.request_id, item.index, predictions=[Prediction(label, score)], **fields))
 
 
 class Harness:
@@ -40,12 +41,12 @@ class Harness:
         if replies := self.respond(items, self.clock):
             self.redis.rpush(KEYS.reply(items[0].request_id), *replies)
 
-    def classify(self, texts: list[str]) -> Outcome:
+    def classify(self, texts: list[str], **gateway_kwargs) -> Outcome:
         async def call() -> Outcome:
             gateway = Gateway(fakeredis.FakeAsyncRedis(server=self.server), KEYS, self.settings,
-                              on_enqueued=self._on_enqueued, clock=self.clock)
+                              on_enqueued=self._on_enqueued, clock=self.clock, **gateway_kwargs)
             try:
-                return await gateway.classify(texts)
+                return await gateway.classify([Query(t) for t in texts])
             finally:
                 assert gateway.in_flight == 0  # the admission slot is given back, whatever happened
 
@@ -63,7 +64,7 @@ def test_the_first_reply_per_text_wins():
                 answer(second, "NEGATIVE", 0.98)]
 
     outcome = Harness(respond).classify(["a", "b"])
-    assert outcome.predictions == [Prediction("POSITIVE", 0.71), Prediction("POSITIVE", 0.61)]
+    assert outcome.predictions == [[Prediction("POSITIVE", 0.71)], [Prediction("POSITIVE", 0.61)]]
 
 
 def test_replies_that_are_not_this_requests_are_dropped(caplog):
@@ -71,15 +72,15 @@ def test_replies_that_are_not_this_requests_are_dropped(caplog):
 
     def respond(items, _clock):
         item, = items
-        return [encode_reply(Reply(foreign_id, 0, prediction=Prediction("NEGATIVE", 0.11))),  # another request
-                encode_reply(Reply(item.request_id, 1, prediction=Prediction("NEGATIVE", 0.12))),  # no index 1
-                encode_reply(Reply(item.request_id, -1, prediction=Prediction("NEGATIVE", 0.13))),
+        return [encode_reply(Reply(foreign_id, 0, predictions=[Prediction("NEGATIVE", 0.11)])),  # another request
+                encode_reply(Reply(item.request_id, 1, predictions=[Prediction("NEGATIVE", 0.12)])),  # no index 1
+                encode_reply(Reply(item.request_id, -1, predictions=[Prediction("NEGATIVE", 0.13)])),
                 b"\xc1 unreadable",
                 answer(item, score=0.77)]
 
     with caplog.at_level(logging.ERROR, logger="api.gateway"):
         outcome = Harness(respond).classify(["a"])
-    assert outcome.predictions == [Prediction("POSITIVE", 0.77)]
+    assert outcome.predictions == [[Prediction("POSITIVE", 0.77)]]
     rid = outcome.request_id
     assert caplog.messages == [f"dropping a reply for {foreign_id}/0 found on the key of {rid}",
                                f"dropping a reply for {rid}/1 found on the key of {rid}",
@@ -95,7 +96,7 @@ def test_answers_come_in_input_order_with_the_slowest_texts_timing():
 
     harness = Harness(respond)
     outcome = harness.classify(["a", "b", "c"])
-    assert [p.score for p in outcome.predictions] == [0.1, 0.2, 0.3]
+    assert [ranked[0].score for ranked in outcome.predictions] == [0.1, 0.2, 0.3]
     assert (outcome.queue_ms, outcome.inference_ms) == (7.0, 9.0)
     assert outcome.request_id == harness.enqueued[0].request_id
     item = harness.enqueued[0]
@@ -121,7 +122,7 @@ def test_just_before_the_deadline_the_answer_is_taken():
         clock.now = items[0].deadline - 0.001
         return [answer(items[0], score=0.42)]
 
-    assert Harness(respond).classify(["a"]).predictions == [Prediction("POSITIVE", 0.42)]
+    assert Harness(respond).classify(["a"]).predictions == [[Prediction("POSITIVE", 0.42)]]
 
 
 @pytest.mark.parametrize("queued,texts,admitted", [(2, 1, True), (3, 1, False), (1, 2, True), (2, 2, False),
@@ -164,3 +165,15 @@ def test_a_worker_error_fails_the_whole_request_with_what_happened(code, meaning
         Harness(respond).classify(["fine", "troubled"])
     assert info.value.kind == ErrorKind.WORKER_ERROR and info.value.status == 500
     assert info.value.message == f"{meaning} [{code}]"
+
+
+def test_a_text_the_model_cannot_answer_as_asked_is_422_naming_it():
+    def respond(items, _clock):
+        first, second = items
+        refused = WorkError(ErrorCode.INVALID_INPUT, "the text is 600 tokens long and the model takes at most 512")
+        return [answer(first), encode_reply(Reply(second.request_id, second.index, error=refused))]
+
+    with pytest.raises(ServiceError) as info:
+        Harness(respond).classify(["fine", "long"])
+    assert info.value.kind == ErrorKind.VALIDATION and info.value.status == 422
+    assert info.value.message == "text 1: the text is 600 tokens long and the model takes at most 512"

@@ -5,11 +5,22 @@ answered)."""
 import msgpack
 import pytest
 
-from common.protocol import MAX_MESSAGE_BYTES, ProtocolError, decode_item, decode_reply, new_request_id
+from common.protocol import (
+    MAX_MESSAGE_BYTES,
+    PROTOCOL_VERSION,
+    ProtocolError,
+    decode_cached,
+    decode_item,
+    decode_reply,
+    new_request_id,
+)
 
 RID = new_request_id()
-ITEM = {"v": 1, "request_id": RID, "index": 3, "text": "x", "deadline": 1.0, "enqueued_at": 1.0}
-REPLY = {"v": 1, "request_id": RID, "index": 3, "label": "POSITIVE", "score": 0.9, "queue_ms": 1.0, "inference_ms": 2.0}
+V = PROTOCOL_VERSION
+ITEM = {"v": V, "request_id": RID, "index": 3, "text": "x", "deadline": 1.0, "enqueued_at": 1.0}
+OPTIONS = {"top_k": None, "function": "sigmoid", "truncate": False, "truncation_side": "left"}
+REPLY = {"v": V, "request_id": RID, "index": 3, "predictions": [{"label": "POSITIVE", "score": 0.9}], "queue_ms": 1.0,
+         "inference_ms": 2.0}
 
 
 def pack(fields: dict, **changes) -> bytes:
@@ -26,7 +37,7 @@ ITEM_CASES = {
     "int-keys": (msgpack.packb({1: "x"}), "not a msgpack message: ValueError", None, None),
     "binary-text": (msgpack.packb({**ITEM, "text": b"x"}, use_bin_type=True), "not a msgpack message: ValueError",
                     None, None),
-    "other-version": (pack(ITEM, v=2), "unsupported protocol version 2", RID, 3),
+    "older-version": (pack(ITEM, v=V - 1), f"unsupported protocol version {V - 1}", RID, 3),
     "no-version": (pack(ITEM, v=...), "unsupported protocol version None", RID, 3),
     "bad-request-id": (pack(ITEM, request_id=RID.upper()), "field 'request_id' must be 32 lowercase hex characters",
                        None, 3),
@@ -37,6 +48,21 @@ ITEM_CASES = {
     "deadline-bool": (pack(ITEM, deadline=True), "field 'deadline' must be int or float, got bool", RID, 3),
     "deadline-nan": (pack(ITEM, deadline=float("nan")), "field 'deadline' must be finite", RID, 3),
     "no-enqueued-at": (pack(ITEM, enqueued_at=...), "field 'enqueued_at' must be int or float, got NoneType", RID, 3),
+    "pair-not-str": (pack(ITEM, text_pair=7), "field 'text_pair' must be str, got int", RID, 3),
+    "options-not-a-map": (pack(ITEM, options=[1]),
+                          "field 'options' must be a map of top_k, function, truncate, truncation_side", RID, 3),
+    "options-missing-one": (pack(ITEM, options={"function": None}),
+                            "field 'options' must be a map of top_k, function, truncate, truncation_side", RID, 3),
+    "top-k-zero": (pack(ITEM, options={**OPTIONS, "top_k": 0}),
+                   "field 'options': top_k must be a positive integer or None, got 0", RID, 3),
+    "top-k-bool": (pack(ITEM, options={**OPTIONS, "top_k": True}),
+                   "field 'options': top_k must be a positive integer or None, got True", RID, 3),
+    "unknown-function": (pack(ITEM, options={**OPTIONS, "function": "relu"}),
+                         "field 'options': function must be one of softmax, sigmoid, none or None, got 'relu'", RID, 3),
+    "truncate-not-bool": (pack(ITEM, options={**OPTIONS, "truncate": 1}),
+                          "field 'options': truncate must be a boolean, got 1", RID, 3),
+    "unknown-side": (pack(ITEM, options={**OPTIONS, "truncation_side": "middle"}),
+                     "field 'options': truncation_side must be one of right, left, got 'middle'", RID, 3),
 }
 
 REPLY_CASES = {
@@ -48,8 +74,14 @@ REPLY_CASES = {
                               "field 'error' must be a map with string 'code' and 'message'", RID, 3),
     "error-not-a-map": (pack(REPLY, error="oops"), "field 'error' must be a map with string 'code' and 'message'",
                         RID, 3),
-    "score-inf": (pack(REPLY, score=float("inf")), "field 'score' must be finite", RID, 3),
-    "no-label": (pack(REPLY, label=...), "field 'label' must be str, got NoneType", RID, 3),
+    "score-inf": (pack(REPLY, predictions=[{"label": "P", "score": float("inf")}]), "field 'score' must be finite",
+                  RID, 3),
+    "no-label": (pack(REPLY, predictions=[{"score": 0.5}]), "field 'label' must be str, got NoneType", RID, 3),
+    "no-predictions": (pack(REPLY, predictions=...), "ranked labels must be a non-empty list", RID, 3),
+    "empty-predictions": (pack(REPLY, predictions=[]), "ranked labels must be a non-empty list", RID, 3),
+    "prediction-not-a-map": (pack(REPLY, predictions=["P"]), "a ranked label must be a map of label and score", RID,
+                             3),
+    "model-not-str": (pack(REPLY, model=5), "field 'model' must be str, got int", RID, 3),
     "queue-ms-not-a-number": (pack(REPLY, queue_ms="1"), "field 'queue_ms' must be int or float, got str", RID, 3),
     "no-timing": (pack(REPLY, inference_ms=...), "field 'inference_ms' must be int or float, got NoneType", RID, 3),
 }
@@ -68,4 +100,14 @@ def test_unreadable_messages(case):
 
 
 def test_well_formed_messages_decode():
-    assert decode_item(pack(ITEM)).index == 3 and decode_reply(pack(REPLY)).prediction.score == 0.9
+    assert decode_item(pack(ITEM)).index == 3 and decode_reply(pack(REPLY)).predictions[0].score == 0.9
+    item = decode_item(pack(ITEM, text_pair="y", options=OPTIONS))
+    assert (item.text_pair, item.options.top_k, item.options.function, item.options.truncate,
+            item.options.truncation_side) == ("y", None, "sigmoid", False, "left")
+
+
+@pytest.mark.parametrize("raw", [b"\xc1", msgpack.packb({"v": V - 1, "predictions": [{"label": "P", "score": 1}]}),
+                                 msgpack.packb({"v": V, "predictions": []})], ids=["garbage", "older", "empty"])
+def test_an_unreadable_cache_entry_is_a_protocol_error(raw):
+    with pytest.raises(ProtocolError):
+        decode_cached(raw)

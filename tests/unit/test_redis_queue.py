@@ -51,7 +51,8 @@ def test_publish_delivers_replies_releases_held_messages_and_counts(client):
     queue = make(client)
     pop(queue, 2, lease_s=1.0)
     client.hset(KEYS.deaths, digest(held[0]), 1)
-    replies = [Reply(a, 0, prediction=Prediction("POSITIVE", 0.9)), Reply(b, 0, prediction=Prediction("NEGATIVE", 0.8)),
+    replies = [Reply(a, 0, predictions=[Prediction("POSITIVE", 0.9)]),
+               Reply(b, 0, predictions=[Prediction("NEGATIVE", 0.8)]),
                Reply(a, 1, error=WorkError("malformed_message", "x"))]
     counts = WorkerCounts(batches=1, texts=2, tokens=10, padded_tokens=12, expired=1, malformed=1)
     assert queue.publish(Outbox(replies, done=held, counts=counts, lease_s=7.0)) is True
@@ -73,7 +74,7 @@ def test_a_publish_for_a_window_taken_back_says_it_is_no_longer_held(client):
     pop(queue, 2)
     client.delete(KEYS.inflight("w1"))  # the reaper took it back while this worker stalled
     rid = new_request_id()
-    assert queue.publish(Outbox([Reply(rid, 0, prediction=Prediction("POSITIVE", 0.9))], done=held[:1])) is False
+    assert queue.publish(Outbox([Reply(rid, 0, predictions=[Prediction("POSITIVE", 0.9)])], done=held[:1])) is False
     assert client.llen(KEYS.reply(rid)) == 1  # the answer still went out: the first reply per text wins
 
 

@@ -2,6 +2,7 @@
 
 import pytest
 
+from common.options import Query
 from common.settings import WorkerSettings
 from worker.predictor import ModelLoadError, TransformersPredictor, load_predictor
 from worker.simulated import SIMULATED_LABEL, SimulatedPredictor, simulated_score
@@ -27,7 +28,8 @@ def test_no_op_never_sleeps_and_an_empty_pass_costs_nothing():
 
 
 def test_token_lengths_count_words_plus_special_tokens():
-    assert [len(e) for e in SimulatedPredictor(0, 0).tokenize(["one two three", ""])] == [5, 2]
+    encodings = SimulatedPredictor(0, 0).tokenize([Query("one two three"), Query(""), Query("a b", "c")])
+    assert [len(e) for e in encodings] == [5, 2, 6]  # a pair: both texts and one more separator
 
 
 def test_negative_costs_are_refused():

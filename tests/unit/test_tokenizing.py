@@ -1,38 +1,79 @@
 """Tokenize once, pad per pass (worker/tokenizing.py), with a fake Hugging Face tokenizer."""
 
+import copy
+
 import numpy as np
 import pytest
 
+from common.options import Options, Query
 from worker.tokenizing import Encoding, Tokenizer
 
 
 class FakeHfTokenizer:
-    """Each word is a token id (its length); [CLS]=101 and [SEP]=102 around; truncation at max_length."""
+    """Each word is a token id (its length); [CLS]=101 a [SEP]=102 (b [SEP]) ; truncation at max_length from its
+    ``truncation_side`` (of the words: enough for these tests). Records every call, in every copy."""
 
     pad_token_id = 0
 
     def __init__(self, *, type_ids: bool = False, side: str = "right") -> None:
         self.model_input_names = ["input_ids", "attention_mask"] + (["token_type_ids"] if type_ids else [])
         self.padding_side = side
-        self.calls: list[list[str]] = []
+        self.truncation_side = "right"
+        self.calls: list[tuple[str, list[str], list[str] | None, bool]] = []
 
-    def __call__(self, texts, *, truncation, max_length, return_token_type_ids, return_attention_mask):
-        assert truncation and not return_attention_mask
-        self.calls.append(texts)
-        ids = [([101] + [len(w) for w in t.split()] + [102])[:max_length] for t in texts]
+    def __deepcopy__(self, memo):
+        twin = copy.copy(self)  # shares .calls: one record of all calls
+        return twin
+
+    def __call__(self, texts, pairs=None, *, return_token_type_ids, return_attention_mask, truncation,
+                 max_length=None, verbose=True):
+        assert not return_attention_mask and (truncation or not verbose)  # an untruncated call logs nothing
+        self.calls.append((self.truncation_side, texts, pairs, truncation))
+        ids, types = [], []
+        for i, text in enumerate(texts):
+            words = [len(w) for w in text.split()]
+            second = [len(w) for w in pairs[i].split()] if pairs else None
+            room = max_length - 2 - (1 if second is not None else 0) if truncation else None
+            if room is not None and len(words) + len(second or []) > room:
+                keep = room - len(second or [])
+                words = words[:keep] if self.truncation_side == "right" else words[len(words) - keep:]
+            row = [101, *words, 102] + ([*second, 102] if second is not None else [])
+            ids.append(row)
+            types.append([0] * (len(words) + 2) + [1] * (len(row) - len(words) - 2))
         out = {"input_ids": ids}
         if return_token_type_ids:
-            out["token_type_ids"] = [[0] * len(i) for i in ids]
+            out["token_type_ids"] = types
         return out
+
+
+def queries(*texts, **options):
+    return [Query(t, None, Options(**options)) for t in texts]
 
 
 def test_encode_is_one_call_and_keeps_each_texts_own_length():
     hf = FakeHfTokenizer()
-    encodings = Tokenizer(hf, max_length=4).encode(["a bb", "a bb ccc dddd eeeee", "x"])
-    assert hf.calls == [["a bb", "a bb ccc dddd eeeee", "x"]]
-    assert [e.ids for e in encodings] == [[101, 1, 2, 102], [101, 1, 2, 3], [101, 1, 102]]  # truncated to 4
+    encodings = Tokenizer(hf, max_length=4).encode(queries("a bb", "a bb ccc dddd eeeee", "x"))
+    assert hf.calls == [("right", ["a bb", "a bb ccc dddd eeeee", "x"], None, True)]
+    assert [e.ids for e in encodings] == [[101, 1, 2, 102], [101, 1, 2, 102], [101, 1, 102]]  # truncated to 4
     assert [len(e) for e in encodings] == [4, 4, 3] and encodings[0].type_ids is None
     assert Tokenizer(hf, max_length=4).encode([]) == []
+
+
+def test_a_window_asking_for_different_tokenizations_is_one_call_per_kind_in_its_own_order():
+    hf = FakeHfTokenizer(type_ids=True)
+    long = "a bb ccc dddd eeeee"
+    window = [Query(long, None, Options(truncate=False)),  # kept whole: 7 tokens
+              Query(long),  # cut to 6 from the right
+              Query(long, None, Options(truncation_side="left")),  # cut to 6 from the left
+              Query("a", "bb ccc"),  # a pair: both segments, with segment ids
+              Query("x y")]
+    encodings = Tokenizer(hf, max_length=6).encode(window)
+    assert [e.ids for e in encodings] == [[101, 1, 2, 3, 4, 5, 102], [101, 1, 2, 3, 4, 102], [101, 2, 3, 4, 5, 102],
+                                          [101, 1, 102, 2, 3, 102], [101, 1, 1, 102]]
+    assert encodings[3].type_ids == [0, 0, 0, 1, 1, 1]
+    assert sorted((side, texts, truncation) for side, texts, _, truncation in hf.calls) == [
+        ("left", [long], True), ("right", ["a"], True), ("right", [long], False), ("right", [long, "x y"], True)]
+    assert hf.truncation_side == "right"  # the shared tokenizer is never flipped: left cuts come from a copy
 
 
 @pytest.mark.parametrize("side", ["right", "left"])

@@ -51,12 +51,6 @@ def installed(backend: str) -> bool:
     return importlib.util.find_spec(BACKENDS[backend].requires) is not None
 
 
-def probabilities(logits: np.ndarray) -> np.ndarray:
-    """Softmax over the labels, in float32 like the PyTorch reference's ``logits.float().softmax(-1)``."""
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
-
-
 def open_runtime(backend: str, source: ModelSource, *, device: str, threads: int, cache_dir: Path,
                  input_names: tuple[str, ...]) -> Runtime:
     """The runtime for ``backend`` on ``source``; ONNX-based ones load the cached export (exporting it first)."""

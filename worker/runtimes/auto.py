@@ -23,12 +23,14 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
+from common.options import Query
 from worker.batching import plan_batches
 from worker.cpu import cpu_flags, cpu_model
 from worker.model_source import ModelLoadError, ModelSource
-from worker.runtimes import BACKENDS, REFERENCE, Runtime, installed, probabilities
+from worker.runtimes import BACKENDS, REFERENCE, Runtime, installed
 from worker.runtimes.choice import Choice, DecisionCache, Measured, best_budget, choose, table_lines
 from worker.runtimes.probe_texts import PROBE_TEXTS
+from worker.scoring import softmax
 from worker.tokenizing import Encoding, Tokenizer
 
 log = logging.getLogger(__name__)
@@ -86,7 +88,7 @@ def measure_in_child(source: ModelSource, tokenizer: Tokenizer, open_runtime: Op
 
 
 def measure(source: ModelSource, tokenizer: Tokenizer, open_runtime: OpenRuntime, policy: ProbePolicy) -> Choice:
-    encodings = tokenizer.encode(PROBE_TEXTS)
+    encodings = tokenizer.encode([Query(text) for text in PROBE_TEXTS])
     agreement_passes = [encodings[i:i + AGREEMENT_PASS] for i in range(0, len(encodings), AGREEMENT_PASS)]
     budget = DEFAULT_BATCH_TOKENS if policy.max_batch_tokens is None else policy.max_batch_tokens
     candidates = [b for b, spec in BACKENDS.items()
@@ -99,7 +101,7 @@ def measure(source: ModelSource, tokenizer: Tokenizer, open_runtime: OpenRuntime
         table.append(entry)
         try:
             runtime = open_runtime(backend)
-            probs = np.concatenate([probabilities(runtime.logits(tokenizer.pad(p))) for p in agreement_passes])
+            probs = np.concatenate([softmax(runtime.logits(tokenizer.pad(p))) for p in agreement_passes])
             if reference is None:
                 reference = probs
             entry.labels_equal = bool((probs.argmax(-1) == reference.argmax(-1)).all())

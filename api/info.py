@@ -1,0 +1,100 @@
+"""``GET /info``: what the service serves and how — the model (from the live workers' cards), its labels and token
+limit, the backends the workers run, the batching and input limits, the versions. text-embeddings-inference's
+``/info`` fields keep their names, so its clients read it unchanged; the rest is ours. Also the OpenAPI document's
+one model-dependent limit: ``top_k``'s maximum, the model's number of labels."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from api.catalog import ModelView
+from common.model_card import ModelCard
+from common.protocol import PROTOCOL_VERSION
+from common.settings import ApiSettings
+
+API_VERSION = "1.1.0"
+
+
+class ClassifierOut(BaseModel):
+    id2label: dict[str, str]
+    label2id: dict[str, int]
+
+
+class ModelTypeOut(BaseModel):
+    classifier: ClassifierOut
+
+
+class ServedModelOut(BaseModel):
+    model_id: str = Field(description="MODEL: the hub id or directory the workers loaded.")
+    model_sha: str = Field(description="sha256 of the model's weights, config and tokenizer files.")
+    backend: str = Field(description="The runtime (BACKEND=auto: the one chosen).")
+    labels: list[str]
+
+
+class InfoOut(BaseModel):
+    model_id: str = Field(description="MODEL: the hub id or directory the workers loaded.", examples=["models/bench"])
+    model_sha: str = Field(description="sha256 of the model's weights, config and tokenizer files: its revision's "
+                           "content (the same for every copy of that revision).")
+    model_type: ModelTypeOut
+    labels: list[str] = Field(description="The model's labels, in id order.", examples=[["NEGATIVE", "POSITIVE"]])
+    problem_type: str | None = Field(description="The model config's problem_type, if it says.")
+    default_function: str = Field(description="function_to_apply when a request names none.", examples=["softmax"])
+    segment_ids: bool = Field(description="The model takes token type ids (tells a pair's two texts apart).")
+    max_input_length: int = Field(description="Most tokens of a text (pair), special tokens included; longer ones "
+                                  "are cut (truncate=false: refused).", examples=[512])
+    auto_truncate: bool = Field(True, description="Texts over max_input_length are cut unless a request says not.")
+    max_client_batch_size: int = Field(description="MAX_BATCH_TEXTS: most texts in one request.")
+    max_concurrent_requests: int = Field(description="MAX_IN_FLIGHT: requests one API process waits on at once.")
+    max_batch_requests: int | None = Field(description="MAX_BATCH_SIZE of the workers: texts per window.")
+    max_batch_tokens: int | None = Field(description="The workers' padded-token budget per forward pass.")
+    workers: int = Field(description="Live workers.")
+    backends: dict[str, int] = Field(description="Live workers per backend they run.")
+    models: list[ServedModelOut] = Field(description="Every distinct model the live workers serve: one, unless a "
+                                         "rollout is under way (then model_id etc. describe the first).")
+    served_model_name: str = Field(description="SERVED_MODEL_NAME: the model's name in the /v2 routes.")
+    response_cache_ttl_s: int = Field(description="CACHE_TTL_S (0: no response cache).")
+    version: str = Field(API_VERSION, description="The HTTP API's version.")
+    protocol_version: int = Field(PROTOCOL_VERSION, description="The API-worker wire protocol's version.")
+
+
+def info_of(view: ModelView, settings: ApiSettings) -> InfoOut | None:
+    """The /info body; None while no live worker has described its model."""
+    if not view.cards:
+        return None
+    card: ModelCard = view.cards[0]
+    return InfoOut(
+        model_id=card.model, model_sha=card.fingerprint,
+        model_type=ModelTypeOut(classifier=ClassifierOut(
+            id2label={str(i): label for i, label in enumerate(card.labels)},
+            label2id={label: i for i, label in enumerate(card.labels)})),
+        labels=list(card.labels), problem_type=card.problem_type, default_function=card.default_function,
+        segment_ids=card.segment_ids, max_input_length=card.max_tokens,
+        max_client_batch_size=settings.max_batch_texts, max_concurrent_requests=settings.max_in_flight,
+        max_batch_requests=view.max_batch_size, max_batch_tokens=view.max_batch_tokens, workers=view.workers,
+        backends=view.backends,
+        models=[ServedModelOut(model_id=c.model, model_sha=c.fingerprint, backend=c.backend, labels=list(c.labels))
+                for c in view.cards],
+        served_model_name=settings.served_model_name, response_cache_ttl_s=settings.cache_ttl_s,
+    )
+
+
+# Request models whose top_k the OpenAPI document bounds by the model's labels, where they are in it.
+TOP_K_SCHEMAS = ("PredictRequest", "PredictBatchRequest", "InferenceParameters", "RequestParameters")
+
+
+def with_top_k_limit(document: dict[str, Any], num_labels: int | None) -> dict[str, Any]:
+    """``document`` (FastAPI's OpenAPI, not modified) with top_k's maximum set to ``num_labels``, where known: the
+    limit the API enforces (422 beyond it), so that the document states it."""
+    if num_labels is None:
+        return document
+    patched = copy.deepcopy(document)
+    schemas = patched.get("components", {}).get("schemas", {})
+    for name in TOP_K_SCHEMAS:
+        top_k = schemas.get(name, {}).get("properties", {}).get("top_k")
+        for branch in (top_k or {}).get("anyOf", []):
+            if branch.get("type") == "integer":
+                branch["maximum"] = num_labels
+    return patched

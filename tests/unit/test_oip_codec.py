@@ -1,0 +1,117 @@
+"""The Open Inference Protocol's infer messages (api/oip_codec.py): JSON and binary tensor data both ways, and every
+way a request can be wrong."""
+
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from api.errors import ErrorKind, ServiceError
+from api.oip_codec import HEADER_LENGTH, encode_infer, infer_models, parse_infer
+from api.schemas import request_models
+from common.options import Options, Query
+from common.protocol import Prediction
+from tests.unit.api_harness import settings
+
+LIMITS = settings()  # max_text_chars=100, max_batch_texts=5
+MODELS = infer_models(request_models(LIMITS).text, LIMITS.max_batch_texts)
+
+
+def parse(body, header_length=None):
+    raw = json.dumps(body).encode() if isinstance(body, dict) else body
+    return parse_infer(raw, header_length, MODELS, LIMITS.max_batch_texts)
+
+
+def tensor(name="text", data=("great", "awful"), shape=None, **extra):
+    return {"name": name, "shape": shape or [len(data)], "datatype": "BYTES", "data": list(data), **extra}
+
+
+def binary_bytes(texts):
+    return b"".join(struct.pack("<I", len(t.encode())) + t.encode() for t in texts)
+
+
+def with_binary(header: dict, blob: bytes) -> tuple[bytes, str]:
+    head = json.dumps(header).encode()
+    return head + blob, str(len(head))
+
+
+def test_json_texts_become_queries_and_both_outputs_come_back_in_json():
+    call = parse({"id": "r1", "inputs": [tensor(shape=[2, 1])]})
+    assert call.queries == [Query("great"), Query("awful")] and call.shape == [2, 1]
+    body, headers = encode_infer(call, [[Prediction("POSITIVE", 0.75)], [Prediction("NEGATIVE", 0.5)]], "m", "1")
+    assert headers == {"content-type": "application/json"}
+    assert json.loads(body) == {"model_name": "m", "model_version": "1", "id": "r1", "outputs": [
+        {"name": "label", "datatype": "BYTES", "shape": [2, 1], "data": ["POSITIVE", "NEGATIVE"]},
+        {"name": "score", "datatype": "FP32", "shape": [2, 1], "data": [0.75, 0.5]}]}
+
+
+def test_binary_inputs_and_outputs_as_tritonclient_sends_and_reads_them():
+    texts = ["héllo wörld", "a pair's first"]
+    raw, length = with_binary({"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES",
+                                           "parameters": {"binary_data_size": len(binary_bytes(texts))}},
+                                          {"name": "text_pair", "shape": [2], "datatype": "BYTES",
+                                           "data": ["x", "second"]}],
+                               "outputs": [{"name": "score", "parameters": {"binary_data": True}}, {"name": "label"}],
+                               "parameters": {"top_k": 2, "function_to_apply": "sigmoid"}},
+                              binary_bytes(texts))
+    call = parse(raw, length)
+    options = Options(top_k=2, function="sigmoid")
+    assert call.queries == [Query(texts[0], "x", options), Query(texts[1], "second", options)]
+    answers = [[Prediction("A", 0.9), Prediction("B", 0.1)], [Prediction("B", 0.6), Prediction("A", 0.4)]]
+    body, headers = encode_infer(call, answers, "m", "1")
+    header = json.loads(body[:int(headers[HEADER_LENGTH])])
+    assert [o["name"] for o in header["outputs"]] == ["score", "label"]  # in the order asked
+    score, label = header["outputs"]
+    assert score["shape"] == [2, 2] and score["parameters"] == {"binary_data_size": 16}
+    assert np.frombuffer(body[int(headers[HEADER_LENGTH]):], dtype="<f4").tolist() == pytest.approx([0.9, 0.1, 0.6,
+                                                                                                      0.4])
+    assert label["data"] == ["A", "B", "B", "A"]
+
+
+def test_binary_output_for_every_output_when_the_request_asks_for_it():
+    call = parse({"inputs": [tensor(data=["ok"])], "parameters": {"binary_data_output": True}})
+    body, headers = encode_infer(call, [[Prediction("POSITIVE", 0.5)]], "m", "1")
+    blob = body[int(headers[HEADER_LENGTH]):]
+    assert blob == binary_bytes(["POSITIVE"]) + np.float32(0.5).tobytes()
+
+
+@pytest.mark.parametrize("body,header_length,message", [
+    ({"inputs": [tensor(name="txt")]}, None, "inputs.0.name: Input should be 'text' or 'text_pair'"),
+    ({"inputs": [tensor(datatype="FP32")]}, None, "inputs.0.datatype: Input should be 'BYTES'"),
+    ({"inputs": [tensor(shape=[3])]}, None, "input 'text' has shape [3] (3 elements) but 2 texts"),
+    ({"inputs": [tensor(data=["ok"] * 6)]}, None, "inputs.0.data: List should have at most 5 items"),
+    ({"inputs": [tensor(data=[""])]}, None, "inputs.0.data.0: String should have at least 1 character"),
+    ({"inputs": [tensor(data=["ok"], name="text_pair")]}, None, "the request needs an input named 'text' (BYTES)"),
+    ({"inputs": [tensor(), tensor()]}, None, "input 'text' is given twice"),
+    ({"inputs": [tensor(), tensor(name="text_pair", data=["a"])]}, None,
+     "input 'text_pair' has shape [1], 'text' has [2]"),
+    ({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES"}]}, None,
+     "input 'text' needs its texts in 'data' or as binary data (one of the two)"),
+    ({"inputs": [tensor()], "outputs": [{"name": "label"}, {"name": "label"}]}, None, "an output is requested twice"),
+    ({"inputs": [tensor()], "outputs": [{"name": "logits"}]}, None, "outputs.0.name: Input should be 'label' or"),
+    ({"inputs": [tensor()], "parameters": {"top_k": 0}}, None, "parameters.top_k: Input should be greater than or"),
+    (b"{not json", None, "body: Invalid JSON"),
+    (json.dumps({"inputs": [tensor()]}).encode(), "lots", f"{HEADER_LENGTH} must be an integer, got 'lots'"),
+    (json.dumps({"inputs": [tensor()]}).encode(), "9999", f"{HEADER_LENGTH} is 9999 but the body has"),
+])
+def test_a_wrong_request_is_422_saying_what_is_wrong(body, header_length, message):
+    with pytest.raises(ServiceError) as info:
+        parse(body, header_length)
+    assert info.value.kind == ErrorKind.VALIDATION and message in info.value.message
+
+
+@pytest.mark.parametrize("blob,declared,message", [
+    (binary_bytes(["ok"])[:-1], None, "binary data ends inside an element"),
+    (b"\x05\x00", None, "binary data ends inside an element's length"),
+    (struct.pack("<I", 2) + b"\xff\xfe", None, "element 0 is not UTF-8 text"),
+    (binary_bytes(["   "]), None, "element 0: Value error, text must contain at least one non-whitespace"),
+    (binary_bytes(["ok"]) + b"extra", len(binary_bytes(["ok"])), "5 bytes of binary data follow the inputs' own"),
+    (binary_bytes(["ok"]), 100, "declares 100 bytes of binary data; 6 left"),
+])
+def test_broken_binary_tensor_data_is_422(blob, declared, message):
+    raw, length = with_binary({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES",
+                                           "parameters": {"binary_data_size": declared or len(blob)}}]}, blob)
+    with pytest.raises(ServiceError) as info:
+        parse(raw, length)
+    assert message in info.value.message
