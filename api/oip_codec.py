@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import math
 import struct
+import sys
+from array import array
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, TypeAdapter, ValidationError
 
 from api.errors import ErrorKind, ServiceError
@@ -213,8 +214,10 @@ def encode_infer(call: InferCall, answers: list[list[Prediction]], model_name: s
             else:
                 entry["data"] = labels
         else:
-            scores = np.asarray([p.score for p in ranked], dtype="<f4")
+            scores = array("f", [p.score for p in ranked])  # FP32 (no numpy in the API process)
             if binary:
+                if sys.byteorder != "little":  # the protocol's binary data is little-endian
+                    scores.byteswap()
                 blob = scores.tobytes()
             else:
                 entry["data"] = scores.tolist()

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from common.options import NONE, Options, Query
+from common.options import DEFAULT_OPTIONS, NONE, RIGHT, Options, Query
 from common.protocol import Prediction
 
 
@@ -26,7 +26,7 @@ class Form(enum.Enum):
     INFERENCE_API = "inference_api"  # {"inputs", "parameters"}: [a ranked list per input], even for one
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request, and a frozen dataclass's __init__ costs ~3x
 class Job:
     queries: list[Query]
     form: Form
@@ -39,29 +39,34 @@ class Job:
 
 def job_of(body: BaseModel) -> Job:
     """The queries a validated /predict or /predict/batch body asks for."""
-    fields = body.model_dump()
+    fields = type(body).__pydantic_fields__  # the class's own dict (model_fields is a computed property)
     if "inputs" in fields:
-        return _tei_job(fields)
-    options = Options(top_k=fields["top_k"], function=fields["function_to_apply"], truncate=fields["truncate"],
-                      truncation_side=fields["truncation_direction"].lower())
+        return _tei_job(body)
+    b: Any = body
+    options = _options(b.top_k, b.function_to_apply, b.truncate, b.truncation_direction)
     ranked = "top_k" in body.model_fields_set
     if "texts" in fields:
-        queries = [Query(t, None, options) if isinstance(t, str) else Query(t["text"], t["text_pair"], options)
-                   for t in fields["texts"]]
+        queries = [Query(t, None, options) if isinstance(t, str) else Query(t.text, t.text_pair, options)
+                   for t in b.texts]
         return Job(queries, Form.BATCH, ranked)
-    return Job([Query(fields["text"], fields["text_pair"], options)], Form.ONE, ranked)
+    return Job([Query(b.text, b.text_pair, options)], Form.ONE, ranked)
 
 
-def _tei_job(fields: dict[str, Any]) -> Job:
+def _options(top_k: int | None, function: str | None, truncate: bool, direction: str) -> Options:
+    if top_k == 1 and function is None and truncate and direction == RIGHT:
+        return DEFAULT_OPTIONS  # the common request: nothing to build or check
+    return Options(top_k=top_k, function=function, truncate=truncate, truncation_side=direction.lower())
+
+
+def _tei_job(body: Any) -> Job:
     """TEI's body, or the Hugging Face Inference API's (the same ``inputs``, with ``parameters``)."""
-    truncate = True if fields["truncate"] is None else fields["truncate"]
-    parameters = fields["parameters"]
-    top_k, function = None, NONE if fields["raw_scores"] else None
+    truncate = True if body.truncate is None else body.truncate
+    parameters = body.parameters
+    top_k, function = None, NONE if body.raw_scores else None
     if parameters is not None:
-        top_k, function = parameters["top_k"], parameters["function_to_apply"] or function
-    options = Options(top_k=top_k, function=function, truncate=truncate,
-                      truncation_side=fields["truncation_direction"].lower())
-    inputs = fields["inputs"]
+        top_k, function = parameters.top_k, parameters.function_to_apply or function
+    options = _options(top_k, function, truncate, body.truncation_direction)
+    inputs = body.inputs
     if isinstance(inputs, str):
         queries, form = [Query(inputs, None, options)], Form.TEI
     elif all(isinstance(part, str) for part in inputs):  # [text] or [text, text_pair]
@@ -85,6 +90,8 @@ def answer(job: Job, answers: Sequence[list[Prediction]]) -> Any:
         return _labels(answers[0])
     if job.form in (Form.TEI_BATCH, Form.INFERENCE_API):
         return [_labels(ranked) for ranked in answers]
+    if not job.ranked and job.form is Form.ONE:  # the common request, as before options existed
+        return {"label": answers[0][0].label, "score": answers[0][0].score}
     each = ([_labels(ranked) for ranked in answers] if job.ranked
             else [{"label": ranked[0].label, "score": ranked[0].score} for ranked in answers])
     return each[0] if job.form is Form.ONE else {"results": each}

@@ -108,7 +108,9 @@ def client_of(request: Request, s: Services) -> str:
 
 async def run_job(s: Services, job: Job, request: Request) -> Outcome:
     """Answer ``job`` for the client of ``request`` (while it stays connected) and count it."""
-    if (num_labels := s.catalog.view.num_labels) is not None and (why := top_k_refusal(job.options, num_labels)):
+    top_k = job.options.top_k
+    if top_k is not None and top_k > 1 and (num_labels := s.catalog.view.num_labels) is not None and (
+            why := top_k_refusal(job.options, num_labels)):
         raise ServiceError(ErrorKind.VALIDATION, why)  # the workers would refuse it too: no need to queue it
     outcome = await while_connected(request, s.gateway.classify(job.queries, client_of(request, s)))
     s.metrics.observe(outcome, len(job.queries), cache_on=s.settings.cache_ttl_s > 0)

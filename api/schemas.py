@@ -174,10 +174,16 @@ def request_models(limits: InputLimits, *, max_top_k: int | None = None) -> Requ
 
 
 def _shape(body: Any) -> str | None:
-    """Which of the /predict shapes ``body`` is: the one of SHAPE_KEYS it has (None: not exactly one)."""
+    """Which of the /predict shapes ``body`` is: the one of SHAPE_KEYS it has (None: not exactly one). Runs on
+    every /predict, hence the plain code."""
     if isinstance(body, BaseModel):  # already validated (e.g. when FastAPI re-checks a parsed body)
         body = body.model_fields_set
-    if not isinstance(body, (dict, set)):
+    elif not isinstance(body, dict):
         return None
-    present = [key for key in SHAPE_KEYS if key in body]
-    return present[0] if len(present) == 1 else None
+    found = None
+    for key in SHAPE_KEYS:
+        if key in body:
+            if found is not None:
+                return None
+            found = key
+    return found

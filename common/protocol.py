@@ -157,7 +157,7 @@ def encode_item(item: WorkItem) -> bytes:
     }
     if item.text_pair is not None:
         fields["text_pair"] = item.text_pair
-    if item.options != DEFAULT_OPTIONS:  # the common case stays as small as before options existed
+    if item.options is not DEFAULT_OPTIONS and item.options != DEFAULT_OPTIONS:  # the common case stays as small
         o = item.options
         fields["options"] = {"top_k": o.top_k, "function": o.function, "truncate": o.truncate,
                              "truncation_side": o.truncation_side}

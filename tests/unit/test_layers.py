@@ -52,3 +52,14 @@ def test_lua_lives_in_common_lua_and_is_bound_in_common_scripts_only():
     files = [p for package in packages for p in sources(package)]
     assert {str(p.relative_to(ROOT)) for p in files if "redis.call(" in p.read_text()} == {"common/lua.py"}
     assert {str(p.relative_to(ROOT)) for p in files if "register_script" in p.read_text()} == {"common/scripts.py"}
+
+
+def test_the_api_process_loads_no_model_runtime_and_no_numpy():
+    """API processes are many and light: the model, its runtimes and numpy live in the workers."""
+    import subprocess
+    import sys
+
+    heavy = ("numpy", "torch", "transformers", "onnxruntime")
+    probe = f"import sys, api.app; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
