@@ -107,7 +107,7 @@ def _pack(fields: dict[str, Any]) -> bytes:
     return msgpack.packb({"v": PROTOCOL_VERSION, **fields}, use_bin_type=True)
 
 
-def _unpack(raw: bytes) -> dict[str, Any]:
+def _unpack(raw: bytes, *, any_version: bool = False) -> dict[str, Any]:
     if not isinstance(raw, (bytes, bytearray)):
         raise ProtocolError(f"message must be bytes, got {type(raw).__name__}")
     if len(raw) > MAX_MESSAGE_BYTES:
@@ -119,7 +119,7 @@ def _unpack(raw: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ProtocolError(f"message must be a map, got {type(data).__name__}")
     request_id, index = _peek_identity(data)
-    if data.get("v") != PROTOCOL_VERSION:
+    if data.get("v") != PROTOCOL_VERSION and not any_version:
         raise ProtocolError(f"unsupported protocol version {data.get('v')!r}", request_id, index)
     return data
 
@@ -230,8 +230,12 @@ def encode_reply(reply: Reply) -> bytes:
 
 
 def decode_reply(raw: bytes) -> Reply:
-    data = _unpack(raw)
+    """A worker's reply. An error reply of another version is read too (its fields have not changed): a worker of
+    another version answers our items as malformed, and the client is told so at once instead of at its deadline."""
+    data = _unpack(raw, any_version=True)
     ident = _peek_identity(data)
+    if data.get("v") != PROTOCOL_VERSION and "error" not in data:
+        raise ProtocolError(f"unsupported protocol version {data.get('v')!r}", *ident)
     if ident[0] is None or ident[1] is None:
         raise ProtocolError("reply lacks a valid request id or index", *ident)
     error = None

@@ -82,6 +82,7 @@ REPLY_CASES = {
     "prediction-not-a-map": (pack(REPLY, predictions=["P"]), "a ranked label must be a map of label and score", RID,
                              3),
     "model-not-str": (pack(REPLY, model=5), "field 'model' must be str, got int", RID, 3),
+    "older-version": (pack(REPLY, v=V - 1), f"unsupported protocol version {V - 1}", RID, 3),
     "queue-ms-not-a-number": (pack(REPLY, queue_ms="1"), "field 'queue_ms' must be int or float, got str", RID, 3),
     "no-timing": (pack(REPLY, inference_ms=...), "field 'inference_ms' must be int or float, got NoneType", RID, 3),
 }
@@ -104,6 +105,14 @@ def test_well_formed_messages_decode():
     item = decode_item(pack(ITEM, text_pair="y", options=OPTIONS))
     assert (item.text_pair, item.options.top_k, item.options.function, item.options.truncate,
             item.options.truncation_side) == ("y", None, "sigmoid", False, "left")
+
+
+def test_an_error_reply_of_another_version_is_read_so_a_version_mismatch_is_told_at_once():
+    """What a worker of protocol 1 answers an item it cannot read (its reply format for errors is unchanged)."""
+    older = {"v": V - 1, "request_id": RID, "index": 0, "queue_ms": 0.0, "inference_ms": 0.0,
+             "error": {"code": "malformed_message", "message": "unsupported protocol version 2"}}
+    reply = decode_reply(pack(older))
+    assert (reply.error.code, reply.predictions) == ("malformed_message", None)
 
 
 @pytest.mark.parametrize("raw", [b"\xc1", msgpack.packb({"v": V - 1, "predictions": [{"label": "P", "score": 1}]}),
