@@ -20,6 +20,15 @@ def api_servers(supervisor: int) -> set[int]:
             if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()}
 
 
+def has_exited(pid: int) -> bool:
+    """``pid`` has exited (a zombie waiting for its parent, or reaped): its sockets are closed."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state == "Z"
+
+
 def assert_all_answered(outcomes) -> None:
     for texts, response in outcomes:
         assert response.status_code == 200, response.text
@@ -36,9 +45,14 @@ def test_two_api_processes_share_the_port_survive_a_crash_and_drain_on_sigterm(r
         first = api_servers(svc.api.pid)
         assert len(first) == 2
         assert_all_answered(asyncio.run(fire(svc.url, sentences(120, seed=3))))
-        # A server that dies after it was up long enough is replaced; the port keeps answering meanwhile.
+        # A server that dies after it was up long enough is replaced; the port keeps answering meanwhile. Until the
+        # kernel has closed a killed process's socket it still gets its share of new connections, which are reset
+        # (SO_REUSEPORT's hashing): that window lasts as long as the process takes to exit (~10 ms idle, longer on
+        # a loaded machine), so the requests go once it is gone.
         time.sleep(max(0.0, MIN_UPTIME_S + 0.5 - (time.monotonic() - started)))
-        os.kill(max(first), signal.SIGKILL)
+        victim = max(first)
+        os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: has_exited(victim), 10, "the killed API process to exit")
         assert_all_answered(asyncio.run(fire(svc.url, sentences(40, seed=4))))
         wait_until(lambda: len(api_servers(svc.api.pid) - first) == 1, 30, "a replacement API process")
         assert_all_answered(asyncio.run(fire(svc.url, sentences(60, seed=5))))
