@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from api.errors import ErrorKind, ServiceError
-from common.settings import ApiSettings
+from common.api_settings import ApiSettings
 
 
 class Admission:

@@ -25,7 +25,7 @@ from api.oip import add_oip_routes
 from api.routes import Services, add_routes
 from common.clock import RedisClock
 from common.redis_factory import async_client
-from common.settings import ApiSettings
+from common.api_settings import ApiSettings
 
 # Connections beyond the waiters: probes, metrics and pushes must not queue behind blocking waits.
 POOL_HEADROOM = 16

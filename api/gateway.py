@@ -37,7 +37,7 @@ from common.protocol import (
     new_request_id,
 )
 from common.scripts import Scripts
-from common.settings import ApiSettings
+from common.api_settings import ApiSettings
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from api.catalog import ModelView
 from common.model_card import ModelCard
 from common.protocol import PROTOCOL_VERSION
-from common.settings import ApiSettings
+from common.api_settings import ApiSettings
 
 API_VERSION = "1.1.0"
 

@@ -21,7 +21,8 @@ from multiprocessing.process import BaseProcess
 import uvicorn
 
 from common.logs import setup_logging
-from common.settings import ApiSettings, load_or_exit
+from common.api_settings import ApiSettings
+from common.settings import load_or_exit
 
 log = logging.getLogger("api")
 

@@ -19,7 +19,7 @@ from api.oip_codec import HEADER_LENGTH, OUTPUTS, PAIR, TEXT, InferResponse, enc
 from api.queries import Form, Job
 from api.routes import PREDICT_ERRORS, guard, run_job, services, timing_headers
 from api.schemas import request_models
-from common.settings import ApiSettings
+from common.api_settings import ApiSettings
 
 VERSION = "1"
 PLATFORM = "sentimentalyzer"

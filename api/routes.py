@@ -27,7 +27,7 @@ from api.metrics import ApiMetrics
 from api.queries import Job, answer, job_of
 from api.schemas import BatchPredictionOut, PredictAnswer, request_models
 from common.options import top_k_refusal
-from common.settings import ApiSettings
+from common.api_settings import ApiSettings
 
 T = TypeVar("T")
 

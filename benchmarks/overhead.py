@@ -23,7 +23,7 @@ from typing import Any
 
 from api.app import create_app
 from common.protocol import Prediction, Reply, decode_item, encode_reply
-from common.settings import ApiSettings
+from common.api_settings import ApiSettings
 
 
 class _InstantScript:

@@ -1,7 +1,7 @@
 """Settings, read from environment variables (names are the field names, case-insensitive).
 
 Each process builds the settings it needs in its entry point (``ApiSettings()``, ``WorkerSettings()``, ...);
-nothing is read at import time. Every field's description states its trade-off; the README's settings
+nothing is read at import time. The API's own settings are in common/api_settings.py. Every field's description states its trade-off; the README's settings
 table is checked against these classes by a test.
 """
 
@@ -16,9 +16,6 @@ from pydantic_settings import BaseSettings
 from common.keys import Keys
 from common.model_settings import BACKEND_PATTERN, BACKENDS_HELP, ModelSettings
 from common.model_settings import SETTINGS_CONFIG as _CONFIG
-
-# Room a work item's message takes beyond its text's UTF-8 bytes (msgpack map: request id, index, deadline, ...).
-MESSAGE_OVERHEAD_BYTES = 256
 
 S = TypeVar("S", bound=BaseSettings)
 
@@ -81,101 +78,6 @@ class InputLimits(BaseSettings):
         ge=1024,
         description="Largest accepted request body (larger: 413), checked before parsing.",
     )
-
-
-class ApiSettings(SharedSettings, InputLimits):
-    host: str = Field("127.0.0.1", description="Address the API binds to (`0.0.0.0` in containers).")
-    port: int = Field(8000, ge=1, le=65535, description="Port the API listens on.")
-    api_processes: int = Field(
-        1,
-        ge=1,
-        description="API server processes of `python -m api` on one port, each with its own SO_REUSEPORT "
-        "socket so the kernel spreads connections evenly (one process tops out at ~2,000 requests/s on this "
-        "machine's cores); a process that dies is restarted. They share nothing but Redis; each serves its own "
-        "`/metrics` (scrape replicas individually).",
-    )
-    request_timeout_s: float = Field(
-        10.0,
-        gt=0,
-        le=3600,
-        description="Deadline of a request from arrival: past it the client gets 504 and workers skip the "
-        "item. Longer rides out bursts; shorter frees clients and capacity sooner.",
-    )
-    max_queue_depth: int = Field(
-        2000,
-        ge=1,
-        description="Queue length (texts) beyond which new requests get 429 + Retry-After. Bounds the latency "
-        "of admitted requests (depth / throughput); too low rejects bursts the workers could absorb.",
-    )
-    max_in_flight: int = Field(
-        512,
-        ge=1,
-        description="Concurrent requests one API process waits on (each holds a Redis connection for its "
-        "blocking wait; the pool is sized from this). Beyond it: 429.",
-    )
-    max_queue_bytes: int = Field(
-        1_048_576,
-        ge=4096,
-        description="Size of the queued texts (bytes of their messages, all API processes together) beyond which new "
-        "requests get 429 + Retry-After. Bounds queued work where texts are long: 2,000 texts of 2,000 characters "
-        "are ~100x the work of 2,000 short reviews. Too low rejects bursts of long texts the workers could absorb.",
-    )
-    max_client_share: float = Field(
-        0.5,
-        gt=0,
-        le=1,
-        description="Fraction of MAX_QUEUE_DEPTH texts and of MAX_QUEUE_BYTES one client may have waiting in one API "
-        "process (beyond: 429), so that one caller cannot fill the queue for everyone. 1: no per-client limit.",
-    )
-    client_id_header: str | None = Field(
-        None,
-        description="Header naming the client for MAX_CLIENT_SHARE (its first comma-separated value), e.g. "
-        "`X-Forwarded-For` behind a proxy that sets it. Unset: the peer address. Only trust a header your proxy "
-        "overwrites: clients can send any value.",
-    )
-    retry_after_s: int = Field(1, ge=1, description="`Retry-After` header value sent with 429.")
-    api_key: Annotated[str | None, EMPTY_IS_UNSET] = Field(
-        None,
-        description="If set, the prediction routes (`/predict`, `/predict/batch`, `/v2/models/.../infer`), `/info` "
-        "and `/metrics` require `Authorization: Bearer <key>` (probes and docs stay open). Unset or empty: no "
-        "authentication, for a trusted network only.",
-    )
-    served_model_name: str = Field(
-        "sentimentalyzer",
-        pattern=r"^[A-Za-z0-9_.\-]+$",
-        description="The model's name in the Open Inference Protocol routes (`/v2/models/<name>/...`), which "
-        "tritonclient, the KServe SDK and perf_analyzer are given. Other names answer 404.",
-    )
-    cache_ttl_s: int = Field(
-        0,
-        ge=0,
-        description="Response cache: how long an answer is kept in Redis and given again, without queueing, to "
-        "the same text with the same options for the same model; 0 turns the cache off. Pays off where texts "
-        "repeat (the same review, headline); each entry takes ~100 bytes of Redis memory plus its key, for its TTL.",
-    )
-    cache_redis_url: Annotated[str | None, EMPTY_IS_UNSET] = Field(
-        None,
-        description="A separate Redis for the response cache (e.g. one with `maxmemory` and `allkeys-lru`, which "
-        "the queue's Redis must not have). Unset: the cache shares REDIS_URL's Redis (bounded by CACHE_TTL_S only).",
-    )
-
-    @model_validator(mode="after")
-    def _consistent(self) -> "ApiSettings":
-        # Limits under which a valid call of the largest allowed size could never be admitted: 429 forever. The
-        # largest is a batch of text pairs, both texts of the longest (4 bytes per character at most in UTF-8).
-        largest_call_bytes = self.max_batch_texts * (2 * 4 * self.max_text_chars + MESSAGE_OVERHEAD_BYTES)
-        client_texts = self.max_client_share * self.max_queue_depth
-        client_chars = self.max_client_share * self.max_queue_bytes
-        if self.max_queue_depth < self.max_batch_texts:
-            raise ValueError(f"max_queue_depth ({self.max_queue_depth}) is below max_batch_texts "
-                             f"({self.max_batch_texts}): a full-size batch call could never be admitted")
-        if self.max_queue_bytes < largest_call_bytes:
-            raise ValueError(f"max_queue_bytes ({self.max_queue_bytes}) is below the {largest_call_bytes} bytes a "
-                             "full-size batch call of the longest texts can take: it could never be admitted")
-        if client_texts < self.max_batch_texts or client_chars < self.max_batch_texts * 2 * self.max_text_chars:
-            raise ValueError(f"max_client_share ({self.max_client_share:g}) leaves one client less than one "
-                             "full-size batch call (max_batch_texts pairs of max_text_chars) of the queue")
-        return self
 
 
 class WorkerSettings(SharedSettings, ModelSettings):
@@ -313,6 +215,8 @@ def load_or_exit(cls: type[S]) -> S:
 
 def setting_names() -> set[str]:
     """Every environment variable any entry point reads (upper case), for documentation checks."""
+    from common.api_settings import ApiSettings  # here: that module builds on this one
+
     names: set[str] = set()
     for cls in (ApiSettings, WorkerSettings, NaiveSettings):
         names.update(name.upper() for name in cls.model_fields)

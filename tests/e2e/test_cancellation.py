@@ -15,7 +15,7 @@ from api.gateway import Gateway
 from common.keys import Keys
 from common.options import Query
 from common.redis_factory import async_client
-from common.settings import ApiSettings
+from common.api_settings import ApiSettings
 from tests.answers import assert_discriminating, expected_answers, same_answer
 from tests.helpers import Process, python_env, sentences, wait_until
 

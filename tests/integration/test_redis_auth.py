@@ -8,7 +8,8 @@ from api.cluster import ClusterView
 from api.errors import ErrorKind, ServiceError
 from common.keys import Keys
 from common.redis_factory import async_client, sync_client
-from common.settings import ApiSettings, WorkerSettings
+from common.api_settings import ApiSettings
+from common.settings import WorkerSettings
 from tests.helpers import RedisServer
 
 

@@ -11,7 +11,7 @@ import redis
 import redis.asyncio
 
 from common.redis_factory import BLOCKING_READ_MARGIN_S, async_client, sync_client
-from common.settings import ApiSettings
+from common.api_settings import ApiSettings
 
 
 def settings(redis_server) -> ApiSettings:
