@@ -23,9 +23,9 @@ from api.limits import BodySizeLimit
 from api.metrics import ApiMetrics, RequestMetrics
 from api.oip import add_oip_routes
 from api.routes import Services, add_routes
+from common.api_settings import ApiSettings
 from common.clock import RedisClock
 from common.redis_factory import async_client
-from common.api_settings import ApiSettings
 
 # Connections beyond the waiters: probes, metrics and pushes must not queue behind blocking waits.
 POOL_HEADROOM = 16
@@ -50,7 +50,6 @@ def create_app(settings: ApiSettings, client: redis.asyncio.Redis | None = None,
     """Build the API. ``client`` (and ``cache_client``, the response cache's) are for tests; by default the app
     opens (and closes) its own pools."""
     metrics = ApiMetrics()
-    catalog: list[Catalog] = []  # the lifespan's, for the OpenAPI document
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -65,15 +64,15 @@ def create_app(settings: ApiSettings, client: redis.asyncio.Redis | None = None,
         keys = settings.keys()
         clock = RedisClock()
         cluster = ClusterView(redis_client, keys)
-        catalog[:] = [Catalog(cluster)]
+        catalog = Catalog(cluster)
         cache = (ResponseCache(cache_redis, keys, settings.cache_ttl_s, on_error=metrics.cache_errors.inc)
                  if settings.cache_ttl_s > 0 else None)
         gateway = Gateway(redis_client, keys, settings, on_enqueued=metrics.texts.inc, clock=clock, cache=cache,
-                          answers=lambda: catalog[0].view.answers)
+                          answers=lambda: catalog.view.answers)
         metrics.in_flight.set_function(lambda: gateway.in_flight)
-        app.state.services = Services(gateway, cluster, catalog[0], metrics, settings)
+        app.state.services = Services(gateway, cluster, catalog, metrics, settings)
         background = [asyncio.create_task(keep_clock_in_sync(clock, redis_client)),
-                      asyncio.create_task(catalog[0].keep_fresh())]
+                      asyncio.create_task(catalog.keep_fresh())]
         try:
             yield
         finally:
@@ -92,10 +91,15 @@ def create_app(settings: ApiSettings, client: redis.asyncio.Redis | None = None,
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    add_routes(app, settings)
-    add_oip_routes(app, settings)
+    models = add_routes(app, settings)
+    add_oip_routes(app, settings, models.text)
     generated = app.openapi  # FastAPI's, built once and cached; top_k's limit is the served model's
-    app.openapi = lambda: with_top_k_limit(generated(), catalog[0].view.num_labels if catalog else None)  # type: ignore[method-assign]
+
+    def openapi() -> dict:
+        services = getattr(app.state, "services", None)  # set by the lifespan
+        return with_top_k_limit(generated(), services.catalog.view.num_labels if services else None)
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics, routes=metric_routes(app, settings))
     return app

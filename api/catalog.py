@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from dataclasses import dataclass, field
 
-from api.cluster import ClusterView
+from api.cluster import ClusterView, backend_counts
 from api.errors import ServiceError
 from common.model_card import ModelCard
 
@@ -52,9 +51,8 @@ def view_of(described: list[dict[str, str]]) -> ModelView:
         card = ModelCard.from_fields(fields)
         if card is not None and card not in cards:
             cards.append(card)
-    backends = Counter(fields.get("backend", "unknown") for fields in described)
     batching = next(iter(described), {})
-    return ModelView(cards=tuple(cards), workers=len(described), backends=dict(sorted(backends.items())),
+    return ModelView(cards=tuple(cards), workers=len(described), backends=backend_counts(described),
                      max_batch_size=_int(batching.get("max_batch_size")),
                      max_batch_tokens=_int(batching.get("max_batch_tokens")))
 

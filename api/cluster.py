@@ -18,6 +18,15 @@ from common.scripts import Scripts, WorkerState, worker_states
 DESCRIBED_FIELDS = (*CARD_FIELDS, "max_batch_size", "max_batch_tokens")
 
 
+def backend_counts(described: list[dict[str, str]]) -> dict[str, int]:
+    """How many of the described workers run each backend (BACKEND=auto: the one each chose)."""
+    counts: dict[str, int] = {}
+    for fields in described:
+        name = fields.get("backend", "unknown")  # expired between the two reads
+        counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterSnapshot:
     queue_depth: int = 0
@@ -47,33 +56,21 @@ class ClusterView:
         """Workers that beat and make progress (registry membership alone proves nothing; see WorkerState)."""
         return [w.worker_id for w in await self.workers() if w.live]
 
-    async def backends(self, worker_ids: list[str]) -> dict[str, int]:
-        """How many of ``worker_ids`` run each backend (BACKEND=auto: the one each chose), from their heartbeats."""
+    async def described(self, worker_ids: list[str]) -> list[dict[str, str]]:
+        """DESCRIBED_FIELDS of each worker's heartbeat, those it has (none if it expired since it was listed)."""
         if not worker_ids:
-            return {}
-        async with self._unavailable:
-            pipe = self._redis.pipeline(transaction=False)
-            for worker_id in worker_ids:
-                pipe.hget(self._keys.heartbeat(worker_id), "backend")
-            found = await pipe.execute()
-        counts: dict[str, int] = {}
-        for backend in found:
-            name = backend.decode() if backend else "unknown"  # expired between the two reads
-            counts[name] = counts.get(name, 0) + 1
-        return dict(sorted(counts.items()))
-
-    async def described_workers(self) -> list[dict[str, str]]:
-        """DESCRIBED_FIELDS of each live worker's heartbeat (those it has), in two round trips."""
-        live = await self.live_workers()
-        if not live:
             return []
         async with self._unavailable:
             pipe = self._redis.pipeline(transaction=False)
-            for worker_id in live:
+            for worker_id in worker_ids:
                 pipe.hmget(self._keys.heartbeat(worker_id), DESCRIBED_FIELDS)
             found = await pipe.execute()
         return [{name: value.decode() for name, value in zip(DESCRIBED_FIELDS, values) if value is not None}
-                for values in found if any(v is not None for v in values)]  # all None: expired between the reads
+                for values in found]
+
+    async def described_workers(self) -> list[dict[str, str]]:
+        """``described`` for every live worker, in two round trips."""
+        return await self.described(await self.live_workers())
 
     async def snapshot(self) -> ClusterSnapshot:
         """Everything ``/metrics`` shows of the cluster, read in two round trips."""
@@ -88,7 +85,7 @@ class ClusterView:
         return ClusterSnapshot(
             queue_depth=int(depth),
             live_workers=sum(w.live for w in workers),
-            backends=await self.backends([w.worker_id for w in workers if w.live]),
+            backends=backend_counts(await self.described([w.worker_id for w in workers if w.live])),
             stalled_workers=sum(w.stalled for w in workers),
             worker_counts={k.decode(): int(v) for k, v in stats.items()},
             batch_histograms={name: {k.decode(): float(v) for k, v in raw.items()}

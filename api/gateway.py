@@ -24,6 +24,7 @@ from api.admission import Admission
 from api.cache import ResponseCache
 from api.errors import ErrorKind, ServiceError
 from api.redis_errors import UnavailableOnRedisError
+from common.api_settings import ApiSettings
 from common.keys import Keys
 from common.options import Query
 from common.protocol import (
@@ -37,7 +38,6 @@ from common.protocol import (
     new_request_id,
 )
 from common.scripts import Scripts
-from common.api_settings import ApiSettings
 
 log = logging.getLogger(__name__)
 

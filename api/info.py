@@ -11,9 +11,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from api.catalog import ModelView
+from common.api_settings import ApiSettings
 from common.model_card import ModelCard
 from common.protocol import PROTOCOL_VERSION
-from common.api_settings import ApiSettings
 
 API_VERSION = "1.1.0"
 

@@ -20,8 +20,8 @@ from multiprocessing.process import BaseProcess
 
 import uvicorn
 
-from common.logs import setup_logging
 from common.api_settings import ApiSettings
+from common.logs import setup_logging
 from common.settings import load_or_exit
 
 log = logging.getLogger("api")

@@ -17,8 +17,7 @@ from api.errors import OIP_PREFIX, ErrorKind, ServiceError, error_responses
 from api.info import API_VERSION
 from api.oip_codec import HEADER_LENGTH, OUTPUTS, PAIR, TEXT, InferResponse, encode_infer, infer_models, parse_infer
 from api.queries import Form, Job
-from api.routes import PREDICT_ERRORS, guard, run_job, services, timing_headers
-from api.schemas import request_models
+from api.routes import PREDICT_ERRORS, guard, live_view, run_job, services, timing_headers
 from common.api_settings import ApiSettings
 
 VERSION = "1"
@@ -43,10 +42,11 @@ def _inline(schema: dict[str, Any]) -> dict[str, Any]:
     return resolve(schema)
 
 
-def add_oip_routes(app: FastAPI, settings: ApiSettings) -> None:
-    """The /v2 routes for the model named ``settings.served_model_name``."""
+def add_oip_routes(app: FastAPI, settings: ApiSettings, text: Any) -> None:
+    """The /v2 routes for the model named ``settings.served_model_name``; ``text``: the API's text type
+    (api/schemas.py), which every element of a BYTES input must be."""
     name = settings.served_model_name
-    models = infer_models(request_models(settings).text, settings.max_batch_texts)
+    models = infer_models(text, settings.max_batch_texts)
     guarded = guard(settings)
     errors = (ErrorKind.UNAVAILABLE, ErrorKind.NOT_FOUND)
     tensor = [{"name": TEXT, "datatype": "BYTES", "shape": [-1]}]
@@ -57,11 +57,6 @@ def add_oip_routes(app: FastAPI, settings: ApiSettings) -> None:
             raise ServiceError(ErrorKind.NOT_FOUND, f"no model {model!r} version {version!r} here: this server "
                                f"serves {name!r} version {VERSION!r}")
 
-    async def ready(request: Request) -> None:
-        view = await services(request).catalog.refresh()
-        if not view.workers:
-            raise ServiceError(ErrorKind.UNAVAILABLE, "no live worker (no heartbeat in Redis)", retry_after_s=1)
-
     async def server_metadata() -> dict[str, Any]:
         return {"name": PLATFORM, "version": API_VERSION, "extensions": ["binary_tensor_data", "model_configuration"]}
 
@@ -69,7 +64,7 @@ def add_oip_routes(app: FastAPI, settings: ApiSettings) -> None:
         return {"live": True}
 
     async def server_ready(request: Request) -> dict[str, bool]:
-        await ready(request)
+        await live_view(services(request))
         return {"ready": True}
 
     async def model_metadata(model: str, version: str = VERSION) -> dict[str, Any]:
@@ -87,7 +82,7 @@ def add_oip_routes(app: FastAPI, settings: ApiSettings) -> None:
 
     async def model_ready(request: Request, model: str, version: str = VERSION) -> dict[str, Any]:
         model_named(model, version)
-        await ready(request)
+        await live_view(services(request))
         return {"name": name, "ready": True}
 
     async def infer(request: Request, model: str, version: str = VERSION) -> Response:

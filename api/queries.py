@@ -84,14 +84,15 @@ def _labels(ranked: list[Prediction]) -> list[dict[str, Any]]:
     return [{"label": p.label, "score": p.score} for p in ranked]
 
 
+def _top(ranked: list[Prediction]) -> dict[str, Any]:
+    return {"label": ranked[0].label, "score": ranked[0].score}
+
+
 def answer(job: Job, answers: Sequence[list[Prediction]]) -> Any:
     """The JSON body answering ``job``: each text's ranked labels in the shape the request came in."""
     if job.form is Form.TEI:
         return _labels(answers[0])
     if job.form in (Form.TEI_BATCH, Form.INFERENCE_API):
         return [_labels(ranked) for ranked in answers]
-    if not job.ranked and job.form is Form.ONE:  # the common request, as before options existed
-        return {"label": answers[0][0].label, "score": answers[0][0].score}
-    each = ([_labels(ranked) for ranked in answers] if job.ranked
-            else [{"label": ranked[0].label, "score": ranked[0].score} for ranked in answers])
-    return each[0] if job.form is Form.ONE else {"results": each}
+    each = _labels if job.ranked else _top
+    return each(answers[0]) if job.form is Form.ONE else {"results": [each(ranked) for ranked in answers]}

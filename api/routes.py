@@ -18,16 +18,16 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import Message
 
-from api.catalog import Catalog
+from api.catalog import Catalog, ModelView
 from api.cluster import ClusterView
 from api.errors import ErrorKind, ServiceError, error_responses
 from api.gateway import Gateway, Outcome
 from api.info import InfoOut, info_of
 from api.metrics import ApiMetrics
 from api.queries import Job, answer, job_of
-from api.schemas import BatchPredictionOut, PredictAnswer, request_models
-from common.options import top_k_refusal
+from api.schemas import BatchPredictionOut, PredictAnswer, RequestModels, request_models
 from common.api_settings import ApiSettings
+from common.options import top_k_refusal
 
 T = TypeVar("T")
 
@@ -138,11 +138,18 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-async def readyz(request: Request) -> JSONResponse:
-    s = services(request)
-    view = await s.catalog.refresh()  # ready means the model is known too: /info, top_k's limit, the cache key
+async def live_view(s: Services) -> ModelView:
+    """The live workers' view, read now (ready means the model is known too: /info, top_k's limit, the cache key);
+    503 without a live worker."""
+    view = await s.catalog.refresh()
     if not view.workers:
         raise ServiceError(ErrorKind.UNAVAILABLE, "no live worker (no heartbeat in Redis)", retry_after_s=1)
+    return view
+
+
+async def readyz(request: Request) -> JSONResponse:
+    s = services(request)
+    view = await live_view(s)
     return JSONResponse({"status": "ready", "workers": view.workers, "backends": view.backends,
                          "queue_depth": await s.cluster.queue_depth()})
 
@@ -170,7 +177,7 @@ def guard(settings: ApiSettings) -> list:
     return [Depends(authorization(settings.api_key))] if settings.api_key else []
 
 
-def add_routes(app: FastAPI, settings: ApiSettings) -> None:
+def add_routes(app: FastAPI, settings: ApiSettings) -> RequestModels:
     """Every route, on the app itself: an included APIRouter adds a second layer of route matching to every
     request (FastAPI 0.165; seen in a profile of /predict). The prediction routes validate bodies with request
     models built from this app's limits, so that OpenAPI states them."""
@@ -206,3 +213,4 @@ def add_routes(app: FastAPI, settings: ApiSettings) -> None:
                         "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}}
     app.add_api_route("/metrics", prometheus_metrics, methods=["GET"], dependencies=guarded,
                       responses={**metrics_ok, **error_responses(*auth_errors)}, summary="Prometheus metrics")
+    return models

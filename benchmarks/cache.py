@@ -25,7 +25,7 @@ import httpx
 from benchmarks.__main__ import ensure_model
 from benchmarks.environment import cpu_model, git_commit
 from benchmarks.report import save_report
-from benchmarks.wrk import WrkResult, run_wrk, wrk_binary
+from benchmarks.wrk import WrkResult, run_wrk, summarize, wrk_binary
 from harness.corpus import load_sentences
 from harness.processes import ROOT, RedisServer, wait_until
 from harness.service import Service, start_service
@@ -54,9 +54,7 @@ def measure(svc: Service, redis: RedisServer, texts: list[str], args: argparse.N
               f"p99 {runs[-1].p99_ms:7.1f} ms, errors {runs[-1].errors}", flush=True)
     counters1 = api_counters(svc.url)
     hits, misses = (counters1[n] - counters0[n] for n in CACHE_COUNTERS)
-    median = sorted(runs, key=lambda r: r.rps)[len(runs) // 2]
-    return {"median": median.as_dict(), "rps_range": [min(r.rps for r in runs), max(r.rps for r in runs)],
-            "runs": [r.as_dict() for r in runs], "requests": sum(r.requests for r in runs),
+    return {**summarize(runs), "requests": sum(r.requests for r in runs),
             "cache_hits": hits, "cache_misses": misses, "texts_run_by_workers": texts_run(svc, redis) - ran0}
 
 

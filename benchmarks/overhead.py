@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from api.app import create_app
-from common.protocol import Prediction, Reply, decode_item, encode_reply
 from common.api_settings import ApiSettings
+from common.protocol import Prediction, Reply, decode_item, encode_reply
 
 
 class _InstantScript:

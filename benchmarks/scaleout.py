@@ -31,7 +31,7 @@ from pathlib import Path
 
 from benchmarks.environment import git_commit
 from benchmarks.report import save_report
-from benchmarks.wrk import WrkResult, run_wrk, wrk_binary
+from benchmarks.wrk import WrkResult, run_wrk, summarize, wrk_binary
 from harness.corpus import load_sentences
 from harness.processes import ROOT, RedisServer, children, cpu_seconds, wait_until
 from harness.service import start_service
@@ -99,12 +99,9 @@ def measure(cluster: Cluster, texts: list[str], connections: int, args: argparse
         runs.append(result)
         print(f"  {label} repeat {repeat + 1}: {result.rps:8.1f} req/s, p50 {result.p50_ms:6.1f} ms, "
               f"p99 {result.p99_ms:6.1f} ms, errors {result.errors}, mean batch {batch_means[-1]:.1f}", flush=True)
-    median_run = sorted(runs, key=lambda r: r.rps)[len(runs) // 2]
     return {
         "connections": connections,
-        "median": median_run.as_dict(),
-        "rps_range": [min(r.rps for r in runs), max(r.rps for r in runs)],
-        "runs": [r.as_dict() for r in runs],
+        **summarize(runs),
         "cpu_pct": {role: statistics.median(c[role] for c in cpu_runs) for role in cpu_runs[0]},
         "mean_batch": statistics.median(batch_means),
     }

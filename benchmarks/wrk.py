@@ -52,6 +52,13 @@ class WrkResult:
         return asdict(self)
 
 
+def summarize(runs: list[WrkResult]) -> dict:
+    """Repeated runs of one configuration: the median run (by RPS), the range of RPS, and every run."""
+    median = sorted(runs, key=lambda r: r.rps)[len(runs) // 2]
+    return {"median": median.as_dict(), "rps_range": [min(r.rps for r in runs), max(r.rps for r in runs)],
+            "runs": [r.as_dict() for r in runs]}
+
+
 def wrk_binary() -> str:
     binary = shutil.which("wrk")
     if binary is None:

@@ -9,7 +9,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from common.options import FUNCTIONS
+from common.options import FUNCTIONS, Options, refusal
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,10 @@ class ModelCard:
         """Names what this worker answers: the same for two workers whose answers to the same text and options are
         the same (same files, token limit and backend). Replies carry it; the response cache is keyed by it."""
         return hashlib.sha256(f"{self.fingerprint}:{self.max_tokens}:{self.backend}".encode()).hexdigest()[:32]
+
+    def refusal(self, options: Options, tokens: int) -> str | None:
+        """Why this model cannot answer a text of ``tokens`` tokens as ``options`` ask (None: it can)."""
+        return refusal(options, tokens, max_tokens=self.max_tokens, num_labels=len(self.labels))
 
     def fields(self) -> dict[str, str]:
         """The heartbeat fields (strings, readable with redis-cli)."""

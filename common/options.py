@@ -35,9 +35,6 @@ class Options:
             raise ValueError(f"truncation_side must be one of {', '.join(TRUNCATION_SIDES)}, "
                              f"got {self.truncation_side!r}")
 
-    def labels_wanted(self, num_labels: int) -> int:
-        return num_labels if self.top_k is None else self.top_k
-
 
 DEFAULT_OPTIONS = Options()
 

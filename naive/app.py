@@ -11,7 +11,6 @@ from api.errors import ErrorKind, ServiceError, error_responses, install_error_h
 from api.limits import BodySizeLimit
 from api.queries import Job, answer, job_of
 from api.schemas import BatchPredictionOut, PredictAnswer, request_models
-from common.options import refusal
 from common.settings import NaiveSettings
 from worker.predictor import Predictor
 
@@ -28,7 +27,7 @@ def create_naive_app(settings: NaiveSettings, predictor: Predictor) -> FastAPI:
         """The whole request in one forward pass, refused as the workers refuse what the model cannot answer."""
         encodings = predictor.tokenize(job.queries)
         for i, (query, encoding) in enumerate(zip(job.queries, encodings)):
-            why = refusal(query.options, len(encoding), max_tokens=card.max_tokens, num_labels=len(card.labels))
+            why = card.refusal(query.options, len(encoding))
             if why is not None:
                 raise ServiceError(ErrorKind.VALIDATION, f"text {i}: {why}")
         return answer(job, predictor.run(encodings, [q.options for q in job.queries]))

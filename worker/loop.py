@@ -15,7 +15,6 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from common.counters import PhaseTimes, WorkerCounts
-from common.options import refusal
 from worker.batching import plan_batches
 from worker.lease import LeaseTerm
 from worker.predictor import Predictor
@@ -164,7 +163,7 @@ class BatchLoop:
         runnable = []
         for h, encoding in zip(held, encodings):
             h.encoding = encoding
-            reason = refusal(h.item.options, len(encoding), max_tokens=card.max_tokens, num_labels=len(card.labels))
+            reason = card.refusal(h.item.options, len(encoding))
             if reason is None:
                 runnable.append(h)
             else:

@@ -64,6 +64,16 @@ class Predictor(Protocol):
         ...
 
 
+class OnePass:
+    """``classify`` and ``predict`` in terms of a predictor's own ``tokenize`` and ``run``: one forward pass."""
+
+    def classify(self, queries: Sequence[QueryLike]) -> list[list[Prediction]]:
+        return self.run(self.tokenize(queries), [q.options for q in queries])  # type: ignore[attr-defined]
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        return [ranked[0] for ranked in self.classify([Query(t) for t in texts])]
+
+
 def load_predictor(settings: WorkerSettings) -> Predictor:
     """The worker's predictor for ``BACKEND``: a real model, or the simulated cost model (no torch import)."""
     if settings.backend == "simulated":
@@ -76,7 +86,7 @@ def load_predictor(settings: WorkerSettings) -> Predictor:
     return TransformersPredictor(settings, probe=probe)
 
 
-class TransformersPredictor:
+class TransformersPredictor(OnePass):
     """A Hugging Face sequence classifier: its tokenizer here, its forward pass in a runtime."""
 
     def __init__(self, settings: ModelSettings, *, probe: ProbePolicy | None = None) -> None:
@@ -150,12 +160,6 @@ class TransformersPredictor:
         ranked = self.scorer.rank(self.runtime.logits(self.encoder.pad(encodings)), options)
         self.forward_s += time.perf_counter() - started
         return ranked
-
-    def classify(self, queries: Sequence[QueryLike]) -> list[list[Prediction]]:
-        return self.run(self.tokenize(queries), [q.options for q in queries])
-
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        return [ranked[0] for ranked in self.classify([Query(t) for t in texts])]
 
     def warm_up(self, batch_size: int) -> None:
         """Run the first passes before announcing readiness: they pay for lazy initialisation."""

@@ -18,8 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from common.model_card import ModelCard
-from common.options import SIGMOID, Options, Query, QueryLike
+from common.options import SIGMOID, Options, QueryLike
 from common.protocol import Prediction
+from worker.predictor import OnePass
 
 SIMULATED_LABEL = "SIMULATED"
 SIMULATED_MAX_TOKENS = 512
@@ -30,7 +31,7 @@ def simulated_score(text: str) -> float:
     return (zlib.crc32(text.encode()) % 10_000) / 10_000
 
 
-class SimulatedPredictor:
+class SimulatedPredictor(OnePass):
     backend = "simulated"
     device = "none"
     max_batch_tokens = 512
@@ -62,12 +63,6 @@ class SimulatedPredictor:
             self._sleep(cost)
         self.forward_s += cost
         return [[Prediction(SIMULATED_LABEL, simulated_score(e.text))] for e in encodings]
-
-    def classify(self, queries: Sequence[QueryLike]) -> list[list[Prediction]]:
-        return self.run(self.tokenize(queries), [q.options for q in queries])
-
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        return [ranked[0] for ranked in self.classify([Query(t) for t in texts])]
 
     def warm_up(self, batch_size: int) -> None:
         """Nothing to warm up (same interface as the real predictor)."""

@@ -12,10 +12,10 @@ import redis
 
 from api.errors import ServiceError
 from api.gateway import Gateway
+from common.api_settings import ApiSettings
 from common.keys import Keys
 from common.options import Query
 from common.redis_factory import async_client
-from common.api_settings import ApiSettings
 from tests.answers import assert_discriminating, expected_answers, same_answer
 from tests.helpers import Process, python_env, sentences, wait_until
 

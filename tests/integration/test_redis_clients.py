@@ -10,8 +10,8 @@ import pytest
 import redis
 import redis.asyncio
 
-from common.redis_factory import BLOCKING_READ_MARGIN_S, async_client, sync_client
 from common.api_settings import ApiSettings
+from common.redis_factory import BLOCKING_READ_MARGIN_S, async_client, sync_client
 
 
 def settings(redis_server) -> ApiSettings:

@@ -7,10 +7,10 @@ import fakeredis
 import httpx
 
 from api.app import create_app
+from common.api_settings import ApiSettings
 from common.keys import Keys
 from common.model_card import ModelCard
 from common.protocol import Prediction, Reply, decode_item, encode_reply
-from common.api_settings import ApiSettings
 
 KEYS = Keys("unit")
 # What the fake worker says it serves (its heartbeat's model card).

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from common.model_card import ModelCard
-from common.options import DEFAULT_OPTIONS, Options, Query, QueryLike
+from common.options import DEFAULT_OPTIONS, Options, QueryLike
 from common.protocol import Prediction, Reply, WorkItem, encode_item, new_request_id
+from worker.predictor import OnePass
 from worker.window import Outbox, Popped
 
 
@@ -50,7 +51,7 @@ class FakeQueue:
         return [raw for outbox in self.published for raw in outbox.done]
 
 
-class FakePredictor:
+class FakePredictor(OnePass):
     """POSITIVE when the text contains 'good'; the score encodes the text length (NEGATIVE gets the rest). Records
     batch sizes."""
 
@@ -83,12 +84,6 @@ class FakePredictor:
             raise RuntimeError("CUDA out of memory (simulated)")
         time.sleep(self.pass_s)
         return [fake_ranked(t, o) for t, o in zip(texts, options, strict=True)]
-
-    def classify(self, queries: Sequence[QueryLike]) -> list[list[Prediction]]:
-        return self.run(self.tokenize(queries), [q.options for q in queries])
-
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        return [ranked[0] for ranked in self.classify([Query(t) for t in texts])]
 
     def warm_up(self, batch_size: int) -> None:
         """Nothing to warm up."""

@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from common.keys import Keys
 from common.api_settings import ApiSettings
+from common.keys import Keys
 from common.settings import NaiveSettings, WorkerSettings, load_or_exit, setting_names
 
 README = Path(__file__).resolve().parents[2] / "README.md"
