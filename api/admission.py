@@ -10,7 +10,7 @@ processes (API_PROCESSES x replicas) one client can hold up to P shares.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from api.errors import ErrorKind, ServiceError
@@ -18,8 +18,10 @@ from common.api_settings import ApiSettings
 
 
 class Admission:
-    def __init__(self, settings: ApiSettings) -> None:
+    def __init__(self, settings: ApiSettings, on_in_flight: Callable[[int], object] = lambda count: None) -> None:
+        """``on_in_flight``: told the count of requests waited on whenever it changes (e.g. a gauge's set)."""
         self._settings = settings
+        self._on_in_flight = on_in_flight
         self._client_texts = int(settings.max_client_share * settings.max_queue_depth)
         # Characters, a lower bound of the UTF-8 bytes MAX_QUEUE_BYTES counts: no encoding needed per request.
         self._client_chars = int(settings.max_client_share * settings.max_queue_bytes)
@@ -39,11 +41,13 @@ class Admission:
             raise self._overloaded(f"this client already has {held_texts} texts ({held_chars} characters) waiting; "
                                    f"one client may hold {s.max_client_share:g} of the queue")
         self.in_flight += 1
+        self._on_in_flight(self.in_flight)
         self._held[client] = (held_texts + len(texts), held_chars + chars)
         try:
             yield
         finally:
             self.in_flight -= 1
+            self._on_in_flight(self.in_flight)
             left_texts, left_chars = self._held[client]
             if left_texts == len(texts):
                 del self._held[client]

@@ -49,7 +49,7 @@ def create_app(settings: ApiSettings, client: redis.asyncio.Redis | None = None,
                cache_client: redis.asyncio.Redis | None = None) -> FastAPI:
     """Build the API. ``client`` (and ``cache_client``, the response cache's) are for tests; by default the app
     opens (and closes) its own pools."""
-    metrics = ApiMetrics()
+    metrics = ApiMetrics(settings.prometheus_multiproc_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -67,9 +67,9 @@ def create_app(settings: ApiSettings, client: redis.asyncio.Redis | None = None,
         catalog = Catalog(cluster)
         cache = (ResponseCache(cache_redis, keys, settings.cache_ttl_s, on_error=metrics.cache_errors.inc)
                  if settings.cache_ttl_s > 0 else None)
-        gateway = Gateway(redis_client, keys, settings, on_enqueued=metrics.texts.inc, clock=clock, cache=cache,
+        gateway = Gateway(redis_client, keys, settings, on_enqueued=metrics.texts.inc,
+                          on_in_flight=metrics.in_flight.set, clock=clock, cache=cache,
                           answers=lambda: catalog.view.answers)
-        metrics.in_flight.set_function(lambda: gateway.in_flight)
         app.state.services = Services(gateway, cluster, catalog, metrics, settings)
         background = [asyncio.create_task(keep_clock_in_sync(clock, redis_client)),
                       asyncio.create_task(catalog.keep_fresh())]

@@ -60,6 +60,7 @@ class Outcome:
 class Gateway:
     def __init__(self, client: redis.asyncio.Redis, keys: Keys, settings: ApiSettings, *,
                  on_enqueued: Callable[[int], object] = lambda texts: None,
+                 on_in_flight: Callable[[int], object] = lambda count: None,
                  clock: Callable[[], float] = time.time,
                  cache: ResponseCache | None = None,
                  answers: Callable[[], str | None] = lambda: None) -> None:
@@ -72,7 +73,7 @@ class Gateway:
         self._on_enqueued = on_enqueued  # e.g. a metrics counter's inc
         self._clock = clock
         self._scripts = Scripts(client, keys)
-        self._admission = Admission(settings)
+        self._admission = Admission(settings, on_in_flight)
         self._cache = cache
         self._answers = answers
 

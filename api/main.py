@@ -12,11 +12,15 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
 import uvicorn
 
@@ -72,8 +76,24 @@ def serve_one(shared_port: bool) -> None:
     server.run(sockets=[reuse_port_socket(settings.host, settings.port)] if shared_port else None)
 
 
-def supervise(count: int) -> int:
+def shared_metrics_dir(settings: ApiSettings) -> tuple[Path, bool]:
+    """The servers' prometheus-client multiprocess directory, empty, in the environment they inherit (the library
+    reads it at import: before any server starts). Returns it and whether it is ours to remove at exit."""
+    if settings.prometheus_multiproc_dir is not None:
+        path, own = settings.prometheus_multiproc_dir, False
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):  # a previous run's values would be summed with ours
+            stale.unlink()
+    else:
+        path, own = Path(tempfile.mkdtemp(prefix="sentimentalyzer-metrics-")), True
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    return path, own
+
+
+def supervise(count: int, metrics_dir: Path) -> int:
     """Run ``count`` server processes; restart any that dies; on SIGTERM/SIGINT stop them all and wait."""
+    from prometheus_client import multiprocess  # after PROMETHEUS_MULTIPROC_DIR is set
+
     context = multiprocessing.get_context("spawn")
     stopping = False
 
@@ -103,6 +123,8 @@ def supervise(count: int) -> int:
         multiprocessing.connection.wait([p.sentinel for p in procs])
         for proc in [p for p in procs if not p.is_alive()]:
             procs.remove(proc)
+            # Its counters and histograms stay in the sums (a restart is no reset); its live gauges go.
+            multiprocess.mark_process_dead(proc.pid, str(metrics_dir))
             if stopping:
                 continue
             uptime = time.monotonic() - started.pop(proc.pid)
@@ -123,7 +145,12 @@ def main() -> int:
     if settings.api_processes == 1:
         serve_one(shared_port=False)
         return 0
-    return supervise(settings.api_processes)
+    metrics_dir, own = shared_metrics_dir(settings)
+    try:
+        return supervise(settings.api_processes, metrics_dir)
+    finally:
+        if own:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

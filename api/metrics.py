@@ -1,13 +1,21 @@
-"""Prometheus metrics of one API process, plus the cluster's (queue, workers, their counters and batch
-histograms) as last read from Redis."""
+"""Prometheus metrics of the API tier, plus the cluster's (queue, workers, their counters and batch histograms) as
+last read from Redis.
+
+With several API processes on one port (``API_PROCESSES`` > 1) a scrape lands on any one of them, so each keeps its
+counters and histograms in prometheus-client's multiprocess files (``PROMETHEUS_MULTIPROC_DIR``, which
+``python -m api`` sets up; the library reads it when it is imported) and a scrape answers with their sum over all
+the tier's processes, those restarted included: one scrape, the whole tier, no resets for ``rate()``.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -52,15 +60,18 @@ class ClusterCollector:
 
 
 class ApiMetrics:
-    def __init__(self) -> None:
+    def __init__(self, multiprocess_dir: Path | None = None) -> None:
+        """``multiprocess_dir``: where this tier's processes keep their values (PROMETHEUS_MULTIPROC_DIR), if the
+        tier has several; None: this process's values only."""
         self.registry = CollectorRegistry()
         self.requests = Counter("sentimentalyzer_requests", "HTTP requests by route and status",
                                 ["route", "status"], registry=self.registry)
         self.latency = Histogram("sentimentalyzer_request_latency_seconds", "End-to-end request latency",
                                  ["route"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.texts = Counter("sentimentalyzer_texts", "Texts enqueued by this process", registry=self.registry)
-        self.in_flight = Gauge("sentimentalyzer_in_flight", "Requests this process is waiting on",
-                               registry=self.registry)
+        # Several processes: their sum, the live ones only (a dead process waits on nothing).
+        self.in_flight = Gauge("sentimentalyzer_in_flight", "Requests the API processes are waiting on",
+                               multiprocess_mode="livesum", registry=self.registry)
         # Per request, from the replies: time spent queued (enqueue -> picked up by a worker) vs in the model.
         # Their sum against sentimentalyzer_request_latency_seconds shows what the HTTP + Redis path adds.
         self.queue_wait = Histogram("sentimentalyzer_queue_wait_seconds",
@@ -78,6 +89,17 @@ class ApiMetrics:
                                     "(the texts went to the workers)", registry=self.registry)
         self.cluster = ClusterCollector()
         self.registry.register(self.cluster)  # type: ignore[arg-type]
+        # What a scrape answers: this process's registry, or every process's files plus the cluster (the same from
+        # any process: read from Redis).
+        self._scraped = self.registry
+        if multiprocess_dir is not None:
+            self._scraped = CollectorRegistry()
+            MultiProcessCollector(self._scraped, path=str(multiprocess_dir))
+            self._scraped.register(self.cluster)  # type: ignore[arg-type]
+
+    def exposition(self) -> bytes:
+        """The text a scrape of ``/metrics`` gets."""
+        return generate_latest(self._scraped)
 
     def observe(self, outcome: Outcome, texts: int, *, cache_on: bool) -> None:
         """Count one answered request of ``texts`` texts."""

@@ -15,7 +15,7 @@ from typing import TypeVar
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import Message
 
 from api.catalog import Catalog, ModelView
@@ -168,7 +168,7 @@ async def prometheus_metrics(request: Request) -> Response:
         s.metrics.cluster.snapshot = await s.cluster.snapshot()
     except ServiceError:
         pass  # Redis away: this process's own metrics, and the cluster's as last seen
-    return Response(generate_latest(s.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(s.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 def guard(settings: ApiSettings) -> list:

@@ -6,6 +6,7 @@ checked against them by a test.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, model_validator
@@ -24,8 +25,15 @@ class ApiSettings(SharedSettings, InputLimits):
         ge=1,
         description="API server processes of `python -m api` on one port, each with its own SO_REUSEPORT "
         "socket so the kernel spreads connections evenly (one process tops out at ~2,000 requests/s on this "
-        "machine's cores); a process that dies is restarted. They share nothing but Redis; each serves its own "
-        "`/metrics` (scrape replicas individually).",
+        "machine's cores); a process that dies is restarted. They share nothing but Redis and their metrics files "
+        "(PROMETHEUS_MULTIPROC_DIR): a scrape of any of them answers for all (scrape replicas individually).",
+    )
+    prometheus_multiproc_dir: Path | None = Field(
+        None,
+        description="prometheus-client's multiprocess directory: each API process keeps its counters and histograms "
+        "there, so that one scrape sums the whole `python -m api`. Unset: with API_PROCESSES > 1 the API makes a "
+        "fresh temporary one (removed at exit); set: that directory, emptied at start (one per `python -m api`). "
+        "Costs a memory-mapped write per observation (~1 us).",
     )
     request_timeout_s: float = Field(
         10.0,
