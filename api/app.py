@@ -8,6 +8,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import redis.asyncio
 from fastapi import FastAPI
@@ -26,6 +27,13 @@ from api.routes import Services, add_routes
 from common.api_settings import ApiSettings
 from common.clock import RedisClock
 from common.redis_factory import async_client
+from common.tracing import tracer_provider_from_env
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
+# Tracing off: FastAPI's own telemetry off too, so that no request even asks whether a provider is configured.
+NO_TELEMETRY = {"tracing": False, "metrics": False, "logs": False}
 
 # Connections beyond the waiters: probes, metrics and pushes must not queue behind blocking waits.
 POOL_HEADROOM = 16
@@ -46,10 +54,18 @@ async def keep_clock_in_sync(clock: RedisClock, client: redis.asyncio.Redis) -> 
 
 
 def create_app(settings: ApiSettings, client: redis.asyncio.Redis | None = None,
-               cache_client: redis.asyncio.Redis | None = None) -> FastAPI:
+               cache_client: redis.asyncio.Redis | None = None,
+               tracer_provider: TracerProvider | None = None) -> FastAPI:
     """Build the API. ``client`` (and ``cache_client``, the response cache's) are for tests; by default the app
-    opens (and closes) its own pools."""
+    opens (and closes) its own pools. ``tracer_provider``: trace requests (None: tracing off, nothing of it on the
+    request path)."""
     metrics = ApiMetrics(settings.prometheus_multiproc_dir)
+    trace_context, telemetry = None, NO_TELEMETRY
+    if tracer_provider is not None:
+        from api.tracing import current_traceparent
+        from api.tracing import telemetry as traced
+
+        trace_context, telemetry = current_traceparent, traced(tracer_provider)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -69,7 +85,7 @@ def create_app(settings: ApiSettings, client: redis.asyncio.Redis | None = None,
                  if settings.cache_ttl_s > 0 else None)
         gateway = Gateway(redis_client, keys, settings, on_enqueued=metrics.texts.inc,
                           on_in_flight=metrics.in_flight.set, clock=clock, cache=cache,
-                          answers=lambda: catalog.view.answers)
+                          answers=lambda: catalog.view.answers, trace_context=trace_context)
         app.state.services = Services(gateway, cluster, catalog, metrics, settings)
         background = [asyncio.create_task(keep_clock_in_sync(clock, redis_client)),
                       asyncio.create_task(catalog.keep_fresh())]
@@ -89,6 +105,7 @@ def create_app(settings: ApiSettings, client: redis.asyncio.Redis | None = None,
         summary="Text classification with dynamic batching over Redis. Speaks the Hugging Face pipeline's options, "
                 "text-embeddings-inference's /predict and /info, and the Open Inference Protocol (/v2).",
         lifespan=lifespan,
+        telemetry=telemetry,
     )
     install_error_handlers(app)
     models = add_routes(app, settings)
@@ -118,7 +135,7 @@ def create_app_from_env() -> FastAPI:
 
     settings = ApiSettings()
     setup_logging(settings.log_level, "api")
-    app = create_app(settings)
+    app = create_app(settings, tracer_provider=tracer_provider_from_env("sentimentalyzer-api"))
     freeze_startup_heap()
     return app
 

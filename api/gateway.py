@@ -63,9 +63,11 @@ class Gateway:
                  on_in_flight: Callable[[int], object] = lambda count: None,
                  clock: Callable[[], float] = time.time,
                  cache: ResponseCache | None = None,
-                 answers: Callable[[], str | None] = lambda: None) -> None:
+                 answers: Callable[[], str | None] = lambda: None,
+                 trace_context: Callable[[], str | None] | None = None) -> None:
         """``cache``: the response cache, if on; ``answers``: what the live workers answer with (their cards'
-        ``answers``, None while unknown or mixed), which the cache is looked up under."""
+        ``answers``, None while unknown or mixed), which the cache is looked up under; ``trace_context``: with
+        tracing on, the ``traceparent`` of the request in progress, which its work items carry."""
         self._redis = client
         self._keys = keys
         self._unavailable = UnavailableOnRedisError(client)
@@ -76,6 +78,7 @@ class Gateway:
         self._admission = Admission(settings, on_in_flight)
         self._cache = cache
         self._answers = answers
+        self._trace_context = trace_context
 
     @property
     def in_flight(self) -> int:
@@ -103,8 +106,9 @@ class Gateway:
             request_id = new_request_id()
             now = self._clock()
             deadline = now + self._settings.request_timeout_s
+            trace = self._trace_context() if self._trace_context is not None else None
             try:
-                await self._enqueue([WorkItem(request_id, i, q.text, deadline, now, q.text_pair, q.options)
+                await self._enqueue([WorkItem(request_id, i, q.text, deadline, now, q.text_pair, q.options, trace)
                                      for i, q in enumerate(queries)])
                 replies = await self._collect(request_id, len(queries), deadline)
             except asyncio.CancelledError:

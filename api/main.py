@@ -27,6 +27,7 @@ import uvicorn
 from common.api_settings import ApiSettings
 from common.logs import setup_logging
 from common.settings import load_or_exit
+from common.tracing import check_or_exit
 
 log = logging.getLogger("api")
 
@@ -141,6 +142,7 @@ def supervise(count: int, metrics_dir: Path) -> int:
 
 def main() -> int:
     settings = load_or_exit(ApiSettings)
+    check_or_exit()
     setup_logging(settings.log_level, "api")
     if settings.api_processes == 1:
         serve_one(shared_port=False)

@@ -6,6 +6,7 @@ in-process through ASGI with a stub client that answers every push at once: no n
 Run it on two commits to see what a change costs per request:
 
     python -m benchmarks.overhead                                   # this checkout
+    python -m benchmarks.overhead --tracing                         # with tracing on (spans made, then dropped)
     cd <other checkout> && PYTHONPATH=. python <this checkout>/benchmarks/overhead.py
 """
 
@@ -61,8 +62,25 @@ class InstantRedis:
         return None
 
 
-async def cpu_per_request_us(requests: int, repeats: int) -> list[float]:
-    app = create_app(ApiSettings(key_prefix="overhead"), InstantRedis())  # type: ignore[arg-type]
+def dropping_tracer_provider() -> Any:
+    """Tracing on as in production (a server span per request, batched for export) with an exporter that drops
+    the batches: the request path's cost of tracing, without a collector's."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class Dropping(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Dropping()))
+    return provider
+
+
+async def cpu_per_request_us(requests: int, repeats: int, tracing: bool = False) -> list[float]:
+    # Only with tracing is the argument passed: the same driver measures commits from before tracing existed.
+    extra = {"tracer_provider": dropping_tracer_provider()} if tracing else {}
+    app = create_app(ApiSettings(key_prefix="overhead"), InstantRedis(), **extra)  # type: ignore[arg-type]
     # As a served process does (api.app.freeze_startup_heap); done here, not imported, so that the same driver
     # measures any commit alike.
     gc.collect()
@@ -110,9 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=3000, help="requests per measured run")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--tracing", action="store_true", help="tracing on (OTEL_TRACES_EXPORTER set, in effect)")
     args = parser.parse_args(argv)
-    runs = asyncio.run(cpu_per_request_us(args.requests, args.repeats))
-    print(f"API CPU per /predict: {statistics.median(runs):.1f} us (median of {args.repeats} runs of "
+    runs = asyncio.run(cpu_per_request_us(args.requests, args.repeats, args.tracing))
+    print(f"API CPU per /predict{' (tracing on)' if args.tracing else ''}: {statistics.median(runs):.1f} us (median of {args.repeats} runs of "
           f"{args.requests}: {', '.join(f'{r:.1f}' for r in runs)})")
     return 0
 

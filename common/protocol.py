@@ -67,6 +67,9 @@ class WorkItem:
     enqueued_at: float  # unix seconds, the producer's clock
     text_pair: str | None = None  # the second text of a pair (tokenized as one sequence with the first)
     options: Options = DEFAULT_OPTIONS
+    # W3C trace context of the API's request span, when tracing is on (common/tracing.py): the worker's pass span
+    # links to it. Absent otherwise; a worker that does not trace ignores it.
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +164,8 @@ def encode_item(item: WorkItem) -> bytes:
         o = item.options
         fields["options"] = {"top_k": o.top_k, "function": o.function, "truncate": o.truncate,
                              "truncation_side": o.truncation_side}
+    if item.traceparent is not None:
+        fields["traceparent"] = item.traceparent
     return _pack(fields)
 
 
@@ -171,9 +176,7 @@ def decode_item(raw: bytes) -> WorkItem:
         raise ProtocolError("field 'request_id' must be 32 lowercase hex characters", *ident)
     if ident[1] is None:
         raise ProtocolError("field 'index' must be a non-negative integer", *ident)
-    pair = data.get("text_pair")
-    if pair is not None and not isinstance(pair, str):
-        raise ProtocolError(f"field 'text_pair' must be str, got {type(pair).__name__}", *ident)
+    pair, traceparent = _optional_str(data, "text_pair", ident), _optional_str(data, "traceparent", ident)
     return WorkItem(
         request_id=ident[0],
         index=ident[1],
@@ -182,7 +185,15 @@ def decode_item(raw: bytes) -> WorkItem:
         enqueued_at=float(_field(data, "enqueued_at", (int, float), ident)),
         text_pair=pair,
         options=_options(data.get("options"), ident),
+        traceparent=traceparent,
     )
+
+
+def _optional_str(data: dict[str, Any], name: str, ident: tuple[str | None, int | None]) -> str | None:
+    value = data.get(name)
+    if value is not None and not isinstance(value, str):
+        raise ProtocolError(f"field {name!r} must be str, got {type(value).__name__}", *ident)
+    return value
 
 
 def _options(raw: Any, ident: tuple[str | None, int | None]) -> Options:

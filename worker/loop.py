@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -38,6 +38,13 @@ class RequestQueue(Protocol):
         ...
 
 
+class PassObserver(Protocol):
+    def record(self, held: Sequence[Held], *, started_ns: int, ended_ns: int, picked_up: float, tokenize_s: float,
+               failed: bool) -> None:
+        """A forward pass over ``held`` ran (worker/tracing.py: its span)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class BatchPolicy:
     max_batch_size: int  # texts taken from the queue at once (the window); a forward pass holds at most this many
@@ -55,12 +62,16 @@ class BatchLoop:
         policy: BatchPolicy,
         *,
         clock: Callable[[], float] = time.time,
+        observer: PassObserver | None = None,
     ) -> None:
+        """``observer``: told of every forward pass (tracing); None: nothing extra per pass."""
         self._queue = queue
         self._predictor = predictor
         self._answers = predictor.card.answers  # what every reply says answered it
         self.policy = policy
         self._clock = clock
+        self._observer = observer
+        self._tokenize_s = 0.0  # the window's tokenization, which its passes share
         self._stop = threading.Event()
         self.totals = WorkerCounts()  # everything this worker published
         self.last_batch_size = 0
@@ -150,6 +161,7 @@ class BatchLoop:
         if not held:
             return []
         with self._phases.measure("infer_s"):
+            started = time.perf_counter()
             try:
                 encodings = self._predictor.tokenize([h.item for h in held])
                 if len(encodings) != len(held):
@@ -159,6 +171,7 @@ class BatchLoop:
                 window.fail(held)
                 window.release(held)
                 return []
+            self._tokenize_s = time.perf_counter() - started
         card = self._predictor.card
         runnable = []
         for h, encoding in zip(held, encodings):
@@ -187,6 +200,8 @@ class BatchLoop:
 
     def _infer(self, window: Window, held: list[Held], picked_up: float) -> None:
         started = time.perf_counter()
+        started_ns = time.time_ns() if self._observer is not None else 0
+        failed = False
         try:
             ranked = self._predictor.run([h.encoding for h in held], [h.item.options for h in held])
             if len(ranked) != len(held) or not all(ranked):
@@ -195,9 +210,13 @@ class BatchLoop:
             # The pass fails, the worker does not: every client of the pass is told, the loop goes on.
             log.exception("inference failed for a batch of %d texts", len(held))
             window.fail(held)
-            return
-        window.answer(held, ranked, picked_up=picked_up, inference_s=time.perf_counter() - started,
-                      model=self._answers)
+            failed = True
+        else:
+            window.answer(held, ranked, picked_up=picked_up, inference_s=time.perf_counter() - started,
+                          model=self._answers)
+        if self._observer is not None:
+            self._observer.record(held, started_ns=started_ns, ended_ns=time.time_ns(), picked_up=picked_up,
+                                  tokenize_s=self._tokenize_s, failed=failed)
 
     def _publish(self, outbox: Outbox, *, holding: bool) -> bool:
         outbox.lease_s = self.lease.seconds if holding else 0.0

@@ -19,8 +19,9 @@ from common.logs import setup_logging
 from common.redis_factory import sync_client
 from common.scripts import DeadLetterPolicy, RecoveryMode
 from common.settings import WorkerSettings, load_or_exit
+from common.tracing import check_or_exit, tracer_provider_from_env
 from worker.heartbeat import Heartbeat, default_worker_id
-from worker.loop import BatchLoop, BatchPolicy
+from worker.loop import BatchLoop, BatchPolicy, PassObserver
 from worker.predictor import ModelLoadError, Predictor, load_predictor
 from worker.recovery import Recovery
 from worker.redis_queue import RedisRequestQueue, WorkerIdTaken
@@ -94,8 +95,19 @@ def describe(worker_id: str, settings: WorkerSettings, predictor: Predictor, loo
     return fields
 
 
+def pass_tracer(predictor: Predictor) -> PassObserver | None:
+    """With tracing on (OTEL_TRACES_EXPORTER, common/tracing.py), what records a span per forward pass."""
+    provider = tracer_provider_from_env("sentimentalyzer-worker")
+    if provider is None:
+        return None
+    from worker.tracing import PassTracer
+
+    return PassTracer(provider.get_tracer("sentimentalyzer.worker"), predictor.backend)
+
+
 def main() -> int:
     settings = load_or_exit(WorkerSettings)
+    check_or_exit()
     setup_logging(settings.log_level, "worker")
     worker_id = settings.worker_id or default_worker_id()
     # This process's token: with the id it names the worker's connections, its registration and its lease, so
@@ -122,7 +134,7 @@ def main() -> int:
     max_batch_tokens = predictor.max_batch_tokens if settings.max_batch_tokens is None else settings.max_batch_tokens
     policy = BatchPolicy(settings.max_batch_size, settings.max_batch_wait_ms / 1000, settings.idle_block_s,
                          max_batch_tokens, settings.work_lease_s)
-    loop = BatchLoop(queue, predictor, policy, clock=clock)
+    loop = BatchLoop(queue, predictor, policy, clock=clock, observer=pass_tracer(predictor))
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("received %s: finishing the batch in hand, then exiting", signal.Signals(signum).name)

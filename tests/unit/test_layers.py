@@ -59,7 +59,9 @@ def test_the_api_process_loads_no_model_runtime_and_no_numpy():
     import subprocess
     import sys
 
-    heavy = ("numpy", "torch", "transformers", "onnxruntime")
+    # Tracing's modules only with tracing on (redis-py imports the OpenTelemetry SDK itself, for its opt-in metrics).
+    heavy = ("numpy", "torch", "transformers", "onnxruntime", "api.tracing",
+             "opentelemetry.exporter.otlp.proto.http.trace_exporter")
     probe = f"import sys, api.app; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -33,6 +33,16 @@ def test_work_item_round_trip_keeps_every_field(options):
     assert decode_item(encode_item(item)) == item
 
 
+def test_a_work_items_trace_context_travels_only_when_set():
+    traced = WorkItem(RID, 0, "x", 2.0, 1.0, traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    assert decode_item(encode_item(traced)) == traced
+    assert "traceparent" not in msgpack.unpackb(encode_item(WorkItem(RID, 0, "x", 2.0, 1.0)))
+    raw = msgpack.packb({"v": V, "request_id": RID, "index": 0, "text": "x", "deadline": 2.0, "enqueued_at": 1.0,
+                         "traceparent": 7})
+    with pytest.raises(ProtocolError, match="'traceparent' must be str"):
+        decode_item(raw)
+
+
 def test_reply_round_trips_ranked_labels_and_error():
     ok = Reply(RID, 0, predictions=[Prediction("POSITIVE", 0.99), Prediction("NEGATIVE", -3.5)], queue_ms=1.5,
                inference_ms=7.25, model="m1")

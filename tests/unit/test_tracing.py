@@ -1,0 +1,124 @@
+"""Tracing: off unless the OTEL_* environment turns it on; the worker's pass span and its links (with an in-memory
+exporter); the batch loop telling its observer of every pass; the API's server span and its work items' context."""
+
+import asyncio
+
+import fakeredis
+import httpx
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from api.app import create_app
+from common.api_settings import ApiSettings
+from common.protocol import decode_item
+from common.tracing import TracingConfigError, exporters_named, tracer_provider_from_env
+from tests.unit.fakes import Clock, FakePredictor, FakeQueue, items
+from worker.loop import BatchLoop, BatchPolicy
+from worker.tracing import PassTracer, span_context_of
+
+TRACE_ID, SPAN_ID = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+TRACEPARENT = f"00-{TRACE_ID}-{SPAN_ID}-01"
+
+
+def recording() -> tuple[TracerProvider, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+@pytest.mark.parametrize("environ", [{}, {"OTEL_TRACES_EXPORTER": "none"}, {"OTEL_TRACES_EXPORTER": ""},
+                                     {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_SDK_DISABLED": "true"}])
+def test_tracing_is_off_unless_an_exporter_is_named(environ):
+    assert exporters_named(environ) == []
+    assert tracer_provider_from_env("x", environ) is None
+
+
+def test_exporters_are_named_by_the_standard_variable():
+    assert exporters_named({"OTEL_TRACES_EXPORTER": "otlp,console"}) == ["otlp", "console"]
+    assert tracer_provider_from_env("svc", {"OTEL_TRACES_EXPORTER": "console"}).resource.attributes[
+        "service.name"] == "svc"
+    named = tracer_provider_from_env("svc", {"OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "mine"})
+    assert named.resource.attributes["service.name"] == "mine"
+
+
+@pytest.mark.parametrize("environ, fix", [
+    ({"OTEL_TRACES_EXPORTER": "zipkin"}, "exports with otlp or console"),
+    ({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "http/protobuf"),
+])
+def test_what_cannot_be_honoured_is_refused_with_the_fix(environ, fix):
+    with pytest.raises(TracingConfigError, match=fix):
+        exporters_named(environ)
+
+
+def test_a_traceparent_names_a_remote_span_and_a_bad_one_names_none():
+    found = span_context_of(TRACEPARENT)
+    assert (format(found.trace_id, "032x"), format(found.span_id, "016x")) == (TRACE_ID, SPAN_ID)
+    assert found.is_remote
+    assert span_context_of("00-not-a-trace") is None
+    assert span_context_of(f"00-{'0' * 32}-{SPAN_ID}-01") is None  # an all-zero trace id is invalid
+
+
+def traced_loop(raw, predictor=None):
+    provider, exporter = recording()
+    queue = FakeQueue(raw)
+    loop = BatchLoop(queue, predictor or FakePredictor(), BatchPolicy(8, idle_block_s=0.5), clock=Clock(1000.5),
+                     observer=PassTracer(provider.get_tracer("test"), "fake"))
+    return loop, queue, exporter
+
+
+def with_traceparents(raw: list[bytes], parents: list[str | None]) -> list[bytes]:
+    from dataclasses import replace
+
+    from common.protocol import encode_item
+    return [encode_item(replace(decode_item(r), traceparent=p)) for r, p in zip(raw, parents)]
+
+
+def test_each_pass_is_a_span_linked_to_the_requests_it_served_with_their_queue_wait():
+    raw = with_traceparents(items(["good one", "bad two", "three"], now=1000.0), [TRACEPARENT, "garbage", None])
+    loop, queue, exporter = traced_loop(raw)
+    assert loop.run(max_batches=1) == 1
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "forward pass" and span.kind == SpanKind.CONSUMER and span.parent is None
+    (link,) = span.links  # the bad traceparent and the untraced item: no link, but answered all the same
+    assert (format(link.context.trace_id, "032x"), format(link.context.span_id, "016x")) == (TRACE_ID, SPAN_ID)
+    assert link.attributes["sentimentalyzer.index"] == 0
+    assert link.attributes["sentimentalyzer.queue_wait_ms"] == pytest.approx(500.0)  # popped at 1000.5
+    assert span.attributes["sentimentalyzer.pass.texts"] == 3 and span.attributes["sentimentalyzer.backend"] == "fake"
+    assert span.attributes["sentimentalyzer.queue_wait_ms.max"] == pytest.approx(500.0)
+    assert span.attributes["sentimentalyzer.window.tokenize_ms"] >= 0 and span.end_time >= span.start_time
+    assert len(queue.replies) == 3 and all(r.error is None for r in queue.replies)
+
+
+def test_a_failed_pass_is_an_error_span():
+    loop, queue, exporter = traced_loop(items(["explode"]), FakePredictor(fail_on="explode"))
+    loop.run(max_batches=1)
+    (span,) = exporter.get_finished_spans()
+    assert span.status.status_code == StatusCode.ERROR
+    assert queue.replies[0].error is not None
+
+
+def test_the_api_span_continues_the_clients_trace_and_its_items_carry_the_span():
+    provider, exporter = recording()
+    redis = fakeredis.FakeAsyncRedis()
+    settings = ApiSettings(request_timeout_s=0.3)
+    app = create_app(settings, client=redis, tracer_provider=provider)
+
+    async def scenario() -> tuple[int, list[bytes]]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+                await client.get("/healthz")  # a probe: no span
+                r = await client.post("/predict", json={"text": "hi"}, headers={"traceparent": TRACEPARENT})
+        return r.status_code, await redis.lrange(settings.keys().requests, 0, -1)
+
+    status, queued = asyncio.run(scenario())
+    assert status == 504  # no worker here: the deadline passes
+    (span,) = exporter.get_finished_spans()
+    assert span.kind == SpanKind.SERVER and span.name == "POST /predict"
+    assert format(span.context.trace_id, "032x") == TRACE_ID and format(span.parent.span_id, "016x") == SPAN_ID
+    (item,) = [decode_item(raw) for raw in queued]
+    assert item.traceparent == f"00-{TRACE_ID}-{format(span.context.span_id, '016x')}-01"
