@@ -1,10 +1,15 @@
-"""Redis clients configured for a blocking queue.
+"""Redis clients configured for a blocking queue, of one server (REDIS_URL) or of the master Sentinel names
+(REDIS_SENTINELS).
 
 redis-py 8's defaults are wrong for this service: a 5 s socket timeout cuts blocking waits (BLPOP /
 BLMOVE) that legitimately last longer, and its default retry policy re-sends a command after a
 timeout or a dropped connection — for RPUSH or a LRANGE/LTRIM pop that duplicates or loses queue
 items. So: no client-side retries at all, a read timeout longer than the longest blocking wait, and
 a connection pool sized for the number of concurrent waiters.
+
+With Sentinel, each new connection asks the Sentinels for the master's address (redis-py's Sentinel pools): after a
+failover the next command's connection reaches the new master. A command in progress when the master died fails
+(never re-sent, as above): its caller answers 503 or, in a worker, reconnects and gives back what it held.
 """
 
 from __future__ import annotations
@@ -13,8 +18,11 @@ from typing import Any
 
 import redis
 import redis.asyncio
+import redis.asyncio.sentinel
+import redis.sentinel
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
+from redis.connection import parse_url
 from redis.retry import Retry
 
 from common.settings import SharedSettings
@@ -22,6 +30,11 @@ from common.settings import SharedSettings
 # Margin added to the longest blocking wait: Redis answers a timed-out blocking command on its next
 # timer tick (up to 100 ms late with the default `hz 10`), plus network time.
 BLOCKING_READ_MARGIN_S = 2.0
+
+
+class _SentinelBlockingPool(redis.asyncio.sentinel.SentinelConnectionPool, redis.asyncio.BlockingConnectionPool):
+    """The master's pool, found through Sentinel, that waits for a free connection instead of raising (as
+    ``async_client``'s pool does without Sentinel)."""
 
 
 def _common_kwargs(settings: SharedSettings, longest_block_s: float) -> dict[str, Any]:
@@ -33,26 +46,40 @@ def _common_kwargs(settings: SharedSettings, longest_block_s: float) -> dict[str
     )
 
 
+def _master_kwargs(settings: SharedSettings) -> dict[str, Any]:
+    """What REDIS_URL still says with Sentinel: database, credentials, TLS (the address comes from the Sentinels)."""
+    parsed = parse_url(settings.redis_url)
+    kept = {key: parsed[key] for key in ("db", "username", "password") if parsed.get(key) is not None}
+    return {**kept, "ssl": settings.redis_url.startswith("rediss://")}
+
+
+def _sentinel_kwargs(settings: SharedSettings) -> dict[str, Any]:
+    """How to talk to the Sentinels themselves: short timeouts (a dead one is skipped for the next), no retries."""
+    return {"socket_connect_timeout": settings.redis_connect_timeout_s,
+            "socket_timeout": settings.redis_connect_timeout_s, "password": settings.redis_sentinel_password}
+
+
 def sync_client(settings: SharedSettings, *, longest_block_s: float, name: str | None = None) -> redis.Redis:
     """Client for a worker thread: one connection at a time, no retries. ``name``: the ``CLIENT SETNAME`` of its
     every connection (sent again on each reconnect)."""
-    return redis.Redis.from_url(
-        settings.redis_url,
-        retry=Retry(NoBackoff(), 0),
-        client_name=name,
-        **_common_kwargs(settings, longest_block_s),
-    )
+    kwargs = dict(retry=Retry(NoBackoff(), 0), client_name=name, **_common_kwargs(settings, longest_block_s))
+    if settings.redis_sentinels:
+        sentinel = redis.sentinel.Sentinel(settings.sentinel_addresses(), sentinel_kwargs=_sentinel_kwargs(settings))
+        return sentinel.master_for(settings.redis_sentinel_master, **kwargs, **_master_kwargs(settings))
+    return redis.Redis.from_url(settings.redis_url, **kwargs)
 
 
 def async_client(settings: SharedSettings, *, longest_block_s: float, max_connections: int,
                  url: str | None = None) -> redis.asyncio.Redis:
-    """Client for an API process (of REDIS_URL's Redis, or ``url``'s). The pool blocks (briefly) instead of raising
-    when exhausted; callers admit at most ``max_connections`` concurrent waiters so that never lasts."""
-    pool = redis.asyncio.BlockingConnectionPool.from_url(
-        url or settings.redis_url,
-        max_connections=max_connections,
-        timeout=settings.redis_connect_timeout_s,
-        retry=AsyncRetry(NoBackoff(), 0),
-        **_common_kwargs(settings, longest_block_s),
-    )
+    """Client for an API process (of the queue's Redis, or of ``url``'s: the response cache's). The pool blocks
+    (briefly) instead of raising when exhausted; callers admit at most ``max_connections`` concurrent waiters so
+    that never lasts."""
+    kwargs = dict(max_connections=max_connections, timeout=settings.redis_connect_timeout_s,
+                  retry=AsyncRetry(NoBackoff(), 0), **_common_kwargs(settings, longest_block_s))
+    if settings.redis_sentinels and url is None:
+        sentinel = redis.asyncio.sentinel.Sentinel(settings.sentinel_addresses(),
+                                                   sentinel_kwargs=_sentinel_kwargs(settings))
+        return sentinel.master_for(settings.redis_sentinel_master, connection_pool_class=_SentinelBlockingPool,
+                                   **kwargs, **_master_kwargs(settings))
+    pool = redis.asyncio.BlockingConnectionPool.from_url(url or settings.redis_url, **kwargs)
     return redis.asyncio.Redis(connection_pool=pool)

@@ -32,6 +32,24 @@ class SharedSettings(BaseSettings):
         description="Redis server shared by all API processes and workers. `rediss://` for TLS; "
         "`redis://:password@host:port/db` for a password.",
     )
+    redis_sentinels: Annotated[str | None, EMPTY_IS_UNSET] = Field(
+        None,
+        pattern=r"^\s*[^\s,:]+:\d+\s*(,\s*[^\s,:]+:\d+\s*)*$",
+        description="Redis Sentinel addresses, `host:port[,host:port...]`: the queue's Redis is whichever master "
+        "they name REDIS_SENTINEL_MASTER, and API processes and workers follow a failover without a restart "
+        "(requests fail fast with 503 until the new master is elected). REDIS_URL then gives only the database, "
+        "user, password and TLS (`rediss://`); its host is not used. Unset: REDIS_URL's server, no failover.",
+    )
+    redis_sentinel_master: str = Field(
+        "mymaster",
+        min_length=1,
+        description="The master's name in the Sentinels' configuration (`sentinel monitor <name> ...`).",
+    )
+    redis_sentinel_password: Annotated[str | None, EMPTY_IS_UNSET] = Field(
+        None,
+        description="Password of the Sentinels themselves (their `requirepass`), if they have one; the master's is "
+        "REDIS_URL's.",
+    )
     redis_connect_timeout_s: float = Field(
         1.0,
         gt=0,
@@ -53,6 +71,11 @@ class SharedSettings(BaseSettings):
 
     def keys(self) -> Keys:
         return Keys(self.key_prefix)
+
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """REDIS_SENTINELS as (host, port) pairs; empty without Sentinel."""
+        pairs = [part.strip().rsplit(":", 1) for part in (self.redis_sentinels or "").split(",") if part.strip()]
+        return [(host, int(port)) for host, port in pairs]
 
 
 class InputLimits(BaseSettings):

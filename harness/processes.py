@@ -162,7 +162,8 @@ def stop_all(processes: Sequence[Process], timeout: float = 30) -> list[int]:
     return [proc._finish(deadline) for proc in processes]
 
 
-def redis_server_command(port: int, workdir: Path, password: str | None = None) -> list[str]:
+def redis_server_command(port: int, workdir: Path, password: str | None = None,
+                         extra: Sequence[str] = ()) -> list[str]:
     """A throwaway redis-server: in memory only, never evicting queue items, and with a 10 ms timer (``hz 100``)
     so that short blocking waits (MAX_BATCH_WAIT_MS) end on time."""
     binary = shutil.which("redis-server")
@@ -171,19 +172,19 @@ def redis_server_command(port: int, workdir: Path, password: str | None = None) 
                            "or point REDIS_URL at a running Redis")
     return [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--dir", str(workdir), "--maxmemory-policy", "noeviction", "--hz", "100",
-            *(["--requirepass", password] if password else [])]
+            *(["--requirepass", password] if password else []), *extra]
 
 
 class RedisServer:
     """A private redis-server on a free port (or a given one), ready when constructed. Its output is dropped
     unless ``log`` names a file (or is None: streamed to ours). ``password``: clients must authenticate (the
-    password is in ``url``)."""
+    password is in ``url``). ``extra``: more redis-server arguments (``--replicaof host port``)."""
 
     def __init__(self, workdir: Path | None = None, port: int | None = None, *,
-                 log: Path | None = Path(os.devnull), password: str | None = None) -> None:
+                 log: Path | None = Path(os.devnull), password: str | None = None, extra: Sequence[str] = ()) -> None:
         self.port = port or free_port()
         self.url = f"redis://{f':{password}@' if password else ''}127.0.0.1:{self.port}/0"
-        command = redis_server_command(self.port, workdir or Path(tempfile.gettempdir()), password)
+        command = redis_server_command(self.port, workdir or Path(tempfile.gettempdir()), password, extra)
         self.process = Process(command, os.environ, log, name="redis")
         self.client = redis.Redis.from_url(self.url)
         wait_until(self._answers, 10, "redis-server to start")

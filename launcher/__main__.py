@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-api", action="store_true", help="start workers only")
     args = parser.parse_args(argv)
 
-    url = SharedSettings().redis_url
+    settings = SharedSettings()
+    url = settings.redis_url
     stop_requested = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -51,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
 
     own_redis = None
-    if redis_answers(url):
+    if settings.redis_sentinels:
+        say(f"using the master Sentinel ({settings.redis_sentinels}) names {settings.redis_sentinel_master}")
+    elif redis_answers(url):
         say(f"using the Redis at {urlparse(url).hostname}:{urlparse(url).port}")
     elif urlparse(url).hostname not in LOCAL_HOSTS:
         say(f"REDIS_URL {url} does not answer and is not local: start that Redis first")

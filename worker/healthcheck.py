@@ -10,6 +10,7 @@ import sys
 
 import redis
 
+from common.redis_factory import sync_client
 from common.scripts import Scripts, worker_states
 from common.settings import SharedSettings
 
@@ -17,7 +18,7 @@ from common.settings import SharedSettings
 def main() -> int:
     settings = SharedSettings()
     keys = settings.keys()
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+    client = sync_client(settings, longest_block_s=0)  # REDIS_URL's server, or the master Sentinel names
     host = socket.gethostname()
     try:
         for worker in worker_states(Scripts(client, keys).worker_states()):

@@ -1,0 +1,47 @@
+"""Clients of the master Sentinel names (REDIS_SENTINELS): the addresses, what REDIS_URL still says, and the
+queue's client rules (no retries, blocking pool) kept. The failover itself: tests/e2e/test_sentinel.py."""
+
+import pytest
+import redis.asyncio
+from pydantic import ValidationError
+from redis.asyncio.sentinel import SentinelConnectionPool as AsyncSentinelPool
+from redis.sentinel import SentinelConnectionPool
+
+from common.redis_factory import async_client, sync_client
+from common.settings import SharedSettings
+
+SENTINELS = dict(redis_sentinels=" s1:26379, s2:26380", redis_sentinel_master="queue", redis_sentinel_password="sp",
+                 redis_url="rediss://user:pw@ignored:1/3")
+
+
+def test_sentinel_addresses_are_parsed_and_bad_ones_refused():
+    assert SharedSettings(**SENTINELS).sentinel_addresses() == [("s1", 26379), ("s2", 26380)]
+    assert SharedSettings().sentinel_addresses() == []
+    for bad in ("s1", "s1:port", "s1:1,,s2:2"):
+        with pytest.raises(ValidationError, match="redis_sentinels"):
+            SharedSettings(redis_sentinels=bad)
+
+
+def test_a_worker_client_asks_the_sentinels_for_the_master_and_keeps_the_urls_credentials():
+    client = sync_client(SharedSettings(**SENTINELS), longest_block_s=1.0, name="w")
+    pool = client.connection_pool
+    assert isinstance(pool, SentinelConnectionPool) and pool.service_name == "queue" and pool.is_master
+    kwargs = pool.connection_kwargs
+    assert (kwargs["db"], kwargs["username"], kwargs["password"], kwargs["client_name"]) == (3, "user", "pw", "w")
+    assert "Managed" in kwargs.get("connection_class", pool.connection_class).__name__
+    assert kwargs["retry"].get_retries() == 0 and kwargs["socket_timeout"] == 3.0  # no retries; 1 s block + margin
+    sentinels = pool.sentinel_manager.sentinels
+    assert [(s.connection_pool.connection_kwargs["host"], s.connection_pool.connection_kwargs["port"])
+            for s in sentinels] == [("s1", 26379), ("s2", 26380)]
+    assert sentinels[0].connection_pool.connection_kwargs["password"] == "sp"
+
+
+def test_an_api_client_of_the_master_has_a_blocking_pool_and_the_cache_client_stays_on_its_url():
+    settings = SharedSettings(**SENTINELS)
+    client = async_client(settings, longest_block_s=10, max_connections=7)
+    pool = client.connection_pool
+    assert isinstance(pool, AsyncSentinelPool) and isinstance(pool, redis.asyncio.BlockingConnectionPool)
+    assert pool.max_connections == 7 and pool.service_name == "queue"
+    cache = async_client(settings, longest_block_s=0, max_connections=3, url="redis://cache:6379/1")
+    assert not isinstance(cache.connection_pool, AsyncSentinelPool)
+    assert cache.connection_pool.connection_kwargs["host"] == "cache"
