@@ -42,8 +42,12 @@ def test_sigkill_mid_batch_loses_nothing(redis_server, tiny_model, tiny_predicto
 
             await asyncio.to_thread(wait_until, answered_some_and_holds_a_batch, 20,
                                     "the victim to answer some and hold a batch", 0.005)
-            held = client.llen(keys.inflight(victim_id))
             victim.signal(signal.SIGKILL)
+            await asyncio.to_thread(victim.wait, 10)
+            # What it died holding, read once it is dead (read before the kill, a batch published in between left
+            # the kill landing between batches: a flaky "held 0"). The survivor takes it back only after the
+            # victim's heartbeat expires.
+            held = client.llen(keys.inflight(victim_id))
             return held, await load
 
         held, outcomes = asyncio.run(scenario())
