@@ -27,11 +27,11 @@ from benchmarks.__main__ import ensure_model
 from benchmarks.environment import cpu_model, git_commit
 from benchmarks.wrk import run_wrk, wrk_binary
 from harness.corpus import load_sentences
+from harness.dashboard import RATE_INTERVAL, dashboard
 from harness.processes import ROOT, RedisServer
 from harness.prometheus import PrometheusServer
 from harness.service import Service, start_service
 
-DASHBOARD = ROOT / "deploy" / "monitoring" / "grafana" / "dashboards" / "sentimentalyzer.json"
 SCRAPE_S = 2
 RATE_WINDOW = "10s"  # what Grafana's $__rate_interval is at a 2 s scrape interval (4 scrapes, rounded up)
 
@@ -90,7 +90,7 @@ def render(prometheus: PrometheusServer, spans: list[tuple[str, float, float]], 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    board = json.loads(DASHBOARD.read_text())
+    board = dashboard()
     drawn_by_panel: dict[str, int] = {}
     panels = board["panels"]
     rows = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in panels) // 8
@@ -101,7 +101,7 @@ def render(prometheus: PrometheusServer, spans: list[tuple[str, float, float]], 
         ax = axes[panel["gridPos"]["y"] // 8][panel["gridPos"]["x"] // 12]
         drawn = 0
         for target in panel["targets"]:
-            expr = target["expr"].replace("$__rate_interval", RATE_WINDOW)
+            expr = target["expr"].replace(RATE_INTERVAL, RATE_WINDOW)
             for series in prometheus.query_range(expr, start, end, SCRAPE_S):
                 points = gapped([(float(t) - start, float(v)) for t, v in series["values"]
                                  if v not in ("NaN", "+Inf")])

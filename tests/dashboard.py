@@ -1,37 +1,14 @@
-"""The Grafana dashboard's queries, and a check of the metric names and labels they use against what the API
-really exports (tests/unit/test_dashboard.py statically, tests/e2e/test_prometheus.py through Prometheus)."""
+"""A check of the metric names and labels the Grafana dashboard's queries use against what the API really exports
+(tests/unit/test_dashboard.py statically, tests/e2e/test_prometheus.py through Prometheus)."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-
-from harness.processes import ROOT
-
-DASHBOARD_PATH = ROOT / "deploy" / "monitoring" / "grafana" / "dashboards" / "sentimentalyzer.json"
-# Grafana's rate window; the e2e test puts a concrete one in its place.
-RATE_INTERVAL = "$__rate_interval"
 
 SELECTOR = re.compile(r"\b(sentimentalyzer_[a-z_]+)\b(\{[^}]*\})?")
 MATCHER = re.compile(r"([a-zA-Z_]+)\s*(?:=~|!~|!=|=)")
 GROUPING = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
-
-
-@dataclass(frozen=True)
-class PanelQuery:
-    panel: str
-    expr: str
-
-
-def dashboard() -> dict:
-    return json.loads(DASHBOARD_PATH.read_text())
-
-
-def panel_queries(board: dict | None = None) -> list[PanelQuery]:
-    board = board or dashboard()
-    return [PanelQuery(panel["title"], target["expr"]) for panel in board["panels"] for target in panel["targets"]]
 
 
 def exported(samples: Iterable[tuple[str, Iterable[str]]]) -> dict[str, set[str]]:

@@ -71,7 +71,6 @@ class BatchLoop:
         self.policy = policy
         self._clock = clock
         self._observer = observer
-        self._tokenize_s = 0.0  # the window's tokenization, which its passes share
         self._stop = threading.Event()
         self.totals = WorkerCounts()  # everything this worker published
         self.last_batch_size = 0
@@ -171,7 +170,7 @@ class BatchLoop:
                 window.fail(held)
                 window.release(held)
                 return []
-            self._tokenize_s = time.perf_counter() - started
+            window.tokenize_s = time.perf_counter() - started
         card = self._predictor.card
         runnable = []
         for h, encoding in zip(held, encodings):
@@ -216,7 +215,7 @@ class BatchLoop:
                           model=self._answers)
         if self._observer is not None:
             self._observer.record(held, started_ns=started_ns, ended_ns=time.time_ns(), picked_up=picked_up,
-                                  tokenize_s=self._tokenize_s, failed=failed)
+                                  tokenize_s=window.tokenize_s, failed=failed)
 
     def _publish(self, outbox: Outbox, *, holding: bool) -> bool:
         outbox.lease_s = self.lease.seconds if holding else 0.0

@@ -62,6 +62,7 @@ class Window:
         self.held: list[Held] = []
         self.taken = 0  # messages popped into this window, decodable or not
         self.outbox = Outbox()
+        self.tokenize_s = 0.0  # its one tokenization, which its passes share (a pass span's attribute)
 
     def add(self, popped: Popped) -> None:
         """Decode freshly popped messages. A malformed one is counted, released, and answered when its request id

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from api.metrics import LATENCY_BUCKETS
+from harness.dashboard import RATE_INTERVAL, panel_queries
 from harness.prometheus import PrometheusServer, prometheus_binary
-from tests.dashboard import RATE_INTERVAL, panel_queries
 from tests.e2e.conftest import start_service
 from tests.helpers import sentences, wait_until
 

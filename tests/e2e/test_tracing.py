@@ -50,13 +50,15 @@ def test_each_request_is_one_trace_and_the_worker_pass_links_to_it(redis_server,
 
     assert all(s.kind == SERVER and s.name.startswith("POST /predict") for s in api)  # probes and scrapes: no spans
     assert len(api) == len(calls)
-    links = {(link.trace_id, link.span_id): (p, link) for p in passes for link in p.links}
+    links: dict[tuple[str, str], list] = {}  # (trace, span) a link names -> the links naming it
+    for p in passes:
+        for link in p.links:
+            links.setdefault((link.trace_id, link.span_id), []).append(link)
     for (header, trace_id, span_id), (body, _) in zip(parents, calls):
         (request_span,) = [s for s in api if s.trace_id == trace_id]  # one server span per trace ...
         assert request_span.parent_span_id == span_id  # ... continuing the client's
         assert request_span.attributes["http.response.status_code"] == 200
-        linked = [link for p in passes for link in p.links if (link.trace_id, link.span_id) ==
-                  (trace_id, request_span.span_id)]
+        linked = links.get((trace_id, request_span.span_id), [])
         assert sorted(link.attributes["sentimentalyzer.index"] for link in linked) == list(
             range(len(body.get("texts", [None]))))  # every text of the request, each on its pass
         for link in linked:

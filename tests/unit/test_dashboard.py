@@ -10,7 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.cluster import ClusterSnapshot
 from api.gateway import Outcome
 from api.metrics import ApiMetrics
-from tests.dashboard import DASHBOARD_PATH, dashboard, exported, panel_queries, problems
+from harness.dashboard import DASHBOARD_PATH, dashboard, panel_queries
+from tests.dashboard import exported, problems
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]

@@ -2,6 +2,7 @@
 exporter); the batch loop telling its observer of every pass; the API's server span and its work items' context."""
 
 import asyncio
+from dataclasses import replace
 
 import fakeredis
 import httpx
@@ -13,7 +14,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from api.app import create_app
 from common.api_settings import ApiSettings
-from common.protocol import decode_item
+from common.protocol import decode_item, encode_item
 from common.tracing import TracingConfigError, exporters_named, tracer_provider_from_env
 from tests.unit.fakes import Clock, FakePredictor, FakeQueue, items
 from worker.loop import BatchLoop, BatchPolicy
@@ -71,9 +72,6 @@ def traced_loop(raw, predictor=None):
 
 
 def with_traceparents(raw: list[bytes], parents: list[str | None]) -> list[bytes]:
-    from dataclasses import replace
-
-    from common.protocol import encode_item
     return [encode_item(replace(decode_item(r), traceparent=p)) for r, p in zip(raw, parents)]
 
 
