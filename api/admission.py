@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from api.errors import ErrorKind, ServiceError
-from common.api_settings import ApiSettings
+from api.settings import ApiSettings
 
 
 class Admission:

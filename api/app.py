@@ -24,7 +24,7 @@ from api.limits import BodySizeLimit
 from api.metrics import ApiMetrics, RequestMetrics
 from api.oip import add_oip_routes
 from api.routes import Services, add_routes
-from common.api_settings import ApiSettings
+from api.settings import ApiSettings
 from common.clock import RedisClock
 from common.redis_factory import async_client
 from common.tracing import tracer_provider_from_env

@@ -24,7 +24,7 @@ from api.admission import Admission
 from api.cache import ResponseCache
 from api.errors import ErrorKind, ServiceError
 from api.redis_errors import UnavailableOnRedisError
-from common.api_settings import ApiSettings
+from api.settings import ApiSettings
 from common.keys import Keys
 from common.options import Query
 from common.protocol import (

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from api.catalog import ModelView
-from common.api_settings import ApiSettings
+from api.settings import ApiSettings
 from common.model_card import ModelCard
 from common.protocol import PROTOCOL_VERSION
 

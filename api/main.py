@@ -24,7 +24,7 @@ from pathlib import Path
 
 import uvicorn
 
-from common.api_settings import ApiSettings
+from api.settings import ApiSettings
 from common.logs import setup_logging
 from common.settings import load_or_exit
 from common.tracing import check_or_exit

@@ -18,7 +18,7 @@ from api.info import API_VERSION
 from api.oip_codec import HEADER_LENGTH, OUTPUTS, PAIR, TEXT, InferResponse, encode_infer, infer_models, parse_infer
 from api.queries import Form, Job
 from api.routes import PREDICT_ERRORS, guard, live_view, run_job, services, timing_headers
-from common.api_settings import ApiSettings
+from api.settings import ApiSettings
 
 VERSION = "1"
 PLATFORM = "sentimentalyzer"

@@ -26,7 +26,7 @@ from api.info import InfoOut, info_of
 from api.metrics import ApiMetrics
 from api.queries import Job, answer, job_of
 from api.schemas import BatchPredictionOut, PredictAnswer, RequestModels, request_models
-from common.api_settings import ApiSettings
+from api.settings import ApiSettings
 from common.options import top_k_refusal
 
 T = TypeVar("T")

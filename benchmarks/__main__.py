@@ -31,7 +31,7 @@ from harness.processes import ROOT
 def ensure_model(model: str | None) -> tuple[str, str]:
     if model:
         return model, "given"
-    from worker.make_model import main as make_model
+    from engine.offline.make_model import main as make_model
 
     path = ROOT / "models" / "bench"
     make_model(["bench", str(path), "--if-missing"])

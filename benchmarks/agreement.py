@@ -17,13 +17,13 @@ from benchmarks.ceiling import arrival_order, grouped_by_length, measure
 from benchmarks.environment import cpu_model
 from benchmarks.report import save_report
 from common.protocol import Prediction
-from common.settings import ModelSettings
+from engine.autotune.choice import EXACT_TOLERANCE
+from engine.cpu import cpu_bf16_support
+from engine.hf_predictor import TransformersPredictor
+from engine.runtimes import BACKENDS, REFERENCE, installed
+from engine.settings import ModelSettings
 from harness.corpus import read_sst2, sst2_path
 from harness.processes import ROOT
-from worker.predictor import TransformersPredictor
-from worker.runtimes import BACKENDS, REFERENCE, installed
-from worker.runtimes.choice import EXACT_TOLERANCE
-from worker.runtimes.torch_runtime import cpu_bf16_support
 
 DEFAULT_TRAINED = ROOT.parent / "shared" / "models" / "minilm-sst2"
 
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     sentences = [s for s, _ in rows]
     random.Random(0).shuffle(sentences)
     if not Path(args.speed_model).exists():
-        from worker.make_model import main as make_model
+        from engine.offline.make_model import main as make_model
 
         make_model(["bench", args.speed_model, "--if-missing"])
     result = {"agreement_model": str(args.model.name), "speed_model": Path(args.speed_model).name,

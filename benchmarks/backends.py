@@ -27,10 +27,10 @@ from benchmarks.ceiling import measure_ceiling
 from benchmarks.environment import cpu_model, git_commit
 from benchmarks.report import save_report
 from benchmarks.systems import System, litserve_system, naive_system, warm_up
+from engine.cpu import cpu_bf16_support
 from harness.corpus import load_sentences
 from harness.processes import ROOT, RedisServer
 from harness.service import start_service
-from worker.runtimes.torch_runtime import cpu_bf16_support
 
 SERVICE_BACKENDS = ("torch", "onnxruntime", "openvino", "auto")
 

@@ -8,10 +8,10 @@ import time
 from collections.abc import Callable, Sequence
 
 from common.options import DEFAULT_OPTIONS, Query
-from common.settings import ModelSettings
-from worker.batching import plan_batches
-from worker.predictor import TransformersPredictor
-from worker.tokenizing import Encoding
+from engine.batching import plan_batches
+from engine.hf_predictor import TransformersPredictor
+from engine.settings import ModelSettings
+from engine.tokenizing import Encoding
 
 Policy = Callable[[Sequence[str], TransformersPredictor], list[list[Encoding]]]
 
@@ -27,7 +27,7 @@ def arrival_order(size: int) -> Policy:
 
 
 def grouped_by_length(window: int, max_tokens: int) -> Policy:
-    """Windows of ``window`` texts, tokenized once and split by the worker's own planner (worker.batching)."""
+    """Windows of ``window`` texts, tokenized once and split by the worker's own planner (engine.batching)."""
     def batches(texts: Sequence[str], p: TransformersPredictor) -> list[list[Encoding]]:
         out: list[list[Encoding]] = []
         for start in range(0, len(texts), window):

@@ -27,8 +27,8 @@ from pathlib import Path
 
 from benchmarks.chaos_cluster import Chaos, Judge
 from benchmarks.environment import cpu_model, git_commit
+from engine.simulated import SIMULATED_LABEL, simulated_score
 from harness.corpus import load_sentences
-from worker.simulated import SIMULATED_LABEL, simulated_score
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SIMULATED_ENV = dict(BACKEND="simulated", SIMULATED_BATCH_MS="20", SIMULATED_TEXT_MS="1", LOG_LEVEL="INFO")
@@ -74,8 +74,8 @@ def simulated_judge(text: str, label: str, score: float) -> bool:
 
 def model_judge(model: Path, sentences: list[str]) -> Judge:
     """Each text's answer computed in-process, one text at a time (the service's must match it)."""
-    from common.settings import ModelSettings
-    from worker.predictor import TransformersPredictor
+    from engine.hf_predictor import TransformersPredictor
+    from engine.settings import ModelSettings
 
     predictor = TransformersPredictor(ModelSettings(model=str(model), torch_threads=1))
     expected = {text: predictor.predict([text])[0] for text in sentences}

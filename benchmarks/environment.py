@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
+from engine.cpu import cpu_model
 from harness.processes import ROOT
-from worker.cpu import cpu_model
 
 __all__ = ["cpu_model", "git_commit"]
 

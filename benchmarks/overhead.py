@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from api.app import create_app
-from common.api_settings import ApiSettings
+from api.settings import ApiSettings
 from common.protocol import Prediction, Reply, decode_item, encode_reply
 
 

@@ -20,7 +20,6 @@ import redis.asyncio
 from common.keys import Keys
 from common.lua import BEAT, POP_WINDOW, PUSH_IF_ROOM, RECOVER_INFLIGHT, RELEASE_LOCK, WITHDRAW, WORKER_STATES
 from common.protocol import REQUEST_ID_CHARS, REQUEST_ID_LENGTH, ErrorCode, Reply, WorkError, encode_reply
-from common.settings import WorkerSettings
 
 # A message's death count matters only while it can still be answered (deadlines are at most an hour away,
 # REQUEST_TIMEOUT_S <= 3600): the deaths hash expires this long after the last death written to it, so an entry
@@ -89,11 +88,6 @@ class DeadLetterPolicy:
     max_records: int
     ttl_s: int
     keep_text: bool
-
-    @classmethod
-    def of(cls, settings: WorkerSettings) -> DeadLetterPolicy:
-        return cls(settings.max_deliveries, settings.dead_letter_max, settings.dead_letter_ttl_s,
-                   settings.dead_letter_keep_text)
 
 
 class Scripts:

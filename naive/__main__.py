@@ -4,8 +4,9 @@ import sys
 
 import uvicorn
 
-from common.settings import NaiveSettings, load_or_exit
-from worker.predictor import ModelLoadError
+from common.settings import load_or_exit
+from engine.runtimes import ModelLoadError
+from naive.settings import NaiveSettings
 
 
 def main() -> int:

@@ -11,8 +11,8 @@ from api.errors import ErrorKind, ServiceError, error_responses, install_error_h
 from api.limits import BodySizeLimit
 from api.queries import Job, answer, job_of
 from api.schemas import BatchPredictionOut, PredictAnswer, request_models
-from common.settings import NaiveSettings
-from worker.predictor import Predictor
+from engine.predictor import Predictor
+from naive.settings import NaiveSettings
 
 
 def create_naive_app(settings: NaiveSettings, predictor: Predictor) -> FastAPI:
@@ -56,8 +56,8 @@ def create_naive_app(settings: NaiveSettings, predictor: Predictor) -> FastAPI:
 
 def create_naive_app_from_env() -> FastAPI:
     from common.logs import setup_logging
-    from worker.predictor import TransformersPredictor
-    from worker.runtimes.auto import ProbePolicy
+    from engine.autotune.probe import ProbePolicy
+    from engine.hf_predictor import TransformersPredictor
 
     settings = NaiveSettings()
     setup_logging(settings.log_level, "naive")

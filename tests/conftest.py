@@ -42,7 +42,7 @@ def key_prefix() -> str:
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny test model (trained for ~2 s), written once per session. ``TEST_MODEL_CACHE`` names a directory
     to keep it in across sessions (scripts/mutation: one pytest session per mutant)."""
-    from worker.make_model import build, is_model_dir
+    from engine.offline.make_model import build, is_model_dir
 
     cache = os.environ.get("TEST_MODEL_CACHE")
     if cache:
@@ -53,8 +53,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_predictor(tiny_model: Path):
-    from common.settings import ModelSettings
-    from worker.predictor import TransformersPredictor
+    from engine.hf_predictor import TransformersPredictor
+    from engine.settings import ModelSettings
 
     return TransformersPredictor(ModelSettings(model=str(tiny_model), device="cpu", torch_threads=1))
 

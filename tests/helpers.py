@@ -12,7 +12,16 @@ SST2_DEV = SHARED / "data" / "sst2" / "dev.tsv"
 MINILM = SHARED / "models" / "minilm-sst2"
 
 __all__ = ["ROOT", "SHARED", "SST2_DEV", "MINILM", "Process", "RedisServer", "free_port", "python_env", "wait_until",
-           "load_sst2_dev", "sentences"]
+           "load_sst2_dev", "sentences", "setting_names"]
+
+
+def setting_names() -> set[str]:
+    """Every environment variable an entry point reads (upper case), for documentation checks."""
+    from api.settings import ApiSettings
+    from naive.settings import NaiveSettings
+    from worker.settings import WorkerSettings
+
+    return {name.upper() for cls in (ApiSettings, WorkerSettings, NaiveSettings) for name in cls.model_fields}
 
 
 def load_sst2_dev() -> list[tuple[str, int]]:

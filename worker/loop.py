@@ -15,9 +15,9 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from common.counters import PhaseTimes, WorkerCounts
-from worker.batching import plan_batches
+from engine.batching import plan_batches
+from engine.predictor import Predictor
 from worker.lease import LeaseTerm
-from worker.predictor import Predictor
 from worker.window import Held, Outbox, Popped, Window
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ class BatchLoop:
 
     def _plan(self, window: Window) -> list[list[Held]]:
         """Tokenize the window once, refuse what the model cannot answer as asked, then split the rest into forward
-        passes within the padded-token budget (see worker.batching); the passes run on these encodings."""
+        passes within the padded-token budget (see engine.batching); the passes run on these encodings."""
         held = window.held
         if not held:
             return []

@@ -17,14 +17,17 @@ import redis
 from common.clock import RedisClock
 from common.logs import setup_logging
 from common.redis_factory import sync_client
-from common.scripts import DeadLetterPolicy, RecoveryMode
-from common.settings import WorkerSettings, load_or_exit
+from common.scripts import RecoveryMode
+from common.settings import load_or_exit
 from common.tracing import check_or_exit, tracer_provider_from_env
+from engine.predictor import Predictor
+from engine.runtimes import ModelLoadError
 from worker.heartbeat import Heartbeat, default_worker_id
 from worker.loop import BatchLoop, BatchPolicy, PassObserver
-from worker.predictor import ModelLoadError, Predictor, load_predictor
+from worker.model import load_predictor
 from worker.recovery import Recovery
 from worker.redis_queue import RedisRequestQueue, WorkerIdTaken
+from worker.settings import WorkerSettings
 
 log = logging.getLogger("worker")
 
@@ -128,7 +131,7 @@ def main() -> int:
     longest_block = max(settings.idle_block_s, settings.max_batch_wait_ms / 1000)
     client = sync_client(settings, longest_block_s=longest_block, name=name)
     queue = RedisRequestQueue(client, keys, settings.reply_ttl_s, worker_id, incarnation, clock=clock)
-    dead_letter = DeadLetterPolicy.of(settings)
+    dead_letter = settings.dead_letter_policy()
     recovery = Recovery(client, keys, reply_ttl_s=settings.reply_ttl_s, dead_letter=dead_letter, clock=clock)
     # MAX_BATCH_TOKENS unset: the budget the predictor runs best with (BACKEND=auto measured it).
     max_batch_tokens = predictor.max_batch_tokens if settings.max_batch_tokens is None else settings.max_batch_tokens

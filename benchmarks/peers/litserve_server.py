@@ -18,9 +18,9 @@ import litserve as ls
 from fastapi import HTTPException
 
 from common.logs import setup_logging
-from common.settings import NaiveSettings
-from worker.predictor import TransformersPredictor
-from worker.runtimes.auto import ProbePolicy
+from engine.autotune.probe import ProbePolicy
+from engine.hf_predictor import TransformersPredictor
+from naive.settings import NaiveSettings
 
 
 class SentimentAPI(ls.LitAPI):

@@ -8,9 +8,9 @@ import sys
 import time
 from dataclasses import dataclass
 
-from worker import predictor as predictor_module
+from engine import hf_predictor as predictor_module
+from engine.tokenizing import Encoding
 from worker.main import main
-from worker.tokenizing import Encoding
 
 _original_tokenize = predictor_module.TransformersPredictor.tokenize
 _original_run = predictor_module.TransformersPredictor.run

@@ -10,11 +10,11 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from engine.simulated import simulated_score
 from harness.processes import children
 from tests.e2e.conftest import start_service
 from tests.e2e.test_service import fire, results
 from tests.helpers import sentences, wait_until
-from worker.simulated import simulated_score
 
 
 def api_servers(supervisor: int) -> set[int]:

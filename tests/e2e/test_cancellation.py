@@ -12,7 +12,7 @@ import redis
 
 from api.errors import ServiceError
 from api.gateway import Gateway
-from common.api_settings import ApiSettings
+from api.settings import ApiSettings
 from common.keys import Keys
 from common.options import Query
 from common.redis_factory import async_client

@@ -70,5 +70,5 @@ def test_worker_with_an_unreachable_hub_model_exits_with_the_fix(tmp_path):
                      tmp_path / "worker.log")
     assert worker.wait(timeout=120) == 2
     output = worker.output()
-    assert "no-such-org/no-such-model" in output and "python -m worker.make_model bench" in output
+    assert "no-such-org/no-such-model" in output and "python -m engine.offline.make_model bench" in output
     assert "Traceback" not in output

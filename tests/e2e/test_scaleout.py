@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
+from engine.simulated import SIMULATED_LABEL, simulated_score
 from tests.e2e.conftest import start_service
 from tests.e2e.test_service import fire, leftover_keys, results
 from tests.helpers import ROOT, python_env, sentences
-from worker.simulated import SIMULATED_LABEL, simulated_score
 
 
 def test_four_simulated_workers_answer_each_text_with_its_own_reply(redis_server, tmp_path):

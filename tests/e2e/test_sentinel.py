@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from engine.simulated import simulated_score
 from harness.sentinel import MASTER_NAME, SentinelSet, sentinel_binary
 from tests.e2e.conftest import start_service
 from tests.helpers import sentences, wait_until
-from worker.simulated import simulated_score
 
 pytestmark = pytest.mark.skipif(sentinel_binary() is None,
                                 reason="redis-sentinel not installed (apt-get install -y redis-sentinel; .ci/run does)")

@@ -5,10 +5,10 @@ import asyncio
 import httpx
 import pytest
 
-from common.settings import ModelSettings
+from engine.hf_predictor import TransformersPredictor
+from engine.settings import ModelSettings
 from tests.e2e.conftest import start_service
 from tests.helpers import load_sst2_dev
-from worker.predictor import TransformersPredictor
 
 
 @pytest.mark.needs_shared

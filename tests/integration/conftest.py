@@ -4,7 +4,7 @@ import pytest
 import redis
 
 from common.redis_factory import sync_client
-from common.settings import WorkerSettings
+from worker.settings import WorkerSettings
 
 
 @pytest.fixture

@@ -7,13 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from common.settings import ModelSettings, WorkerSettings
+from engine.hf_predictor import TransformersPredictor
+from engine.model_source import resolve_model
+from engine.runtimes import BACKENDS, installed
+from engine.runtimes.onnx_export import MANIFEST, exported_onnx
+from engine.settings import ModelSettings
 from tests.answers import SCORE_TOLERANCE, assert_discriminating, expected_answers, same_answer
 from tests.helpers import sentences
-from worker.model_source import resolve_model
-from worker.predictor import TransformersPredictor, load_predictor
-from worker.runtimes import BACKENDS, installed
-from worker.runtimes.onnx_export import MANIFEST, exported_onnx
+from worker.model import load_predictor
+from worker.settings import WorkerSettings
 
 EXACT = [b for b, spec in BACKENDS.items() if spec.full_precision and b != "torch"]
 INPUTS = ("input_ids", "attention_mask")
@@ -80,7 +82,7 @@ def test_the_export_is_cached_shared_by_concurrent_starters_and_rebuilt_when_cor
     assert graph.stat().st_mtime_ns == written  # reused, not exported again
 
     graph.write_bytes(graph.read_bytes()[:1000])  # a torn copy
-    with caplog.at_level(logging.WARNING, logger="worker.runtimes.onnx_export"):
+    with caplog.at_level(logging.WARNING, logger="engine.runtimes.onnx_export"):
         assert exported_onnx(resolve_model(str(tiny_model)), tmp_path, INPUTS) == graph
     assert any("corrupt: rebuilding" in m for m in caplog.messages)
     assert graph.stat().st_size == manifest["bytes"]
@@ -104,7 +106,7 @@ def test_auto_picks_an_exact_backend_and_the_next_start_reads_its_decision(tiny_
     settings = WorkerSettings(model=str(tiny_model), torch_threads=1, max_batch_size=16,
                               export_cache_dir=str(tmp_path))
     assert settings.backend == "auto" and settings.max_batch_tokens is None  # the defaults
-    with caplog.at_level(logging.INFO, logger="worker.runtimes.auto"):
+    with caplog.at_level(logging.INFO, logger="engine.autotune.probe"):
         first = load_predictor(settings)
     assert first.backend in BACKENDS and BACKENDS[first.backend].full_precision
     assert first.choice is not None and not first.choice.from_cache
@@ -120,7 +122,7 @@ def test_auto_picks_an_exact_backend_and_the_next_start_reads_its_decision(tiny_
 
 
 def test_a_failed_export_names_the_model_and_the_fix_and_leaves_no_entry(tiny_model, tmp_path):
-    from worker.model_source import ModelLoadError
+    from engine.runtimes import ModelLoadError
 
     # DistilBERT takes no segment ids: asking the export for them fails like an unsupported architecture does.
     with pytest.raises(ModelLoadError) as info:

@@ -2,8 +2,8 @@
 the approximate ones stay close."""
 
 from benchmarks.agreement import agreement
+from engine.runtimes import BACKENDS, installed
 from tests.helpers import load_sst2_dev
-from worker.runtimes import BACKENDS, installed
 
 
 def test_backends_on_sst2_dev_exact_ones_equal_the_reference_approximate_ones_stay_close(shared_minilm):

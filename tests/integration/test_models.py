@@ -4,12 +4,13 @@ import json
 
 import pytest
 
-from common.settings import ModelSettings
+from engine.hf_predictor import TransformersPredictor
+from engine.offline.make_model import build
+from engine.offline.make_model import main as make_model_main
+from engine.runtimes import ModelLoadError
+from engine.settings import ModelSettings
 from tests.answers import SCORE_TOLERANCE, assert_discriminating, expected_answers, same_answer
 from tests.helpers import MINILM, sentences
-from worker.make_model import build
-from worker.make_model import main as make_model_main
-from worker.predictor import ModelLoadError, TransformersPredictor
 
 
 def test_tiny_model_loads_with_labels_from_its_config_and_answers_by_its_rule(tiny_predictor):
@@ -59,7 +60,7 @@ def test_unloadable_model_fails_with_a_message_naming_the_fix():
     with pytest.raises(ModelLoadError) as info:
         TransformersPredictor(ModelSettings(model=model))
     message = str(info.value)
-    assert model in message and "python -m worker.make_model bench" in message and "local model directory" in message
+    assert model in message and "python -m engine.offline.make_model bench" in message and "local model directory" in message
 
 
 def test_bench_model_has_distilbert_sst2_architecture(tmp_path):

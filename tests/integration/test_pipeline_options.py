@@ -11,10 +11,10 @@ import pytest
 
 from common.options import LEFT, NONE, SIGMOID, SOFTMAX, Options, Query
 from common.protocol import ErrorCode, WorkItem, encode_item, new_request_id
-from common.settings import ModelSettings
+from engine.hf_predictor import TransformersPredictor
+from engine.settings import ModelSettings
 from tests.integration.work import replies, worker_queue
 from worker.loop import BatchLoop, BatchPolicy
-from worker.predictor import TransformersPredictor
 
 TOLERANCE = 1e-5
 TEXTS = ["a good film", "bad and boring", "good good bad", "not good at all , really not", "fine"]

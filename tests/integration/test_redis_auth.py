@@ -6,11 +6,11 @@ import pytest
 
 from api.cluster import ClusterView
 from api.errors import ErrorKind, ServiceError
-from common.api_settings import ApiSettings
+from api.settings import ApiSettings
 from common.keys import Keys
 from common.redis_factory import async_client, sync_client
-from common.settings import WorkerSettings
 from tests.helpers import RedisServer
+from worker.settings import WorkerSettings
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 import redis
 import redis.asyncio
 
-from common.api_settings import ApiSettings
+from api.settings import ApiSettings
 from common.redis_factory import BLOCKING_READ_MARGIN_S, async_client, sync_client
 
 

@@ -10,10 +10,9 @@ import redis
 
 from common.keys import Keys
 from common.protocol import Reply, WorkItem, decode_reply, encode_item, new_request_id
-from common.scripts import DeadLetterPolicy
-from common.settings import WorkerSettings
 from worker.recovery import Recovery
 from worker.redis_queue import RedisRequestQueue
+from worker.settings import WorkerSettings
 
 
 def enqueue(client: redis.Redis, keys: Keys, texts: Sequence[str], *, timeout: float = 30.0,
@@ -49,5 +48,5 @@ def messages(texts: Sequence[str], rid: str | None = None) -> tuple[list[bytes],
 def recovery(client: redis.Redis, keys: Keys, **policy: int | bool) -> Recovery:
     """A worker's recovery with the default dead-letter policy (DEAD_LETTER_* settings), but for ``policy``'s fields
     (``max_deliveries``, ``max_records``, ``ttl_s``, ``keep_text``)."""
-    defaults = DeadLetterPolicy.of(WorkerSettings.model_construct())
+    defaults = WorkerSettings.model_construct().dead_letter_policy()
     return Recovery(client, keys, reply_ttl_s=30, dead_letter=dataclasses.replace(defaults, **policy))

@@ -7,7 +7,7 @@ import fakeredis
 import httpx
 
 from api.app import create_app
-from common.api_settings import ApiSettings
+from api.settings import ApiSettings
 from common.keys import Keys
 from common.model_card import ModelCard
 from common.protocol import Prediction, Reply, decode_item, encode_reply

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from common.model_card import ModelCard
 from common.options import DEFAULT_OPTIONS, Options, QueryLike
 from common.protocol import Prediction, Reply, WorkItem, encode_item, new_request_id
-from worker.predictor import OnePass
+from engine.predictor import OnePass
 from worker.window import Outbox, Popped
 
 

@@ -1,16 +1,17 @@
-"""BACKEND=auto's choice (worker/runtimes/choice.py, auto.py) with fake candidates: no model, no runtime."""
+"""BACKEND=auto's choice (engine/autotune/) with fake candidates: no model, no runtime."""
 
 import time
 
 import numpy as np
 import pytest
 
+from engine.autotune.choice import Choice, DecisionCache, Measured, NoCandidate, best_budget, choose
+from engine.autotune.probe import ProbePolicy, decide
+from engine.model_source import ModelSource
+from engine.autotune import probe as auto
+from engine.runtimes import ModelLoadError
+from engine.tokenizing import Tokenizer
 from tests.unit.test_tokenizing import FakeHfTokenizer
-from worker.model_source import ModelLoadError, ModelSource
-from worker.runtimes import auto
-from worker.runtimes.auto import ProbePolicy, decide
-from worker.runtimes.choice import Choice, DecisionCache, Measured, NoCandidate, best_budget, choose
-from worker.tokenizing import Tokenizer
 
 
 def measured(backend, rate, *, full=True, diff=0.0, labels=True, error=""):

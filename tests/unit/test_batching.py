@@ -1,6 +1,6 @@
 import random
 
-from worker.batching import padded_tokens, plan_batches
+from engine.batching import padded_tokens, plan_batches
 
 
 def test_groups_similar_lengths_within_the_token_budget():

@@ -70,7 +70,7 @@ def test_model_cache_lives_on_a_volume_and_settings_come_from_env():
 
 
 def test_environment_names_are_real_settings():
-    from common.settings import setting_names
+    from tests.helpers import setting_names
 
     known = setting_names() | {"HF_HOME"}
     for name in ("api", "worker"):
@@ -81,5 +81,5 @@ def test_environment_names_are_real_settings():
 def test_dockerfile_installs_the_locked_requirements_and_copies_every_package():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "pip install -r requirements.txt" in dockerfile
-    for package in ("common", "api", "worker", "naive", "launcher", "harness"):
+    for package in ("common", "engine", "api", "worker", "naive", "launcher", "harness"):
         assert re.search(rf"COPY {package} \./{package}", dockerfile), package

@@ -3,8 +3,8 @@
 import subprocess
 import sys
 
+from engine.offline.default_model import BENCH_DIR, choose, hub_default
 from harness.processes import python_env
-from worker.default_model import BENCH_DIR, choose, hub_default
 
 
 def test_the_default_is_the_settings_real_sentiment_model():
@@ -34,7 +34,7 @@ def test_the_command_prints_only_the_model_on_stdout_and_the_warning_on_stderr(t
     # already in models/bench is kept (writing the bench model takes a while), and its message goes to stderr.
     (tmp_path / BENCH_DIR).parent.mkdir()
     (tmp_path / BENCH_DIR).symlink_to(tiny_model)
-    done = subprocess.run([sys.executable, "-m", "worker.default_model"], cwd=tmp_path, env=python_env(),
+    done = subprocess.run([sys.executable, "-m", "engine.offline.default_model"], cwd=tmp_path, env=python_env(),
                           capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout == f"{BENCH_DIR}\n"
     assert "OFFLINE BENCH MODEL" in done.stderr and "OfflineModeIsEnabled" in done.stderr

@@ -11,9 +11,9 @@ import yaml
 from fastapi.routing import APIRoute
 
 from api.app import create_app
-from common.api_settings import ApiSettings
+from api.settings import ApiSettings
 from common.keys import Keys
-from common.settings import WorkerSettings
+from worker.settings import WorkerSettings
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 KUSTOMIZATION = yaml.safe_load((K8S / "kustomization.yaml").read_text())

@@ -1,5 +1,5 @@
 """What a client may ask (common/options.py): the values it may take, the model's default function, what a model
-refuses; and how a pass's logits become each text's answer (worker/scoring.py), checked against the Hugging Face
+refuses; and how a pass's logits become each text's answer (engine/scoring.py), checked against the Hugging Face
 pipeline's own formulas."""
 
 import numpy as np
@@ -14,7 +14,7 @@ from common.options import (
     refusal,
 )
 from common.protocol import Prediction
-from worker.scoring import Scorer
+from engine.scoring import Scorer
 
 
 @pytest.mark.parametrize("fields", [dict(top_k=0), dict(top_k=-1), dict(top_k=True), dict(top_k=1.0),

@@ -131,7 +131,7 @@ def test_a_protocol_error_says_which_field_is_wrong_and_why():
 
 
 def test_a_work_items_message_takes_at_most_the_settings_overhead_beyond_its_texts_bytes():
-    from common.api_settings import MESSAGE_OVERHEAD_BYTES
+    from api.settings import MESSAGE_OVERHEAD_BYTES
 
     text = "é" * 500  # 2 bytes each in UTF-8
     options = Options(top_k=None, function="softmax", truncate=False, truncation_side="right")

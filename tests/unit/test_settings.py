@@ -4,9 +4,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from common.api_settings import ApiSettings
+from api.settings import ApiSettings
 from common.keys import Keys
-from common.settings import NaiveSettings, WorkerSettings, load_or_exit, setting_names
+from common.settings import load_or_exit
+from naive.settings import NaiveSettings
+from tests.helpers import setting_names
+from worker.settings import WorkerSettings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -3,9 +3,11 @@
 import pytest
 
 from common.options import Query
-from common.settings import WorkerSettings
-from worker.predictor import ModelLoadError, TransformersPredictor, load_predictor
-from worker.simulated import SIMULATED_LABEL, SimulatedPredictor, simulated_score
+from engine.hf_predictor import TransformersPredictor
+from engine.runtimes import ModelLoadError
+from engine.simulated import SIMULATED_LABEL, SimulatedPredictor, simulated_score
+from worker.model import load_predictor
+from worker.settings import WorkerSettings
 
 
 def test_each_pass_sleeps_a_plus_b_times_n_and_answers_every_text_in_order():

@@ -1,4 +1,4 @@
-"""Tokenize once, pad per pass (worker/tokenizing.py), with a fake Hugging Face tokenizer."""
+"""Tokenize once, pad per pass (engine/tokenizing.py), with a fake Hugging Face tokenizer."""
 
 import copy
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from common.options import Options, Query
-from worker.tokenizing import Encoding, Tokenizer
+from engine.tokenizing import Encoding, Tokenizer
 
 
 class FakeHfTokenizer:

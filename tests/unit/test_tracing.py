@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from api.app import create_app
-from common.api_settings import ApiSettings
+from api.settings import ApiSettings
 from common.protocol import decode_item, encode_item
 from common.tracing import TracingConfigError, exporters_named, tracer_provider_from_env
 from tests.unit.fakes import Clock, FakePredictor, FakeQueue, items

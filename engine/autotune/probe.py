@@ -24,14 +24,14 @@ import numpy as np
 from filelock import FileLock
 
 from common.options import Query
-from worker.batching import plan_batches
-from worker.cpu import cpu_flags, cpu_model
-from worker.model_source import ModelLoadError, ModelSource
-from worker.runtimes import BACKENDS, REFERENCE, Runtime, installed
-from worker.runtimes.choice import Choice, DecisionCache, Measured, best_budget, choose, table_lines
-from worker.runtimes.probe_texts import PROBE_TEXTS
-from worker.scoring import softmax
-from worker.tokenizing import Encoding, Tokenizer
+from engine.autotune.choice import Choice, DecisionCache, Measured, best_budget, choose, table_lines
+from engine.autotune.probe_texts import PROBE_TEXTS
+from engine.batching import plan_batches
+from engine.cpu import cpu_flags, cpu_model
+from engine.model_source import ModelSource
+from engine.runtimes import BACKENDS, REFERENCE, ModelLoadError, Runtime, installed
+from engine.scoring import softmax
+from engine.tokenizing import Encoding, Tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from worker.model_source import ModelLoadError, ModelSource, first_line
+from engine.runtimes.base import ModelFiles, ModelLoadError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +38,11 @@ MANIFEST = "manifest.json"
 EXPORT_TOLERANCE = 1e-4
 
 
-def entry_key(source: ModelSource) -> str:
+def entry_key(source: ModelFiles) -> str:
     return f"{source.fingerprint[:20]}-torch{version('torch')}-opset{OPSET}-v{EXPORT_FORMAT}"
 
 
-def exported_onnx(source: ModelSource, cache_dir: Path, input_names: tuple[str, ...]) -> Path:
+def exported_onnx(source: ModelFiles, cache_dir: Path, input_names: tuple[str, ...]) -> Path:
     """The cached ONNX graph of ``source``, exported first if the cache has no valid entry."""
     root = cache_dir / "onnx"
     entry = root / entry_key(source)
@@ -77,7 +77,7 @@ def _valid(entry: Path) -> bool:
         return False
 
 
-def _export(source: ModelSource, into: Path, input_names: tuple[str, ...]) -> None:
+def _export(source: ModelFiles, into: Path, input_names: tuple[str, ...]) -> None:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 

@@ -1,4 +1,4 @@
-"""``python -m worker.default_model``: the MODEL ``scripts/run`` serves when none is given, printed on stdout.
+"""``python -m engine.offline.default_model``: the MODEL ``scripts/run`` serves when none is given, printed on stdout.
 
 The settings' default hub model (DistilBERT fine-tuned on SST-2: real sentiment) when the Hugging Face Hub answers
 for it; only when it cannot be reached, the offline bench model (written to ``models/bench`` if missing) — said
@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.model_settings import ModelSettings
-from worker.model_source import first_line
+from engine.runtimes import first_line
+from engine.settings import ModelSettings
 
 BENCH_DIR = Path("models/bench")
 HUB_TIMEOUT_S = 5.0
@@ -38,7 +38,7 @@ def ask_hub(model: str) -> None:
 
 
 def write_bench(directory: Path) -> None:
-    from worker.make_model import main as make_model
+    from engine.offline.make_model import main as make_model
 
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries the answer only
         make_model(["bench", str(directory), "--if-missing"])

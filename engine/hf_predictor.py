@@ -1,89 +1,32 @@
-"""Predictors: the interface the worker, the naive server and the benchmarks call, and the real model behind
-it: a tokenizer and a runtime (worker.runtimes) for the configured ``BACKEND``, ``auto`` resolved at start."""
+"""The Hugging Face predictor: a sequence classifier's tokenizer here, its forward pass in a runtime
+(engine.runtimes) for the configured ``BACKEND``, ``auto`` resolved at start (engine.autotune)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import time
-from collections.abc import Sequence, Sized
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
 
 from common.model_card import ModelCard
-from common.options import Options, Query, QueryLike, default_function
+from common.options import Options, QueryLike, default_function
 from common.protocol import Prediction
-from common.settings import ModelSettings, WorkerSettings
-from worker.model_source import OFFLINE_HINT, ModelLoadError, first_line, resolve_model
-from worker.runtimes import BACKENDS, RuntimeFactory
-from worker.runtimes.auto import DEFAULT_BATCH_TOKENS, ProbePolicy, decide
-from worker.runtimes.choice import Choice
-from worker.runtimes.torch_runtime import resolve_device
-from worker.scoring import Scorer
-from worker.tokenizing import Encoding, Tokenizer
+from engine.autotune.choice import Choice
+from engine.autotune.probe import DEFAULT_BATCH_TOKENS, ProbePolicy, decide
+from engine.cpu import cpu_bf16_support
+from engine.model_source import OFFLINE_HINT, resolve_model
+from engine.predictor import OnePass
+from engine.runtimes import BACKENDS, ModelLoadError, RuntimeFactory, first_line
+from engine.runtimes.torch_runtime import resolve_device
+from engine.scoring import Scorer
+from engine.settings import ModelSettings
+from engine.tokenizing import Encoding, Tokenizer
 
 log = logging.getLogger(__name__)
 
-# Set in the config.json of models written by ``worker.make_model``: their weights are random.
+# Set in the config.json of models written by ``engine.offline.make_model``: their weights are random.
 RANDOM_WEIGHTS_FLAG = "sentimentalyzer_random_weights"
-
-__all__ = ["ModelLoadError", "OFFLINE_HINT", "Predictor", "TransformersPredictor", "load_predictor"]
-
-
-class Predictor(Protocol):
-    """Everything callers use of a predictor (``TransformersPredictor``, ``SimulatedPredictor``, test fakes)."""
-
-    name: str  # what it serves: a model id or directory (heartbeat, logs)
-    device: str  # e.g. "cpu", "cuda:0"
-    backend: str  # the backend it runs (BACKEND=auto: the one chosen)
-    max_batch_tokens: int  # the token budget it runs best with (measured by BACKEND=auto; else the default)
-    card: ModelCard  # what it serves: labels, token limit, fingerprint (the heartbeat publishes it)
-    tokenize_s: float  # cumulative seconds spent tokenizing, for the worker's profile
-    forward_s: float  # cumulative seconds spent in forward passes
-
-    def tokenize(self, queries: Sequence[QueryLike]) -> Sequence[Sized]:
-        """Each query's encoding, once: its ``len`` is the tokens it takes in a pass (special tokens and
-        truncation included; a query with ``truncate=False`` keeps them all)."""
-        ...
-
-    def run(self, encodings: Sequence[Sized], options: Sequence[Options]) -> list[list[Prediction]]:
-        """One forward pass over encodings from ``tokenize`` (padded to the longest): each text's ranked labels,
-        scored and cut to ``top_k`` as its options say."""
-        ...
-
-    def classify(self, queries: Sequence[QueryLike]) -> list[list[Prediction]]:
-        """``run(tokenize(queries), their options)``: one pass."""
-        ...
-
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        """Each text's top label with the default options, in one pass."""
-        ...
-
-    def warm_up(self, batch_size: int) -> None:
-        """Run the first passes before the worker announces itself: they pay for lazy initialisation."""
-        ...
-
-
-class OnePass:
-    """``classify`` and ``predict`` in terms of a predictor's own ``tokenize`` and ``run``: one forward pass."""
-
-    def classify(self, queries: Sequence[QueryLike]) -> list[list[Prediction]]:
-        return self.run(self.tokenize(queries), [q.options for q in queries])  # type: ignore[attr-defined]
-
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        return [ranked[0] for ranked in self.classify([Query(t) for t in texts])]
-
-
-def load_predictor(settings: WorkerSettings) -> Predictor:
-    """The worker's predictor for ``BACKEND``: a real model, or the simulated cost model (no torch import)."""
-    if settings.backend == "simulated":
-        from worker.simulated import SIMULATED_LABEL, SimulatedPredictor
-
-        log.warning("BACKEND=simulated: no model; every pass sleeps %.1f + %.1f ms/text and answers %r",
-                    settings.simulated_batch_ms, settings.simulated_text_ms, SIMULATED_LABEL)
-        return SimulatedPredictor(settings.simulated_batch_ms, settings.simulated_text_ms)
-    probe = ProbePolicy(settings.max_batch_size, settings.max_batch_tokens, settings.backend_allow_approximate)
-    return TransformersPredictor(settings, probe=probe)
 
 
 class TransformersPredictor(OnePass):
@@ -131,6 +74,9 @@ class TransformersPredictor(OnePass):
                                  isolate=True)
             backend, self.max_batch_tokens = self.choice.backend, self.choice.max_batch_tokens
         self.runtime = opener(backend)
+        if backend == "torch-bf16" and self.runtime.device.startswith("cpu") and not cpu_bf16_support():
+            log.warning("BACKEND=torch-bf16 on a CPU without bf16 matrix instructions (AMX / AVX512-BF16): "
+                        "expect it to be slower than fp32; use BACKEND=torch or torch-int8 here")
         self.backend = backend
         self.device = self.runtime.device
         self.card = ModelCard(model=settings.model, fingerprint=source.answers_fingerprint,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from worker.model_source import ModelLoadError
+from engine.runtimes.base import ModelLoadError
 
 log = logging.getLogger(__name__)
 

@@ -6,11 +6,14 @@ import os
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings
 
-SETTINGS_CONFIG = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+from common.settings import SETTINGS_CONFIG
+from engine.runtimes import BACKENDS
 
-BACKEND_PATTERN = "^(auto|torch|onnxruntime|openvino|torch-bf16|torch-int8|openvino-bf16|simulated)$"
+# Every value BACKEND takes: `auto` (measure and choose), the runtimes' one list, and the worker's `simulated`.
+BACKEND_CHOICES = ("auto", *BACKENDS, "simulated")
+BACKEND_PATTERN = f"^({'|'.join(BACKEND_CHOICES)})$"
 BACKENDS_HELP = (
     "Exact (PyTorch fp32's answers, measured: README, Backends): `torch` (PyTorch eager, the reference; fp16 on "
     "CUDA), `onnxruntime` and `openvino` (the model exported once to ONNX, cached in EXPORT_CACHE_DIR; about 2x "
@@ -31,7 +34,7 @@ class ModelSettings(BaseSettings):
     model: str = Field(
         "distilbert-base-uncased-finetuned-sst-2-english",
         description="Hugging Face hub id or local model directory. Offline machines need a local directory, "
-        "e.g. the bench model from `python -m worker.make_model bench models/bench`.",
+        "e.g. the bench model from `python -m engine.offline.make_model bench models/bench`.",
     )
     device: str = Field(
         "auto",

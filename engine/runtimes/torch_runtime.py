@@ -7,8 +7,7 @@ import warnings
 
 import numpy as np
 
-from worker.cpu import cpu_flags
-from worker.model_source import ModelLoadError, ModelSource, first_line
+from engine.runtimes.base import ModelFiles, ModelLoadError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +23,7 @@ def resolve_device(requested: str) -> str:
 
 
 class TorchRuntime:
-    def __init__(self, source: ModelSource, backend: str, device: str, threads: int) -> None:
+    def __init__(self, source: ModelFiles, backend: str, device: str, threads: int) -> None:
         import torch
         from transformers import AutoModelForSequenceClassification
 
@@ -34,9 +33,6 @@ class TorchRuntime:
         self.device = resolve_device(device)
         if backend == "torch-bf16":
             self.dtype = torch.bfloat16
-            if self.device.startswith("cpu") and not cpu_bf16_support():
-                log.warning("BACKEND=torch-bf16 on a CPU without bf16 matrix instructions (AMX / AVX512-BF16): "
-                            "expect it to be slower than fp32; use BACKEND=torch or torch-int8 here")
         else:
             self.dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
         try:
@@ -54,12 +50,6 @@ class TorchRuntime:
         tensors = {name: torch.from_numpy(array).to(self.device) for name, array in inputs.items()}
         with torch.inference_mode():
             return self.model(**tensors).logits.float().cpu().numpy()
-
-
-def cpu_bf16_support() -> str:
-    """The CPU's bf16 matrix instruction sets, '' if none or unknown. bf16 weights only pay off where oneDNN can
-    use them (AMX tiles or AVX512-BF16); elsewhere bf16 is emulated and slower than fp32."""
-    return " ".join(flag for flag in ("amx_bf16", "avx512_bf16") if flag in cpu_flags())
 
 
 def quantize_int8(model, device: str):

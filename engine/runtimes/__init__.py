@@ -1,5 +1,8 @@
 """Runtimes: what runs a forward pass over padded token arrays and returns logits. One interface, several
-backends (the ``BACKEND`` setting); ``worker.predictor`` puts a tokenizer and one runtime together.
+backends (the ``BACKEND`` setting); ``engine.hf_predictor`` puts a tokenizer and one runtime together.
+
+The bottom layer of ``engine``: it imports nothing else of it (a test checks), so a backend is this interface, its
+entry in ``BACKENDS`` and one module.
 
 Every backend is **exact** or **approximate**. Exact ones compute in fp32 like the PyTorch reference and must
 give its answers (labels equal, scores within 1e-4: measured by ``benchmarks/agreement.py`` and at start-up by
@@ -12,20 +15,11 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
-import numpy as np
+from engine.runtimes.base import ModelFiles, ModelLoadError, Runtime, first_line
 
-from worker.model_source import ModelLoadError, ModelSource
-
-
-class Runtime(Protocol):
-    backend: str  # the BACKEND it implements
-    device: str  # "cpu", "cuda:0"
-
-    def logits(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        """One forward pass: int64 arrays (texts, tokens) in, float32 logits (texts, labels) out."""
-        ...
+__all__ = ["BACKENDS", "REFERENCE", "BackendSpec", "ModelFiles", "ModelLoadError", "Runtime", "RuntimeFactory",
+           "first_line", "installed", "open_runtime"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +45,7 @@ def installed(backend: str) -> bool:
     return importlib.util.find_spec(BACKENDS[backend].requires) is not None
 
 
-def open_runtime(backend: str, source: ModelSource, *, device: str, threads: int, cache_dir: Path,
+def open_runtime(backend: str, source: ModelFiles, *, device: str, threads: int, cache_dir: Path,
                  input_names: tuple[str, ...]) -> Runtime:
     """The runtime for ``backend`` on ``source``; ONNX-based ones load the cached export (exporting it first)."""
     spec = BACKENDS[backend]
@@ -59,17 +53,17 @@ def open_runtime(backend: str, source: ModelSource, *, device: str, threads: int
         raise ModelLoadError(f"BACKEND={backend} needs the {spec.requires} package, which is not installed: "
                              "pip install -r requirements.txt (it pins it), or choose another BACKEND")
     if spec.family == "torch":
-        from worker.runtimes.torch_runtime import TorchRuntime
+        from engine.runtimes.torch_runtime import TorchRuntime
 
         return TorchRuntime(source, backend, device, threads)
-    from worker.runtimes.onnx_export import exported_onnx
+    from engine.runtimes.onnx_export import exported_onnx
 
     graph = exported_onnx(source, cache_dir, input_names)
     if spec.family == "onnxruntime":
-        from worker.runtimes.ort_runtime import OrtRuntime
+        from engine.runtimes.ort_runtime import OrtRuntime
 
         return OrtRuntime(graph, backend, device, threads)
-    from worker.runtimes.openvino_runtime import OpenVinoRuntime
+    from engine.runtimes.openvino_runtime import OpenVinoRuntime
 
     return OpenVinoRuntime(graph, backend, device, threads)
 
@@ -79,7 +73,7 @@ class RuntimeFactory:
     """Opens a runtime for a backend on one model and device: what BACKEND=auto's probe calls per candidate (a
     picklable value, so the probe can run in a child process)."""
 
-    source: ModelSource
+    source: ModelFiles
     device: str
     threads: int
     cache_dir: Path

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from engine.runtimes import ModelLoadError, first_line
+
 log = logging.getLogger(__name__)
 
 # The files that make the model's graph and weights; tokenizer files don't change the exported graph.
@@ -19,14 +21,10 @@ TOKENIZER_PATTERNS = ("tokenizer*.json", "vocab*", "merges.txt", "special_tokens
 HUB_PATTERNS = ["*.json", "*.txt", "*.model", "*.safetensors", "pytorch_model*.bin"]
 
 
-class ModelLoadError(RuntimeError):
-    """The configured model could not be loaded. The message names the fix."""
-
-
 OFFLINE_HINT = (
     "If this machine cannot reach the Hugging Face Hub, set MODEL to a local model directory "
     "(one saved with `save_pretrained`), or create the offline benchmark model with "
-    "`python -m worker.make_model bench models/bench` and set MODEL=models/bench "
+    "`python -m engine.offline.make_model bench models/bench` and set MODEL=models/bench "
     "(same size as DistilBERT-SST-2, random weights: meaningless labels)."
 )
 
@@ -75,8 +73,3 @@ def resolve_model(model: str) -> ModelSource:
         return ModelSource(model, Path(snapshot_download(model, allow_patterns=HUB_PATTERNS)))
     except (OSError, ValueError, HFValidationError) as exc:
         raise ModelLoadError(f"cannot load model {model!r}: {first_line(exc)}. {OFFLINE_HINT}") from exc
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0].rstrip(".") if text else type(exc).__name__
