@@ -1,4 +1,4 @@
-"""Worker entry point: ``python -m worker`` (settings from the environment, see common.settings)."""
+"""Worker entry point: ``python -m worker`` (settings from the environment: worker/settings.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import redis
 
@@ -108,16 +108,66 @@ def pass_tracer(predictor: Predictor) -> PassObserver | None:
     return PassTracer(provider.get_tracer("sentimentalyzer.worker"), predictor.backend)
 
 
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who this process is in Redis: its worker id, and a token of this process (with the id it names the worker's
+    connections, its registration and its lease, so a restart under the same id — a container: same hostname,
+    PID 1 — is told apart from a second live process)."""
+
+    worker_id: str
+    incarnation: str
+
+
+def build_loop(settings: WorkerSettings, predictor: Predictor, client: redis.Redis, who: Identity,
+               clock: RedisClock) -> BatchLoop:
+    """The batch loop over the Redis queue, with the batch policy of the settings."""
+    queue = RedisRequestQueue(client, settings.keys(), settings.reply_ttl_s, who.worker_id, who.incarnation,
+                              clock=clock)
+    # MAX_BATCH_TOKENS unset: the budget the predictor runs best with (BACKEND=auto measured it).
+    max_batch_tokens = predictor.max_batch_tokens if settings.max_batch_tokens is None else settings.max_batch_tokens
+    policy = BatchPolicy(settings.max_batch_size, settings.max_batch_wait_ms / 1000, settings.idle_block_s,
+                         max_batch_tokens, settings.work_lease_s)
+    return BatchLoop(queue, predictor, policy, clock=clock, observer=pass_tracer(predictor))
+
+
+def take_over_id(recovery: Recovery, who: Identity) -> bool:
+    """Claim the worker id: refused (False) while another live process holds it. A worker id is reused when a
+    container restarts (same hostname, PID 1): whatever the previous incarnation held, it died holding."""
+    other = recovery.registered_elsewhere(who.worker_id, who.incarnation)
+    if other is not None:
+        log.error("worker id %r is in use by a live process (incarnation %s); give each worker its own "
+                  "WORKER_ID (or leave it unset: <hostname>-<pid>)", who.worker_id, other)
+        return False
+    requeued, dead = recovery.recover(who.worker_id, RecoveryMode.DIED)
+    if requeued or dead:
+        log.warning("previous run of %s died holding %d message(s): %d re-queued, %d dead-lettered",
+                    who.worker_id, requeued + dead, requeued, dead)
+    return True
+
+
+def heartbeat_of(settings: WorkerSettings, who: Identity, loop: BatchLoop, predictor: Predictor, clock: RedisClock,
+                 on_id_taken: Callable[[str], object]) -> Heartbeat:
+    """The heartbeat thread, with a client of its own (the main one may be blocked in a wait for work); after each
+    beat it re-measures Redis's clock and runs the reaper."""
+    keys = settings.keys()
+    beat_client = sync_client(settings, longest_block_s=0, name=keys.connection_name(who.worker_id, who.incarnation))
+    reaper = Recovery(beat_client, keys, reply_ttl_s=settings.reply_ttl_s, dead_letter=settings.dead_letter_policy(),
+                      clock=clock)
+
+    def after_beat() -> None:
+        clock.sync(beat_client.time)  # clocks drift: re-measured once per beat, one cheap command
+        reaper.reap(lock_ttl_s=settings.heartbeat_interval_s * 2)
+
+    return Heartbeat(beat_client, keys, who.worker_id, who.incarnation, interval_s=settings.heartbeat_interval_s,
+                     ttl_s=settings.heartbeat_ttl_s, describe=describe(who.worker_id, settings, predictor, loop, clock),
+                     after_beat=after_beat, on_id_taken=on_id_taken)
+
+
 def main() -> int:
     settings = load_or_exit(WorkerSettings)
     check_or_exit()
     setup_logging(settings.log_level, "worker")
-    worker_id = settings.worker_id or default_worker_id()
-    # This process's token: with the id it names the worker's connections, its registration and its lease, so
-    # a restart under the same id (a container: same hostname, PID 1) is told apart from a second live process.
-    incarnation = uuid.uuid4().hex[:12]
-    stop = threading.Event()
-
+    who = Identity(settings.worker_id or default_worker_id(), uuid.uuid4().hex[:12])
     try:
         predictor = load_predictor(settings)
     except ModelLoadError as exc:
@@ -125,89 +175,66 @@ def main() -> int:
         return 2
     predictor.warm_up(settings.max_batch_size)
 
-    keys = settings.keys()
     clock = RedisClock()  # deadlines are compared on Redis's clock (common/clock.py)
-    name = keys.connection_name(worker_id, incarnation)
-    longest_block = max(settings.idle_block_s, settings.max_batch_wait_ms / 1000)
-    client = sync_client(settings, longest_block_s=longest_block, name=name)
-    queue = RedisRequestQueue(client, keys, settings.reply_ttl_s, worker_id, incarnation, clock=clock)
-    dead_letter = settings.dead_letter_policy()
-    recovery = Recovery(client, keys, reply_ttl_s=settings.reply_ttl_s, dead_letter=dead_letter, clock=clock)
-    # MAX_BATCH_TOKENS unset: the budget the predictor runs best with (BACKEND=auto measured it).
-    max_batch_tokens = predictor.max_batch_tokens if settings.max_batch_tokens is None else settings.max_batch_tokens
-    policy = BatchPolicy(settings.max_batch_size, settings.max_batch_wait_ms / 1000, settings.idle_block_s,
-                         max_batch_tokens, settings.work_lease_s)
-    loop = BatchLoop(queue, predictor, policy, clock=clock, observer=pass_tracer(predictor))
+    name = settings.keys().connection_name(who.worker_id, who.incarnation)
+    client = sync_client(settings, longest_block_s=max(settings.idle_block_s, settings.max_batch_wait_ms / 1000),
+                         name=name)
+    recovery = Recovery(client, settings.keys(), reply_ttl_s=settings.reply_ttl_s,
+                        dead_letter=settings.dead_letter_policy(), clock=clock)
+    loop = build_loop(settings, predictor, client, who, clock)
+    stop, id_taken = threading.Event(), threading.Event()
 
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("received %s: finishing the batch in hand, then exiting", signal.Signals(signum).name)
+    def stop_after_batch() -> None:
         stop.set()
         loop.request_stop()
 
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s: finishing the batch in hand, then exiting", signal.Signals(signum).name)
+        stop_after_batch()
+
+    def on_id_taken(other: str) -> None:
+        log.error("worker id %r was registered by another live process (incarnation %s); stopping",
+                  who.worker_id, other)
+        id_taken.set()
+        stop_after_batch()
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-
     if not wait_for_redis(client, stop):
         return 0
     try:
         clock.sync(client.time)
-        other = recovery.registered_elsewhere(worker_id, incarnation)
-        if other is not None:
-            log.error("worker id %r is in use by a live process (incarnation %s); give each worker its own "
-                      "WORKER_ID (or leave it unset: <hostname>-<pid>)", worker_id, other)
+        if not take_over_id(recovery, who):
             return 1
-        # A worker id is reused when a container restarts (same hostname, PID 1): whatever the previous
-        # incarnation held, it died holding.
-        requeued, dead = recovery.recover(worker_id, RecoveryMode.DIED)
-        if requeued or dead:
-            log.warning("previous run of %s died holding %d message(s): %d re-queued, %d dead-lettered",
-                        worker_id, requeued + dead, requeued, dead)
     except redis.RedisError as exc:
         log.error("could not recover this worker's previous in-flight messages: %s", exc)
         return 1
-
-    id_taken = threading.Event()
-
-    def on_id_taken(other: str) -> None:
-        log.error("worker id %r was registered by another live process (incarnation %s); stopping", worker_id, other)
-        id_taken.set()
-        stop.set()
-        loop.request_stop()
-
-    # The heartbeat thread has a client of its own: the main one may be blocked in a wait for work.
-    beat_client = sync_client(settings, longest_block_s=0, name=name)
-    reaper = Recovery(beat_client, keys, reply_ttl_s=settings.reply_ttl_s, dead_letter=dead_letter, clock=clock)
-
-    def after_beat() -> None:
-        clock.sync(beat_client.time)  # clocks drift: re-measured once per beat, one cheap command
-        reaper.reap(lock_ttl_s=settings.heartbeat_interval_s * 2)
-
-    heartbeat = Heartbeat(
-        beat_client, keys, worker_id, incarnation,
-        interval_s=settings.heartbeat_interval_s,
-        ttl_s=settings.heartbeat_ttl_s,
-        describe=describe(worker_id, settings, predictor, loop, clock),
-        after_beat=after_beat,
-        on_id_taken=on_id_taken,
-    )
+    heartbeat = heartbeat_of(settings, who, loop, predictor, clock, on_id_taken)
     try:
         heartbeat.start()
     except redis.RedisError as exc:
         log.error("could not announce the worker: %s", exc)
         return 1
-    log.info("worker %s ready: model %s, backend %s, max batch %d, token budget %d, queue %s", worker_id,
-             predictor.name, predictor.backend, settings.max_batch_size, max_batch_tokens, keys.requests)
+    log.info("worker %s ready: model %s, backend %s, max batch %d, token budget %d, queue %s", who.worker_id,
+             predictor.name, predictor.backend, settings.max_batch_size, loop.policy.max_batch_tokens,
+             settings.keys().requests)
+    return run_until_stopped(loop, recovery, who, client, stop, heartbeat, id_taken)
+
+
+def run_until_stopped(loop: BatchLoop, recovery: Recovery, who: Identity, client: redis.Redis,
+                      stop: threading.Event, heartbeat: Heartbeat, id_taken: threading.Event) -> int:
+    """Serve until stopped, then give back anything still held and withdraw. Exit 1 if another process took the id."""
     try:
-        serve(loop, recovery, worker_id, incarnation, client, stop)
+        serve(loop, recovery, who.worker_id, who.incarnation, client, stop)
     except WorkerIdTaken:
         return 1
     finally:
         try:
-            recovery.release(worker_id, incarnation)  # normally nothing: the batch in hand was finished and published
+            recovery.release(who.worker_id, who.incarnation)  # normally nothing: the batch in hand was published
         except redis.RedisError as exc:
             log.error("could not give back in-flight messages (the reaper will): %s", exc)
         heartbeat.stop()
-    log.info("worker %s stopped after %d batches (%d texts)", worker_id, loop.totals.batches, loop.totals.texts)
+    log.info("worker %s stopped after %d batches (%d texts)", who.worker_id, loop.totals.batches, loop.totals.texts)
     return 1 if id_taken.is_set() else 0
 
 
