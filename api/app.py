@@ -1,14 +1,15 @@
-"""The API application: routes (api/routes.py, api/oip.py), middleware, error handlers, and the Redis client,
-gateway, response cache, cluster view and model catalog its lifespan builds."""
+"""The API application, wired: the protocols' routes (api/protocols/) and the service's own (api/service_routes.py),
+middleware, error handlers, and the Redis client, gateway, response cache, cluster view and model catalog its
+lifespan builds."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio
 from fastapi import FastAPI
@@ -19,11 +20,13 @@ from api.catalog import Catalog
 from api.cluster import ClusterView
 from api.errors import install_error_handlers
 from api.gateway import Gateway
+from api.handling import PREDICT_ERRORS, Services, auth_errors, classify, guard
 from api.info import API_VERSION, with_top_k_limit
 from api.limits import BodySizeLimit
 from api.metrics import ApiMetrics, RequestMetrics
-from api.oip import add_oip_routes
-from api.routes import Services, add_routes
+from api.protocols import PROTOCOLS, request_models
+from api.protocols.predict import add_body_routes
+from api.service_routes import add_service_routes
 from api.settings import ApiSettings
 from common.clock import RedisClock
 from common.redis_factory import async_client
@@ -41,6 +44,8 @@ POOL_HEADROOM = 16
 CLOCK_SYNC_INTERVAL_S = 30.0
 
 log = logging.getLogger(__name__)
+
+TraceContext = Callable[[], "str | None"]
 
 
 async def keep_clock_in_sync(clock: RedisClock, client: redis.asyncio.Redis) -> None:
@@ -60,12 +65,36 @@ def create_app(settings: ApiSettings, client: redis.asyncio.Redis | None = None,
     opens (and closes) its own pools. ``tracer_provider``: trace requests (None: tracing off, nothing of it on the
     request path)."""
     metrics = ApiMetrics(settings.prometheus_multiproc_dir)
-    trace_context, telemetry = None, NO_TELEMETRY
-    if tracer_provider is not None:
-        from api.tracing import current_traceparent
-        from api.tracing import telemetry as traced
+    trace_context, telemetry = _tracing(tracer_provider)
+    app = FastAPI(
+        title="Sentimentalyzer",
+        version=API_VERSION,
+        summary="Text classification with dynamic batching over Redis. Speaks the Hugging Face pipeline's options, "
+                "text-embeddings-inference's /predict and /info, and the Open Inference Protocol (/v2).",
+        lifespan=_lifespan(settings, metrics, client, cache_client, trace_context),
+        telemetry=telemetry,
+    )
+    add_routes(app, settings)
+    _state_top_k_limit(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=metrics, routes=metric_routes(app, settings))
+    return app
 
-        trace_context, telemetry = current_traceparent, traced(tracer_provider)
+
+def _tracing(tracer_provider: TracerProvider | None) -> tuple[TraceContext | None, dict[str, Any]]:
+    """How requests are traced: the traceparent to hand the workers, and FastAPI's telemetry (none without a
+    provider: tracing's modules are then not even imported)."""
+    if tracer_provider is None:
+        return None, NO_TELEMETRY
+    from api.tracing import current_traceparent, telemetry
+
+    return current_traceparent, telemetry(tracer_provider)
+
+
+def _lifespan(settings: ApiSettings, metrics: ApiMetrics, client: redis.asyncio.Redis | None,
+              cache_client: redis.asyncio.Redis | None,
+              trace_context: TraceContext | None) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """What each server process builds at start-up (the pools belong to its event loop) and ends at shutdown."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -77,18 +106,10 @@ def create_app(settings: ApiSettings, client: redis.asyncio.Redis | None = None,
         cache_redis = cache_client or (async_client(settings, longest_block_s=0, max_connections=settings.max_in_flight
                                                     + POOL_HEADROOM, url=settings.cache_redis_url)
                                        if own_cache_client else redis_client)
-        keys = settings.keys()
         clock = RedisClock()
-        cluster = ClusterView(redis_client, keys)
-        catalog = Catalog(cluster)
-        cache = (ResponseCache(cache_redis, keys, settings.cache_ttl_s, on_error=metrics.cache_errors.inc)
-                 if settings.cache_ttl_s > 0 else None)
-        gateway = Gateway(redis_client, keys, settings, on_enqueued=metrics.texts.inc,
-                          on_in_flight=metrics.in_flight.set, clock=clock, cache=cache,
-                          answers=lambda: catalog.view.answers, trace_context=trace_context)
-        app.state.services = Services(gateway, cluster, catalog, metrics, settings)
+        app.state.services = s = _services(settings, metrics, redis_client, cache_redis, clock, trace_context)
         background = [asyncio.create_task(keep_clock_in_sync(clock, redis_client)),
-                      asyncio.create_task(catalog.keep_fresh())]
+                      asyncio.create_task(s.catalog.keep_fresh())]
         try:
             yield
         finally:
@@ -99,27 +120,44 @@ def create_app(settings: ApiSettings, client: redis.asyncio.Redis | None = None,
             if own_cache_client:
                 await cache_redis.aclose()
 
-    app = FastAPI(
-        title="Sentimentalyzer",
-        version=API_VERSION,
-        summary="Text classification with dynamic batching over Redis. Speaks the Hugging Face pipeline's options, "
-                "text-embeddings-inference's /predict and /info, and the Open Inference Protocol (/v2).",
-        lifespan=lifespan,
-        telemetry=telemetry,
-    )
-    install_error_handlers(app)
-    models = add_routes(app, settings)
-    add_oip_routes(app, settings, models.text)
-    generated = app.openapi  # FastAPI's, built once and cached; top_k's limit is the served model's
+    return lifespan
 
-    def openapi() -> dict:
+
+def _services(settings: ApiSettings, metrics: ApiMetrics, redis_client: redis.asyncio.Redis,
+              cache_redis: redis.asyncio.Redis, clock: RedisClock, trace_context: TraceContext | None) -> Services:
+    keys = settings.keys()
+    cluster = ClusterView(redis_client, keys)
+    catalog = Catalog(cluster)
+    cache = (ResponseCache(cache_redis, keys, settings.cache_ttl_s, on_error=metrics.cache_errors.inc)
+             if settings.cache_ttl_s > 0 else None)
+    gateway = Gateway(redis_client, keys, settings, on_enqueued=metrics.texts.inc,
+                      on_in_flight=metrics.in_flight.set, clock=clock, cache=cache,
+                      answers=lambda: catalog.view.answers, trace_context=trace_context)
+    return Services(gateway, cluster, catalog, metrics, settings)
+
+
+def add_routes(app: FastAPI, settings: ApiSettings) -> None:
+    """Every route, and the error handlers that answer for them. The protocols' request models are built from this
+    app's limits, so that OpenAPI states them."""
+    models = request_models(settings)
+    install_error_handlers(app, shape_keys=tuple(models.shapes))
+    add_body_routes(app, models, classify, dependencies=guard(settings),
+                    errors=(*PREDICT_ERRORS, *auth_errors(settings)))
+    add_service_routes(app, settings)
+    for protocol in PROTOCOLS:
+        if protocol.add_routes is not None:
+            protocol.add_routes(app, settings)
+
+
+def _state_top_k_limit(app: FastAPI) -> None:
+    """The OpenAPI document with top_k's limit: the served model's labels, known once a worker has described it."""
+    generated = app.openapi  # FastAPI's, built once and cached
+
+    def openapi() -> dict[str, Any]:
         services = getattr(app.state, "services", None)  # set by the lifespan
         return with_top_k_limit(generated(), services.catalog.view.num_labels if services else None)
 
     app.openapi = openapi  # type: ignore[method-assign]
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestMetrics, metrics=metrics, routes=metric_routes(app, settings))
-    return app
 
 
 def metric_routes(app: FastAPI, settings: ApiSettings) -> set[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,8 +18,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
-
-from api.schemas import SHAPE_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +81,7 @@ class OipErrorResponse(BaseModel):
     error: str
 
 
-# Where the Open Inference Protocol's routes live (api/oip.py): their errors take its body.
+# Where the Open Inference Protocol's routes live (api/protocols/oip.py): their errors take its body.
 OIP_PREFIX = "/v2"
 
 
@@ -101,20 +99,20 @@ def error_response(error: ServiceError, headers: Mapping[str, str] | None = None
     return JSONResponse(content, status_code=error.status, headers=all_headers or None)
 
 
-def _where(loc: tuple[Any, ...]) -> list[str]:
+def _where(loc: tuple[Any, ...], shape_keys: Collection[str]) -> list[str]:
     """An error's location in the body, as the client wrote it. A /predict body is one of several shapes (a union
-    tagged by the key it has, api/schemas.py): pydantic puts that tag before the field (body.text.top_k), which the
-    client never wrote."""
+    tagged by the key it has, api/protocols/predict.py): pydantic puts that tag before the field (body.text.top_k),
+    which the client never wrote."""
     parts = list(loc[1:] if loc[:1] == ("body",) else loc)
-    if len(parts) >= 2 and parts[0] in SHAPE_KEYS and isinstance(parts[1], str):
+    if len(parts) >= 2 and parts[0] in shape_keys and isinstance(parts[1], str):
         parts = parts[1:]
     return [str(part) for part in parts]
 
 
-def _describe_validation(exc: RequestValidationError) -> ServiceError:
+def _describe_validation(exc: RequestValidationError, shape_keys: Collection[str]) -> ServiceError:
     details = []
     for err in exc.errors():
-        loc = _where(tuple(err.get("loc", ())))
+        loc = _where(tuple(err.get("loc", ())), shape_keys)
         details.append({"loc": loc, "msg": err.get("msg", "invalid"), "type": err.get("type", "invalid")})
     first = details[0] if details else {"loc": [], "msg": "invalid request"}
     where = ".".join(first["loc"]) or "body"
@@ -135,12 +133,15 @@ _HTTP_KINDS = {400: ErrorKind.VALIDATION, 401: ErrorKind.UNAUTHORIZED, 404: Erro
                413: ErrorKind.PAYLOAD_TOO_LARGE, 422: ErrorKind.VALIDATION}
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, *, shape_keys: Collection[str]) -> None:
+    """``shape_keys``: the tags of POST /predict's union of bodies (api/protocols/predict.py), left out of the
+    locations errors report. Passed in, not imported: the protocols stand on this module."""
+
     async def on_service_error(request: Request, exc: ServiceError) -> JSONResponse:
         return error_response(exc, path=request.url.path)
 
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(_describe_validation(exc), path=request.url.path)
+        return error_response(_describe_validation(exc, shape_keys), path=request.url.path)
 
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         path = request.url.path

@@ -1,16 +1,16 @@
-"""The naive server: the model lives in the web process and every request is its own forward pass."""
-
-# No `from __future__ import annotations`: FastAPI resolves the per-app request models at definition time.
+"""The naive server: the model lives in the web process and every request is its own forward pass. It speaks the
+API's /predict and /predict/batch through the same protocol modules (api/protocols/), answering each job itself."""
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 
-from api.errors import ErrorKind, ServiceError, error_responses, install_error_handlers
+from api.errors import ErrorKind, ServiceError, install_error_handlers
 from api.limits import BodySizeLimit
-from api.queries import Job, answer, job_of
-from api.schemas import BatchPredictionOut, PredictAnswer, request_models
+from api.protocols import request_models
+from api.protocols.predict import add_body_routes
+from api.protocols.spec import Job
 from engine.predictor import Predictor
 from naive.settings import NaiveSettings
 
@@ -19,8 +19,7 @@ def create_naive_app(settings: NaiveSettings, predictor: Predictor) -> FastAPI:
     models = request_models(settings, max_top_k=len(predictor.card.labels))
     app = FastAPI(title="Sentimentalyzer naive baseline", version="1.0.0",
                   summary="One forward pass per request, no batching (benchmark baseline).")
-    install_error_handlers(app)
-    errors = error_responses(ErrorKind.VALIDATION, ErrorKind.PAYLOAD_TOO_LARGE)
+    install_error_handlers(app, shape_keys=tuple(models.shapes))
     card = predictor.card
 
     def run(job: Job) -> Any:
@@ -30,17 +29,15 @@ def create_naive_app(settings: NaiveSettings, predictor: Predictor) -> FastAPI:
             why = card.refusal(query.options, len(encoding))
             if why is not None:
                 raise ServiceError(ErrorKind.VALIDATION, f"text {i}: {why}")
-        return answer(job, predictor.run(encodings, [q.options for q in job.queries]))
+        return job.render(predictor.run(encodings, [q.options for q in job.queries]))
 
     # The model call runs in the thread pool so that it does not block the event loop (FastAPI's usual
     # idiom for blocking work); the batch route is one forward pass over all the texts of the call.
-    @app.post("/predict", response_model=None, responses={200: {"model": PredictAnswer}, **errors})
-    async def predict(body: models.predict) -> Any:  # type: ignore[valid-type]
-        return await run_in_threadpool(run, job_of(body))
+    async def answer(job: Job, request: Request) -> Any:
+        return await run_in_threadpool(run, job)
 
-    @app.post("/predict/batch", response_model=None, responses={200: {"model": BatchPredictionOut}, **errors})
-    async def predict_batch(body: models.batch) -> Any:  # type: ignore[valid-type]
-        return await run_in_threadpool(run, job_of(body))
+    add_body_routes(app, models, answer, dependencies=[],
+                    errors=(ErrorKind.VALIDATION, ErrorKind.PAYLOAD_TOO_LARGE))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -155,7 +155,7 @@ def test_the_schemas_whitespace_pattern_and_the_servers_check_agree_on_every_cha
     neither str.isspace() nor U+FEFF, which is what the pattern (spelled without \\s) matches."""
     import re
 
-    from api.schemas import HAS_NON_WHITESPACE, check_text
+    from api.protocols.fields import HAS_NON_WHITESPACE, check_text
 
     for cp in (c for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF):
         char = chr(cp)

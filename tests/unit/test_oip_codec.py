@@ -1,5 +1,5 @@
-"""The Open Inference Protocol's infer messages (api/oip_codec.py): JSON and binary tensor data both ways, and every
-way a request can be wrong."""
+"""The Open Inference Protocol's infer messages (api/protocols/oip_codec.py): JSON and binary tensor data both ways,
+and every way a request can be wrong."""
 
 import json
 import struct
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from api.errors import ErrorKind, ServiceError
-from api.oip_codec import HEADER_LENGTH, encode_infer, infer_models, parse_infer
-from api.schemas import request_models
+from api.protocols import request_models
+from api.protocols.oip_codec import HEADER_LENGTH, encode_infer, infer_models, parse_infer
 from common.options import Options, Query
 from common.protocol import Prediction
 from tests.unit.api_harness import settings

@@ -1,36 +1,38 @@
-"""The HTTP routes. Each handler is a few lines: validation is FastAPI's (the request models), the work is the
-gateway's (a request) or the cluster view's (probes, metrics), and every failure is a ``ServiceError`` that
-api/errors.py turns into the documented status and error body."""
+"""What every route of the API shares, whatever its protocol: the services the lifespan built, the API key's guard,
+running a job through the queue while the client stays connected, the timing headers, the live workers' view.
+Validation is FastAPI's (the protocols' request models), the work is the gateway's, and every failure is a
+``ServiceError`` that api/errors.py turns into the documented status and error body."""
 
-# No `from __future__ import annotations`: FastAPI must resolve the request models, which are built per app
-# from the configured limits, from the route signatures at definition time.
+from __future__ import annotations
 
 import asyncio
 import hmac
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import Message
 
 from api.catalog import Catalog, ModelView
 from api.cluster import ClusterView
-from api.errors import ErrorKind, ServiceError, error_responses
+from api.errors import ErrorKind, ServiceError
 from api.gateway import Gateway, Outcome
-from api.info import InfoOut, info_of
 from api.metrics import ApiMetrics
-from api.queries import Job, answer, job_of
-from api.schemas import BatchPredictionOut, PredictAnswer, RequestModels, request_models
 from api.settings import ApiSettings
 from common.options import top_k_refusal
 
+if TYPE_CHECKING:
+    # For the annotations only: importing api.protocols runs its __init__, which registers the protocols, which
+    # stand on this module.
+    from api.protocols.spec import Job
+
 T = TypeVar("T")
 
+# What a prediction route can fail with (documented in OpenAPI), beyond a missing API key.
 PREDICT_ERRORS = (ErrorKind.VALIDATION, ErrorKind.PAYLOAD_TOO_LARGE, ErrorKind.OVERLOADED, ErrorKind.UNAVAILABLE,
                   ErrorKind.TIMEOUT, ErrorKind.WORKER_ERROR)
 
@@ -64,6 +66,17 @@ def authorization(api_key: str) -> Callable[..., Awaitable[None]]:
             raise ServiceError(ErrorKind.UNAUTHORIZED, "missing or wrong API key (Authorization: Bearer <key>)")
 
     return authorized
+
+
+def guard(settings: ApiSettings) -> list[Any]:
+    """The dependencies of a route only API_KEY's holders may call. Without a key the routes carry no security
+    dependency at all, so OpenAPI does not claim one."""
+    return [Depends(authorization(settings.api_key))] if settings.api_key else []
+
+
+def auth_errors(settings: ApiSettings) -> tuple[ErrorKind, ...]:
+    """What a guarded route adds to its documented errors."""
+    return (ErrorKind.UNAUTHORIZED,) if settings.api_key else ()
 
 
 async def while_connected(request: Request, work: Awaitable[T]) -> T:
@@ -127,15 +140,14 @@ def timing_headers(outcome: Outcome, started: float, cache_on: bool) -> dict[str
     return headers
 
 
-async def classify(s: Services, job: Job, request: Request) -> JSONResponse:
+async def classify(job: Job, request: Request) -> JSONResponse:
+    """How the API answers a body route's job (api/protocols/predict.py): through the queue, as its protocol
+    renders the answer, with the timing headers."""
+    s = services(request)
     started = time.perf_counter()
     outcome = await run_job(s, job, request)
-    return JSONResponse(answer(job, outcome.predictions),
+    return JSONResponse(job.render(outcome.predictions),
                         headers=timing_headers(outcome, started, s.settings.cache_ttl_s > 0))
-
-
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
 
 
 async def live_view(s: Services) -> ModelView:
@@ -145,72 +157,3 @@ async def live_view(s: Services) -> ModelView:
     if not view.workers:
         raise ServiceError(ErrorKind.UNAVAILABLE, "no live worker (no heartbeat in Redis)", retry_after_s=1)
     return view
-
-
-async def readyz(request: Request) -> JSONResponse:
-    s = services(request)
-    view = await live_view(s)
-    return JSONResponse({"status": "ready", "workers": view.workers, "backends": view.backends,
-                         "queue_depth": await s.cluster.queue_depth()})
-
-
-async def info(request: Request) -> InfoOut:
-    s = services(request)
-    described = info_of(await s.catalog.refresh(), s.settings)
-    if described is None:
-        raise ServiceError(ErrorKind.UNAVAILABLE, "no live worker has described its model yet", retry_after_s=1)
-    return described
-
-
-async def prometheus_metrics(request: Request) -> Response:
-    s = services(request)
-    try:
-        s.metrics.cluster.snapshot = await s.cluster.snapshot()
-    except ServiceError:
-        pass  # Redis away: this process's own metrics, and the cluster's as last seen
-    return Response(s.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
-
-
-def guard(settings: ApiSettings) -> list:
-    """The dependencies of a route only API_KEY's holders may call. Without a key the routes carry no security
-    dependency at all, so OpenAPI does not claim one."""
-    return [Depends(authorization(settings.api_key))] if settings.api_key else []
-
-
-def add_routes(app: FastAPI, settings: ApiSettings) -> RequestModels:
-    """Every route, on the app itself: an included APIRouter adds a second layer of route matching to every
-    request (FastAPI 0.165; seen in a profile of /predict). The prediction routes validate bodies with request
-    models built from this app's limits, so that OpenAPI states them."""
-    models = request_models(settings)
-    auth_errors = (ErrorKind.UNAUTHORIZED,) if settings.api_key else ()
-    predict_errors = (*PREDICT_ERRORS, *auth_errors)
-    guarded = guard(settings)
-
-    predict_doc = {200: {"description": "Ours: the top label, or with top_k the ranked labels; a batch (texts): "
-                              "{results}; text-embeddings-inference's (inputs): every label ranked, a list per input "
-                              "for a batch", "model": PredictAnswer}}
-
-    @app.post("/predict", response_model=None, responses={**predict_doc, **error_responses(*predict_errors)},
-              dependencies=guarded, summary="Classify a text, a pair or a batch (ours or TEI's shape)")
-    async def predict(body: models.predict, request: Request) -> JSONResponse:  # type: ignore[valid-type]
-        return await classify(services(request), job_of(body), request)
-
-    @app.post("/predict/batch", response_model=None, dependencies=guarded,
-              responses={200: {"model": BatchPredictionOut, "description": "One answer per text, in input order"},
-                         **error_responses(*predict_errors)},
-              summary="Classify many texts (answers in input order)")
-    async def predict_batch(body: models.batch, request: Request) -> JSONResponse:  # type: ignore[valid-type]
-        return await classify(services(request), job_of(body), request)
-
-    app.add_api_route("/info", info, methods=["GET"], dependencies=guarded, response_model=InfoOut,
-                      responses=error_responses(ErrorKind.UNAVAILABLE, *auth_errors),
-                      summary="The model served (from the live workers), its labels and limits, the backends")
-    app.add_api_route("/healthz", healthz, methods=["GET"], summary="The process is alive")
-    app.add_api_route("/readyz", readyz, methods=["GET"], responses=error_responses(ErrorKind.UNAVAILABLE),
-                      summary="Redis reachable and at least one live worker")
-    # The default (JSON) response class keeps the 401's documented media type right; the 200 is declared as text.
-    metrics_ok = {200: {"description": "Prometheus text exposition format",
-                        "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}}
-    app.add_api_route("/metrics", prometheus_metrics, methods=["GET"], dependencies=guarded,
-                      responses={**metrics_ok, **error_responses(*auth_errors)}, summary="Prometheus metrics")
-    return models

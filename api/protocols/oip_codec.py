@@ -1,7 +1,7 @@
 """The Open Inference Protocol's (KServe v2) infer messages, as tritonclient, the KServe SDK and Triton's
 perf_analyzer send and read them: a JSON request, optionally followed by binary tensor data (Triton's
 ``binary_tensor_data`` extension: ``Inference-Header-Content-Length`` says where the JSON ends), and the answer in
-the same two forms. No HTTP in here: api/oip.py holds the routes.
+the same two forms. No HTTP in here: api/protocols/oip.py holds the routes.
 
 The model takes one BYTES input, ``text`` (any shape: one text per element), and optionally ``text_pair`` of the
 same shape; it answers ``label`` (BYTES) and ``score`` (FP32), one per text — or, with the request parameter
@@ -79,7 +79,8 @@ class InferModels:
 
 
 def infer_models(text: Any, max_texts: int) -> InferModels:
-    """The infer request's models, with ``text`` the API's text type (api/schemas.py) and at most ``max_texts``."""
+    """The infer request's models, with ``text`` the API's text type (api/protocols/fields.py) and at most
+    ``max_texts``."""
     from pydantic import create_model
 
     tensor = create_model(
@@ -121,14 +122,32 @@ def parse_infer(raw: bytes, header_length: str | None, models: InferModels, max_
     """Read an infer request (JSON, or JSON + binary tensor data). Raises ServiceError (422) saying what is wrong."""
     header, binary = _split(raw, header_length)
     try:
-        request = models.request.model_validate_json(header)
+        request: Any = models.request.model_validate_json(header)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first.get("loc", ())) or "body"
         raise _invalid(f"{where}: {first.get('msg', 'invalid')}") from None
+    tensors, shape = _inputs(request.inputs, binary, models, max_texts)
+    params = request.parameters or RequestParameters()
+    options = Options(top_k=params.top_k or 1, function=params.function_to_apply)
+    pairs = tensors.get(PAIR) or [None] * len(tensors[TEXT])
+    queries = [Query(text, pair, options) for text, pair in zip(tensors[TEXT], pairs)]
+    requested = request.outputs or [RequestedOutput(name=name) for name in OUTPUTS]
+    names = [out.name for out in requested]
+    if len(set(names)) != len(names):
+        raise _invalid("an output is requested twice")
+    outputs = [(out.name, out.parameters.binary_data if out.parameters else params.binary_data_output)
+               for out in requested]
+    return InferCall(queries, shape, outputs, request.id, params.top_k)
+
+
+def _inputs(inputs: list[Any], binary: bytes, models: InferModels,
+            max_texts: int) -> tuple[dict[str, list[str]], list[int]]:
+    """The texts of each input tensor, by name, read from its data or its share of the binary data (which they must
+    use up), and the shape of ``text`` (``text_pair``'s must be the same)."""
     tensors: dict[str, list[str]] = {}
     shapes: dict[str, list[int]] = {}
-    for tensor in request.inputs:  # type: ignore[attr-defined]
+    for tensor in inputs:
         if tensor.name in tensors:
             raise _invalid(f"input {tensor.name!r} is given twice")
         size = tensor.parameters.binary_data_size if tensor.parameters else None
@@ -152,17 +171,7 @@ def parse_infer(raw: bytes, header_length: str | None, models: InferModels, max_
         raise _invalid("the request needs an input named 'text' (BYTES)")
     if PAIR in tensors and shapes[PAIR] != shapes[TEXT]:
         raise _invalid(f"input 'text_pair' has shape {shapes[PAIR]}, 'text' has {shapes[TEXT]}")
-    params = request.parameters or RequestParameters()  # type: ignore[attr-defined]
-    options = Options(top_k=params.top_k or 1, function=params.function_to_apply)
-    pairs = tensors.get(PAIR) or [None] * len(tensors[TEXT])
-    queries = [Query(text, pair, options) for text, pair in zip(tensors[TEXT], pairs)]
-    requested = request.outputs or [RequestedOutput(name=name) for name in OUTPUTS]  # type: ignore[attr-defined]
-    names = [out.name for out in requested]
-    if len(set(names)) != len(names):
-        raise _invalid("an output is requested twice")
-    outputs = [(out.name, out.parameters.binary_data if out.parameters else params.binary_data_output)
-               for out in requested]
-    return InferCall(queries, shapes[TEXT], outputs, request.id, params.top_k)  # type: ignore[attr-defined]
+    return tensors, shapes[TEXT]
 
 
 def _split(raw: bytes, header_length: str | None) -> tuple[bytes, bytes]:

@@ -1,0 +1,128 @@
+"""``POST /predict`` and the other body routes, for every registered protocol: the request models built per app, the
+tagged union of the /predict bodies, and the routes, which hand each body's job to the server's way of answering
+(the API's queue, or the naive server's model in-process)."""
+
+# No `from __future__ import annotations`: FastAPI must resolve the request models, which are built per app from
+# the configured limits, from the route signatures at definition time.
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Annotated, Any, Union
+
+from fastapi import FastAPI, Request
+from fastapi.params import Depends
+from pydantic import BaseModel, Discriminator, Tag
+
+from api.errors import ErrorKind, error_responses
+from api.protocols.fields import text_type
+from api.protocols.spec import Answer, BodyRoute, Build, Job, Protocol, Shape
+from common.settings import InputLimits
+
+PREDICT_SUMMARY = "Classify a text, a pair or a batch (ours or TEI's shape)"
+
+
+@dataclass(frozen=True)
+class RequestModels:
+    text: Any  # the type of one text (also the elements of the Open Inference Protocol's BYTES inputs)
+    shapes: dict[str, Shape]  # POST /predict's bodies by their key, in registration order, dialects parsed
+    predict: Any  # what POST /predict takes: exactly one of the shapes (a tagged union)
+    job_of: Callable[[BaseModel], Job]  # a validated body of any shape -> its job
+    answer_type: Any  # POST /predict's answers, for OpenAPI
+    answers_doc: str
+    routes: tuple[BodyRoute, ...]
+
+
+def request_models(protocols: Sequence[Protocol], limits: InputLimits,
+                   max_top_k: int | None = None) -> RequestModels:
+    """The request bodies of ``protocols`` for these limits; ``max_top_k``: the model's labels, where known."""
+    build = Build(limits, max_top_k, text_type(limits))
+    dialects = [p.dialect for p in protocols if p.dialect is not None]
+    added: dict[str, dict[str, Any]] = {}
+    for dialect in dialects:
+        added.setdefault(dialect.key, {}).update(dialect.fields(build))
+    build = replace(build, added=added)
+    shapes: dict[str, Shape] = {}
+    for shape in (s for p in protocols if p.shapes is not None for s in p.shapes(build)):
+        if shape.key in shapes:
+            raise ValueError(f"two protocols' /predict bodies have the key {shape.key!r}")
+        parsers = [d.job_of for d in dialects if d.key == shape.key]
+        shapes[shape.key] = replace(shape, job_of=_with_dialects(shape.job_of, parsers))
+    if not set(added) <= set(shapes):
+        raise ValueError(f"a dialect extends a /predict body no protocol has: {sorted(set(added) - set(shapes))}")
+    by_model = {shape.model: shape.job_of for shape in shapes.values()}
+    answers = tuple(answer for p in protocols for answer in p.answers)
+    return RequestModels(
+        text=build.text, shapes=shapes, predict=_tagged_union(list(shapes.values())),
+        job_of=lambda body: by_model[type(body)](body),  # the model FastAPI validated the body as says its shape
+        answer_type=Union[answers],  # noqa: UP007 (a union of a tuple of types needs Union[])
+        answers_doc="; ".join(p.answers_doc for p in protocols if p.answers_doc),
+        routes=tuple(route for p in protocols for route in p.body_routes),
+    )
+
+
+def _with_dialects(job_of: Callable[[Any], Job], dialects: list[Callable[[Any], Job | None]]) -> Callable[[Any], Job]:
+    """A body's parser: the first dialect that claims it, else its own protocol."""
+    if not dialects:
+        return job_of
+
+    def parse(body: Any) -> Job:
+        for dialect in dialects:
+            job = dialect(body)
+            if job is not None:
+                return job
+        return job_of(body)
+
+    return parse
+
+
+def _tagged_union(shapes: list[Shape]) -> Any:
+    """Exactly one of ``shapes``, told apart by their keys, with an error that names them all."""
+    helps = [shape.help for shape in shapes]
+    listed = f"{', '.join(helps[:-1])} or {helps[-1]}" if len(helps) > 1 else helps[0]
+    tagged = tuple(Annotated[shape.model, Tag(shape.key)] for shape in shapes)
+    return Annotated[Union[tagged],  # noqa: UP007
+                     Discriminator(_shape_of(tuple(shape.key for shape in shapes)), custom_error_type="body_shape",
+                                   custom_error_message=f"the body needs exactly one of {listed}")]
+
+
+def _shape_of(keys: tuple[str, ...]) -> Callable[[Any], str | None]:
+    def shape(body: Any) -> str | None:
+        """Which of the /predict shapes ``body`` is: the one of ``keys`` it has (None: not exactly one). Runs on
+        every /predict, hence the plain code."""
+        if isinstance(body, BaseModel):  # already validated (e.g. when FastAPI re-checks a parsed body)
+            body = body.model_fields_set
+        elif not isinstance(body, dict):
+            return None
+        found = None
+        for key in keys:
+            if key in body:
+                if found is not None:
+                    return None
+                found = key
+        return found
+
+    return shape
+
+
+def add_body_routes(app: FastAPI, models: RequestModels, answer: Answer, *, dependencies: Sequence[Depends],
+                    errors: Iterable[ErrorKind]) -> None:
+    """POST /predict and the protocols' body routes, each handing its body's job to ``answer``. Added on the app
+    itself: an included APIRouter adds a second layer of route matching to every request (FastAPI 0.165; seen in
+    a profile of /predict)."""
+    documented = error_responses(*errors)
+    app.add_api_route("/predict", _handler(models.predict, models.job_of, answer), methods=["POST"], name="predict",
+                      response_model=None, dependencies=dependencies, summary=PREDICT_SUMMARY,
+                      responses={200: {"description": models.answers_doc, "model": models.answer_type}, **documented})
+    for route in models.routes:
+        shape = models.shapes[route.key]
+        app.add_api_route(route.path, _handler(shape.model, shape.job_of, answer), methods=["POST"],
+                          name=route.path.strip("/").replace("/", "_"), response_model=None,
+                          dependencies=dependencies, summary=route.summary,
+                          responses={200: {"model": route.answer, "description": route.answer_doc}, **documented})
+
+
+def _handler(model: Any, job_of: Callable[[Any], Job], answer: Answer) -> Callable[..., Any]:
+    async def handler(body: model, request: Request) -> Any:  # type: ignore[valid-type]
+        return await answer(job_of(body), request)
+
+    return handler

@@ -1,0 +1,58 @@
+"""The service's own routes, whatever the protocol: liveness and readiness probes, ``GET /info`` (the model served,
+in text-embeddings-inference's fields and ours) and Prometheus metrics."""
+
+# No `from __future__ import annotations`: FastAPI reads the handlers' signatures at definition time.
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from api.errors import ErrorKind, ServiceError, error_responses
+from api.handling import auth_errors, guard, live_view, services
+from api.info import InfoOut, info_of
+from api.settings import ApiSettings
+
+
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+async def readyz(request: Request) -> JSONResponse:
+    s = services(request)
+    view = await live_view(s)
+    return JSONResponse({"status": "ready", "workers": view.workers, "backends": view.backends,
+                         "queue_depth": await s.cluster.queue_depth()})
+
+
+async def info(request: Request) -> InfoOut:
+    s = services(request)
+    described = info_of(await s.catalog.refresh(), s.settings)
+    if described is None:
+        raise ServiceError(ErrorKind.UNAVAILABLE, "no live worker has described its model yet", retry_after_s=1)
+    return described
+
+
+async def prometheus_metrics(request: Request) -> Response:
+    s = services(request)
+    try:
+        s.metrics.cluster.snapshot = await s.cluster.snapshot()
+    except ServiceError:
+        pass  # Redis away: this process's own metrics, and the cluster's as last seen
+    return Response(s.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+def add_service_routes(app: FastAPI, settings: ApiSettings) -> None:
+    """The routes, on the app itself (as the protocols' are: an included APIRouter costs every request a second
+    layer of route matching)."""
+    guarded, auth = guard(settings), auth_errors(settings)
+    app.add_api_route("/info", info, methods=["GET"], dependencies=guarded, response_model=InfoOut,
+                      responses=error_responses(ErrorKind.UNAVAILABLE, *auth),
+                      summary="The model served (from the live workers), its labels and limits, the backends")
+    app.add_api_route("/healthz", healthz, methods=["GET"], summary="The process is alive")
+    app.add_api_route("/readyz", readyz, methods=["GET"], responses=error_responses(ErrorKind.UNAVAILABLE),
+                      summary="Redis reachable and at least one live worker")
+    # The default (JSON) response class keeps the 401's documented media type right; the 200 is declared as text.
+    metrics_ok = {200: {"description": "Prometheus text exposition format",
+                        "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}}
+    app.add_api_route("/metrics", prometheus_metrics, methods=["GET"], dependencies=guarded,
+                      responses={**metrics_ok, **error_responses(*auth)}, summary="Prometheus metrics")
