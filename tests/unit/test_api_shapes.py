@@ -258,3 +258,68 @@ def test_openapi_shows_every_predict_shape_with_examples():
         assert json.dumps(infer["requestBody"]).count("BYTES") >= 1
 
     run(scenario())
+
+
+def queued_options(requests):
+    """The options of every work item the API queued for these (route, body) requests, in queue order (the fake
+    worker decodes each raw message it pops off the request list)."""
+    async def scenario():
+        seen = []
+        async with running(settings(), seen=seen) as (http, _):
+            await ready(http)
+            for route, body in requests:
+                r = await http.post(route, json=body)
+                assert r.status_code == 200, (route, body, r.json())
+        return [item.options for item in seen]
+
+    return run(scenario())
+
+
+def ours(field, value):
+    """A body of our shapes with one option, on each route that takes it (four texts in all)."""
+    return [("/predict", {"text": "good", field: value}), ("/predict", {"texts": ["good", "bad"], field: value}),
+            ("/predict/batch", {"texts": ["good"], field: value})]
+
+
+@pytest.mark.parametrize("field,value,expected", [
+    ("top_k", 2, Options(top_k=2)),
+    ("top_k", None, Options(top_k=None)),
+    ("function_to_apply", "sigmoid", Options(function="sigmoid")),
+    ("function_to_apply", "none", Options(function="none")),
+    ("function_to_apply", "softmax", Options(function="softmax")),  # the model's default, but named: kept
+    ("truncate", False, Options(truncate=False)),
+    ("truncation_direction", "left", Options(truncation_side="left")),
+    ("truncation_direction", "Left", Options(truncation_side="left")),  # TEI's spelling
+], ids=["top-k-2", "top-k-null", "sigmoid", "none", "softmax", "no-truncate", "left", "Left"])
+def test_each_option_sent_alone_is_queued_with_the_defaults_for_the_others(field, value, expected):
+    assert queued_options(ours(field, value)) == [expected] * 4
+
+
+@pytest.mark.parametrize("extra,expected", [
+    ({"truncate": False}, Options(top_k=None, truncate=False)),
+    ({"truncation_direction": "Left"}, Options(top_k=None, truncation_side="left")),
+    ({"truncation_direction": "left"}, Options(top_k=None, truncation_side="left")),
+    ({"raw_scores": True}, Options(top_k=None, function="none")),
+    ({"parameters": {"top_k": 2}}, Options(top_k=2)),
+    ({"parameters": {"top_k": None}}, Options(top_k=None)),
+    *[({"parameters": {"top_k": 1, "function_to_apply": f}}, Options(function=f)) for f in ("sigmoid", "none",
+                                                                                              "softmax")],
+    ({"parameters": {"top_k": 1}, "truncate": False}, Options(truncate=False)),
+    ({"parameters": {"top_k": 1}, "truncation_direction": "Left"}, Options(truncation_side="left")),
+    ({"parameters": {"top_k": 1}, "truncation_direction": "left"}, Options(truncation_side="left")),
+], ids=["no-truncate", "Left", "left", "raw-scores", "hf-top-k-2", "hf-top-k-null", "hf-sigmoid", "hf-none",
+        "hf-softmax", "hf-no-truncate", "hf-Left", "hf-left"])
+def test_each_option_of_the_inputs_shape_sent_alone_is_queued_with_the_defaults_for_the_others(extra, expected):
+    # text-embeddings-inference's body answers every label (top_k null); with the Inference API's parameters,
+    # top_k 1 leaves every other option at its default unless one is sent.
+    bodies = [("/predict", {"inputs": "good", **extra}), ("/predict", {"inputs": [["good"], ["bad", "x"]], **extra})]
+    assert queued_options(bodies) == [expected] * 3
+
+
+def test_a_body_naming_every_option_at_its_default_queues_a_default_item():
+    requests = [(route, {**body, "top_k": 1, "function_to_apply": None, "truncate": True})
+                for side in ("right", "Right") for route, body in ours("truncation_direction", side)]
+    requests += [("/predict", {"inputs": "good", "parameters": {"top_k": 1, "function_to_apply": None},
+                               "raw_scores": False, "truncate": True, "truncation_direction": "Right"}),
+                 ("/predict", {"inputs": "good", "parameters": {"top_k": 1}, "truncate": None})]
+    assert queued_options(requests) == [Options()] * 10

@@ -5,10 +5,12 @@ import time
 import numpy as np
 import pytest
 
-from engine.autotune.choice import Choice, DecisionCache, Measured, NoCandidate, best_budget, choose
-from engine.autotune.probe import ProbePolicy, decide
-from engine.model_source import ModelSource
+from common.options import Query
 from engine.autotune import probe as auto
+from engine.autotune.choice import EXACT_TOLERANCE, Choice, DecisionCache, Measured, NoCandidate, best_budget, choose
+from engine.autotune.probe import ProbePolicy, decide
+from engine.autotune.probe_texts import PROBE_TEXTS
+from engine.model_source import ModelSource
 from engine.runtimes import ModelLoadError
 from engine.tokenizing import Tokenizer
 from tests.unit.test_tokenizing import FakeHfTokenizer
@@ -155,3 +157,62 @@ def test_a_runtime_crashing_the_measuring_child_fails_the_start_with_the_fix(sou
     choice = decide(source, tokenizer, CrashingOpener("nothing"), policy, device="cpu", threads=1,
                     cache_dir=tmp_path, isolate=True)
     assert choice.backend in ("torch", "onnxruntime", "openvino")  # measured in the child, returned to us
+
+
+# The one probe text the runtimes below answer apart from the others, by its token ids (unique among the probe texts).
+ODD_TEXT = "dull"
+ODD_IDS = Tokenizer(FakeHfTokenizer(), 64).encode([Query(ODD_TEXT)])[0].ids
+
+
+class OddOnOneText(FakeRuntime):
+    """FakeRuntime's logits (``noise`` added), except for the probe text ODD_TEXT, which gets ``odd_logits``."""
+
+    def __init__(self, backend, per_text_s, odd_logits, noise=0.0):
+        super().__init__(backend, per_text_s, noise)
+        self.odd_logits = np.array(odd_logits, dtype=np.float32)
+
+    def logits(self, inputs):
+        out = super().logits(inputs)
+        for row, (ids, mask) in enumerate(zip(inputs["input_ids"], inputs["attention_mask"])):
+            if ids[mask == 1].tolist() == ODD_IDS:
+                out[row] = self.odd_logits
+        return out
+
+
+def test_the_odd_text_is_one_probe_text():
+    encodings = Tokenizer(FakeHfTokenizer(), 64).encode([Query(text) for text in PROBE_TEXTS])
+    assert [e.ids for e in encodings].count(ODD_IDS) == 1 and len(PROBE_TEXTS) > 1
+
+
+# The reference (torch) and a faster fp32 candidate (onnxruntime) that agrees with it on every probe text but one.
+# A near tie on the odd text: a flip of its label moves its probabilities by ~5e-6, well within the tolerance.
+TIE, FLIPPED = (0.0, 1e-5), (1e-5, 0.0)
+FAR, NEAR = (1.0, 0.0), (1.01, 0.0)  # its probabilities off by ~2e-3, its label the same
+
+
+@pytest.mark.parametrize("reference_odd,candidate_odd,candidate_noise", [
+    (TIE, FLIPPED, 0.0),  # (a) its label flipped on that one text only, probabilities within the tolerance
+    (FAR, NEAR, 1e-6),  # (b) off by more than the tolerance on that one text only, within it on every other
+], ids=["label-flipped-on-one-text", "probability-off-on-one-text"])
+def test_a_backend_wrong_on_one_probe_text_is_approximate_and_never_chosen_as_exact(
+        source, tmp_path, monkeypatch, reference_odd, candidate_odd, candidate_noise):
+    monkeypatch.setattr(auto, "installed", lambda backend: backend in ("torch", "onnxruntime"))
+    runtimes = {"torch": OddOnOneText("torch", 2e-4, reference_odd),
+                "onnxruntime": OddOnOneText("onnxruntime", 1e-5, candidate_odd, noise=candidate_noise)}  # faster
+    choice, _ = run_decide(source, tmp_path, runtimes, ProbePolicy(8, 128, seconds=0.05))
+    kinds = {m.backend: m.kind for m in choice.table}
+    assert kinds == {"torch": "exact", "onnxruntime": "approximate"}
+    assert choice.backend == "torch"  # approximate backends are not allowed
+    allowed, _ = run_decide(source, tmp_path, runtimes, ProbePolicy(8, 128, allow_approximate=True, seconds=0.05))
+    assert allowed.backend == "onnxruntime"  # it runs, and is the faster one, when approximate ones may win
+
+
+def test_a_backend_within_the_tolerance_on_every_probe_text_is_exact(source, tmp_path, monkeypatch):
+    monkeypatch.setattr(auto, "installed", lambda backend: backend in ("torch", "onnxruntime"))
+    runtimes = {"torch": OddOnOneText("torch", 2e-4, FAR),
+                "onnxruntime": OddOnOneText("onnxruntime", 1e-5, (1.0 + 2e-4, 0.0), noise=1e-5)}
+    choice, _ = run_decide(source, tmp_path, runtimes, ProbePolicy(8, 128, seconds=0.05))
+    candidate = next(m for m in choice.table if m.backend == "onnxruntime")
+    assert candidate.kind == "exact" and 0 < candidate.max_prob_diff <= EXACT_TOLERANCE
+    assert choice.backend == "onnxruntime"  # the faster exact one
+

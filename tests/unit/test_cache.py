@@ -2,14 +2,17 @@
 change the answer is another."""
 
 import asyncio
+import dataclasses
 
 import fakeredis
 import pytest
 
 from api.cache import ResponseCache, cache_digest
+from common.model_card import ModelCard
 from common.options import Options, Query
 from common.protocol import Prediction
-from tests.unit.api_harness import KEYS
+from tests.unit.api_harness import CARD, KEYS, running, settings
+from tests.unit.test_api_shapes import ready
 
 BASE = ("model-a", Query("a fine film"))
 
@@ -50,3 +53,52 @@ def test_entries_round_trip_expire_and_unreadable_ones_are_misses():
         assert await cache.lookup("m", queries) == [None, None]
 
     asyncio.run(scenario())
+
+
+# Cards of workers whose answers can differ from CARD's: other weights, another token limit, another backend.
+OTHER_CARDS = [dataclasses.replace(CARD, fingerprint="e" * 64),
+               dataclasses.replace(CARD, max_tokens=CARD.max_tokens + 1),
+               dataclasses.replace(CARD, backend="openvino-bf16")]
+OTHER_IDS = ["fingerprint", "token-limit", "backend"]
+
+
+@pytest.mark.parametrize("other", OTHER_CARDS, ids=OTHER_IDS)
+def test_cards_that_can_answer_differently_name_different_answers(other):
+    assert other.answers != CARD.answers
+
+
+def test_equal_cards_name_the_same_answers():
+    twin = ModelCard.from_fields(CARD.fields())  # another worker's heartbeat of the same card
+    assert twin == CARD and twin is not CARD and twin.answers == CARD.answers
+
+
+@pytest.mark.parametrize("other", OTHER_CARDS, ids=OTHER_IDS)
+def test_a_cached_answer_of_one_card_is_a_miss_for_another(other):
+    async def scenario():
+        cache = ResponseCache(fakeredis.FakeAsyncRedis(), KEYS, ttl_s=30)
+        ranked = [Prediction("POSITIVE", 0.75)]
+        await cache.store([(CARD.answers, Query("good"), ranked)])
+        twin = ModelCard.from_fields(CARD.fields())
+        return await cache.lookup(other.answers, [Query("good")]), await cache.lookup(twin.answers, [Query("good")])
+
+    assert asyncio.run(scenario()) == ([None], [[Prediction("POSITIVE", 0.75)]])
+
+
+@pytest.mark.parametrize("card,served_from_cache", [*[(card, False) for card in OTHER_CARDS],
+                                                    (ModelCard.from_fields(CARD.fields()), True)],
+                         ids=[*OTHER_IDS, "same-card"])
+def test_the_api_serves_no_cached_answer_once_its_worker_serves_another_card(card, served_from_cache):
+    async def scenario():
+        seen = []
+        async with running(settings(cache_ttl_s=60), seen=seen) as (http, client):
+            await ready(http)
+            first = await http.post("/predict", json={"text": "good"})
+            assert first.headers["x-cache"] == "miss" and len(seen) == 1  # now cached under CARD's answers
+            # The worker restarts with another card (a rollout: new weights, token limit or backend).
+            await client.hset(KEYS.heartbeat("fake-1"), mapping=card.fields())
+            assert (await http.get("/readyz")).status_code == 200  # the API reads the live workers' cards again
+            again = await http.post("/predict", json={"text": "good"})
+            assert again.status_code == 200
+            return again.headers["x-cache"], len(seen)
+
+    assert asyncio.run(scenario()) == (("hit", 1) if served_from_cache else ("miss", 2))

@@ -1,0 +1,69 @@
+"""The API's view of the model its live workers serve (api/catalog.py): what they answer with is known only while
+they all agree, and the response cache is off while they do not (a rollout under way)."""
+
+import asyncio
+import dataclasses
+
+import pytest
+
+from api.cache import ResponseCache
+from api.catalog import view_of
+from common.model_card import ModelCard
+from common.options import Query
+from common.protocol import Prediction
+from tests.unit.api_harness import CARD, KEYS, running, settings
+from tests.unit.test_api_shapes import ready
+
+# Workers whose answers can differ from CARD's: other weights, another token limit, another backend.
+DISAGREEING = [dataclasses.replace(CARD, fingerprint="e" * 64),
+               dataclasses.replace(CARD, max_tokens=CARD.max_tokens + 1),
+               dataclasses.replace(CARD, backend="openvino-bf16")]
+DISAGREEING_IDS = ["fingerprint", "token-limit", "backend"]
+
+
+def heartbeat(card: ModelCard, worker: str) -> dict[str, str]:
+    return {"worker_id": worker, **card.fields(), "max_batch_size": "64", "max_batch_tokens": "512"}
+
+
+@pytest.mark.parametrize("other", DISAGREEING, ids=DISAGREEING_IDS)
+@pytest.mark.parametrize("order", ["card-first", "other-first"])
+def test_live_workers_that_disagree_name_no_answers(other, order):
+    cards = [CARD, other] if order == "card-first" else [other, CARD]
+    view = view_of([heartbeat(card, f"w{i}") for i, card in enumerate(cards)])
+    assert view.workers == 2 and view.answers is None
+
+
+def test_live_workers_that_agree_name_their_shared_answers():
+    view = view_of([heartbeat(CARD, "w1"), heartbeat(ModelCard.from_fields(CARD.fields()), "w2")])
+    assert view.workers == 2 and view.answers == CARD.answers
+    # The same files under another MODEL setting (a hub id and its local copy) answer the same.
+    renamed = dataclasses.replace(CARD, model="/models/fake-model")
+    assert view_of([heartbeat(CARD, "w1"), heartbeat(renamed, "w2")]).answers == CARD.answers
+
+
+@pytest.mark.parametrize("other,served_from_cache", [*[(card, False) for card in DISAGREEING],
+                                                     (ModelCard.from_fields(CARD.fields()), True)],
+                         ids=[*DISAGREEING_IDS, "agreeing"])
+def test_the_cache_is_off_while_live_workers_disagree(other, served_from_cache):
+    async def scenario():
+        seen = []
+        async with running(settings(cache_ttl_s=60), seen=seen) as (http, client):
+            await ready(http)
+            # A second live worker, serving ``other`` (it pops nothing: the fake worker answers every item).
+            await client.hset(KEYS.heartbeat("fake-2"), mapping=heartbeat(other, "fake-2"))
+            await client.hset(KEYS.workers, "fake-2", "incarnation-2")
+            # An answer to "good" is cached for each worker's card, so either would be a hit if the cache were on.
+            cached = [Prediction("POSITIVE", 0.99), Prediction("NEGATIVE", 0.01)]
+            await ResponseCache(client, KEYS, ttl_s=60).store([(card.answers, Query("good"), cached)
+                                                               for card in (CARD, other)])
+            readyz = await http.get("/readyz")  # the API reads the live workers' cards again
+            assert readyz.status_code == 200 and readyz.json()["workers"] == 2
+            r = await http.post("/predict", json={"text": "good"})
+            assert r.status_code == 200
+            return r.headers["x-cache"], r.json(), len(seen)
+
+    x_cache, answer, queued = asyncio.run(scenario())
+    if served_from_cache:
+        assert (x_cache, answer, queued) == ("hit", {"label": "POSITIVE", "score": 0.99}, 0)
+    else:  # answered by a worker
+        assert (x_cache, answer, queued) == ("miss", {"label": "POSITIVE", "score": 0.5}, 1)
