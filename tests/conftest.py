@@ -9,13 +9,33 @@ import pytest
 
 from tests.helpers import MINILM, SST2_DEV, RedisServer
 
+TIERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test is marked with its tier, its directory under tests/ (``-m unit``, ``-m "not e2e"``)."""
+    for item in items:
+        tier = Path(str(item.path)).relative_to(Path(__file__).parent).parts[0]
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory of this test run, shared by its pytest-xdist workers (each has a base temp dir of its own under
+    the run's); the base temp dir itself without xdist."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
 
 @pytest.fixture(scope="session", autouse=True)
 def export_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """ONNX exports and BACKEND=auto's decisions go to a directory of this session (EXPORT_CACHE_DIR, as a user
-    points it at a volume), inherited by every process a test starts: tests never write to ~/.cache, and each
-    session measures afresh, which is the path a first start takes."""
-    path = tmp_path_factory.mktemp("export-cache")
+    """ONNX exports and BACKEND=auto's decisions go to a directory of this run (EXPORT_CACHE_DIR, as a user points
+    it at a volume shared by the workers of a deployment), inherited by every process a test starts: tests never
+    write to ~/.cache, and each run measures afresh, which is the path a first start takes. The xdist workers share
+    it as a deployment's workers do: the first start on a model and policy measures, the others read its decision
+    (file locks, engine/autotune/probe.py)."""
+    path = run_dir(tmp_path_factory) / "export-cache"
+    path.mkdir(exist_ok=True)
     before = os.environ.get("EXPORT_CACHE_DIR")
     os.environ["EXPORT_CACHE_DIR"] = str(path)
     yield path
@@ -40,15 +60,18 @@ def key_prefix() -> str:
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny test model (trained for ~2 s), written once per session. ``TEST_MODEL_CACHE`` names a directory
-    to keep it in across sessions (scripts/mutation: one pytest session per mutant)."""
+    """The tiny test model (trained for ~2 s), written once per run (the xdist workers take turns on a lock: one
+    trains, the others read it). ``TEST_MODEL_CACHE`` names a directory to keep it in across sessions
+    (scripts/mutation: one pytest session per mutant)."""
+    from filelock import FileLock
+
     from engine.offline.make_model import build, is_model_dir
 
-    cache = os.environ.get("TEST_MODEL_CACHE")
-    if cache:
-        path = Path(cache) / "tiny"
+    directory = Path(os.environ.get("TEST_MODEL_CACHE") or run_dir(tmp_path_factory) / "models")
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "tiny"
+    with FileLock(str(directory / "tiny.lock")):
         return path if is_model_dir(path) else build("tiny", path)
-    return build("tiny", tmp_path_factory.mktemp("models") / "tiny")
 
 
 @pytest.fixture(scope="session")

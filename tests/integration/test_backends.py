@@ -17,6 +17,8 @@ from tests.helpers import sentences
 from worker.model import load_predictor
 from worker.settings import WorkerSettings
 
+pytestmark = pytest.mark.model
+
 EXACT = [b for b, spec in BACKENDS.items() if spec.full_precision and b != "torch"]
 INPUTS = ("input_ids", "attention_mask")
 

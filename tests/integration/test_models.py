@@ -12,6 +12,8 @@ from engine.settings import ModelSettings
 from tests.answers import SCORE_TOLERANCE, assert_discriminating, expected_answers, same_answer
 from tests.helpers import MINILM, sentences
 
+pytestmark = pytest.mark.model
+
 
 def test_tiny_model_loads_with_labels_from_its_config_and_answers_by_its_rule(tiny_predictor):
     assert tiny_predictor.card.labels == ("NEGATIVE", "POSITIVE") and tiny_predictor.card.default_function == "softmax"

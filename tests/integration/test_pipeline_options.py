@@ -16,6 +16,8 @@ from engine.settings import ModelSettings
 from tests.integration.work import replies, worker_queue
 from worker.loop import BatchLoop, BatchPolicy
 
+pytestmark = pytest.mark.model
+
 TOLERANCE = 1e-5
 TEXTS = ["a good film", "bad and boring", "good good bad", "not good at all , really not", "fine"]
 
