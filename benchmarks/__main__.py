@@ -1,7 +1,7 @@
 """``python -m benchmarks``: the naive server and the batched service side by side, plus the model's ceiling.
 
     python -m benchmarks                     # full run (~15 min on 2 cores): 10/50/100 users x 3 repeats
-    python -m benchmarks --quick --model M   # smoke run (seconds per level), e.g. with a tiny model
+    python -m benchmarks --quick --model M   # smoke run (seconds), e.g. with a tiny model
 
 Results: benchmarks/results/<name>.json, .md and PNG charts; raw Locust files and logs in benchmarks/runs/.
 """
@@ -22,7 +22,7 @@ from benchmarks.ceiling import measure_ceiling, merge
 from benchmarks.environment import cpu_model, git_commit
 from benchmarks.load import median_of, run_locust, run_open_loop
 from benchmarks.report import markdown, ratios, save_report, write_charts
-from benchmarks.systems import System, batched_system, litserve_system, naive_system, warm_up
+from benchmarks.systems import Lineup, System, batched_system, litserve_system, naive_system, warm_up
 from common.counters import PHASES
 from harness.corpus import load_sentences
 from harness.processes import ROOT
@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds excluded at the start of each run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1, help="batched service workers")
-    parser.add_argument("--torch-threads", type=int, default=2, help="torch threads per model process")
+    parser.add_argument("--torch-threads", type=int,
+                        help="torch threads per model process (default 2; quick: 1, as its processes run side by side)")
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--max-batch-tokens", type=int, default=512)
     parser.add_argument("--backend", default="torch", help="BACKEND of the batched service and its ceiling")
@@ -90,12 +91,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="requests/s for the open-loop run (0: midway between the two systems' top RPS)")
     parser.add_argument("--open-loop-duration", type=float, default=20.0)
     parser.add_argument("--ceiling-repeats", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="smoke run: tiny durations, one repeat")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 8 users, 2 s runs, one repeat, the systems started at once and reused")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
+    if args.torch_threads is None:
+        args.torch_threads = 1 if args.quick else 2
     if args.quick:
-        args.users, args.duration, args.warmup, args.repeats = [2, 8], 3.0, 1.0, 1
-        args.open_loop_duration, args.ceiling_repeats = 3.0, 1
+        args.users, args.duration, args.warmup, args.repeats = [8], 2.0, 0.0, 1
+        args.open_loop_duration, args.ceiling_repeats = 1.0, 1
 
     model, model_note = ensure_model(args.model)
     sentences, source = load_sentences()
@@ -135,57 +139,76 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {policy}: {r['sentences_per_s']:.1f} sentences/s", flush=True)
         return measured
 
-    ceiling_before = ceiling_now("before the load runs")
-
     model_env = {"TORCH_THREADS": str(args.torch_threads), "LOG_LEVEL": "WARNING", "BACKEND": args.naive_backend}
     batched_env = {**model_env, "BACKEND": args.backend, "MAX_BATCH_SIZE": str(args.max_batch_size),
                    "MAX_BATCH_TOKENS": str(args.max_batch_tokens), "REQUEST_TIMEOUT_S": "60",
                    "MAX_QUEUE_DEPTH": "100000"}
     results: dict = {"name": name, "environment": environment, "closed_loop": {}, "open_loop": {}}
+    peer_env = {**model_env, "BACKEND": args.backend}  # the peer runs the batched service's backend
 
-    print("naive server ...", flush=True)
-    with naive_system(model, run_dir, model_env) as naive:
+    # Full runs: each system starts when its turn comes and stops after it, the open loop on fresh ones. Quick
+    # runs start them in the background from the first ceiling on (Lineup), give the open loop the closed loop's
+    # naive server and batched service, and stop them in the background (during the second ceiling and charts).
+    with Lineup(ahead=args.quick) as lineup:
+        naive_closed = lineup.add(lambda: naive_system(model, run_dir, model_env))
+        peer = (lineup.add(lambda: litserve_system(model, run_dir, peer_env,
+                                                   max_batch_size=args.litserve_max_batch_size,
+                                                   batch_timeout_s=args.litserve_batch_timeout))
+                if "litserve" in args.peers else None)
+        batched_closed = lineup.add(lambda: batched_system(model, run_dir, batched_env, workers=args.workers))
+        naive_open = naive_closed if args.quick else lineup.add(lambda: naive_system(model, run_dir, model_env))
+        batched_open = batched_closed if args.quick else lineup.add(
+            lambda: batched_system(model, run_dir, batched_env, workers=args.workers))
+
+        ceiling_before = ceiling_now("before the load runs")
+
+        print("naive server ...", flush=True)
+        naive = lineup.get(naive_closed)
         warm_up(naive.url, sentences)
         results["closed_loop"]["naive"], _, _ = measure_system(naive, args.users, args, run_dir)
-    if "litserve" in args.peers:
-        print("LitServe ...", flush=True)
-        peer_env = {**model_env, "BACKEND": args.backend}  # the peer runs the batched service's backend
-        with litserve_system(model, run_dir, peer_env, max_batch_size=args.litserve_max_batch_size,
-                             batch_timeout_s=args.litserve_batch_timeout) as peer:
-            warm_up(peer.url, sentences)
-            results["closed_loop"]["litserve"], _, _ = measure_system(peer, args.users, args, run_dir)
-    print("batched service ...", flush=True)
-    with batched_system(model, run_dir, batched_env, workers=args.workers) as batched:
+        if naive_open is not naive_closed:
+            lineup.stop(naive_closed)
+        if peer is not None:
+            print("LitServe ...", flush=True)
+            system = lineup.get(peer)
+            warm_up(system.url, sentences)
+            results["closed_loop"]["litserve"], _, _ = measure_system(system, args.users, args, run_dir)
+            lineup.stop(peer)
+        print("batched service ...", flush=True)
+        batched = lineup.get(batched_closed)
         warm_up(batched.url, sentences)
         results["closed_loop"]["batched"], results["worker_profile"], results["batch_sizes"] = measure_system(
             batched, args.users, args, run_dir)
+        if batched_open is not batched_closed:
+            lineup.stop(batched_closed)
 
-    top = str(max(args.users))
-    rate = args.open_loop_rate or (results["closed_loop"]["naive"][top]["median"]["rps"]
-                                   + results["closed_loop"]["batched"][top]["median"]["rps"]) / 2
-    results["open_loop_rate"] = rate
-    print(f"open loop at {rate:.1f} requests/s ...", flush=True)
-    with naive_system(model, run_dir, model_env) as naive:
-        warm_up(naive.url, sentences)
-        results["open_loop"]["naive"] = run_open_loop(naive.url, rate, args.open_loop_duration, sentences).as_dict()
-    with batched_system(model, run_dir, batched_env, workers=args.workers) as batched:
-        warm_up(batched.url, sentences)
-        results["open_loop"]["batched"] = run_open_loop(batched.url, rate, args.open_loop_duration, sentences).as_dict()
-    for system, r in results["open_loop"].items():
-        print(f"  {system}: p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms, failures {r['failures']}", flush=True)
+        top = str(max(args.users))
+        rate = args.open_loop_rate or (results["closed_loop"]["naive"][top]["median"]["rps"]
+                                       + results["closed_loop"]["batched"][top]["median"]["rps"]) / 2
+        results["open_loop_rate"] = rate
+        print(f"open loop at {rate:.1f} requests/s ...", flush=True)
+        for label, entry in (("naive", naive_open), ("batched", batched_open)):
+            system = lineup.get(entry)
+            warm_up(system.url, sentences)
+            results["open_loop"][label] = run_open_loop(system.url, rate, args.open_loop_duration, sentences).as_dict()
+            lineup.stop(entry)
+        for system, r in results["open_loop"].items():
+            print(f"  {system}: p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms, failures {r['failures']}",
+                  flush=True)
 
-    results["ceiling"] = ceiling = merge(ceiling_before, ceiling_now("after the load runs"))
-    results["ratios"] = ratios(results)
-    policy_rate = ceiling["policies"][ceiling["worker_policy"]]["sentences_per_s"]
-    results["ceiling_ratios"] = {
-        f"batched service RPS at {top} users / in-process ceiling of its policy ({ceiling['worker_policy']})":
-            results["closed_loop"]["batched"][top]["median"]["rps"] / policy_rate,
-    }
-    if args.naive_backend == args.backend:  # the ceiling is the batched backend's: only then a yardstick for naive
-        results["ceiling_ratios"][f"naive server RPS at {top} users / in-process batch-1 ceiling"] = (
-            results["closed_loop"]["naive"][top]["median"]["rps"] / ceiling["policies"]["batch_1"]["sentences_per_s"])
-    results["charts"] = [Path(c).name for c in write_charts(results, args.out, name)]
-    save_report(args.out / name, results, markdown(results))
+        results["ceiling"] = ceiling = merge(ceiling_before, ceiling_now("after the load runs"))
+        results["ratios"] = ratios(results)
+        policy_rate = ceiling["policies"][ceiling["worker_policy"]]["sentences_per_s"]
+        results["ceiling_ratios"] = {
+            f"batched service RPS at {top} users / in-process ceiling of its policy ({ceiling['worker_policy']})":
+                results["closed_loop"]["batched"][top]["median"]["rps"] / policy_rate,
+        }
+        if args.naive_backend == args.backend:  # the ceiling is the batched backend's: only then one for naive
+            results["ceiling_ratios"][f"naive server RPS at {top} users / in-process batch-1 ceiling"] = (
+                results["closed_loop"]["naive"][top]["median"]["rps"]
+                / ceiling["policies"]["batch_1"]["sentences_per_s"])
+        results["charts"] = [Path(c).name for c in write_charts(results, args.out, name)]
+        save_report(args.out / name, results, markdown(results))
     return 0
 
 

@@ -18,6 +18,10 @@ import random
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -26,7 +30,7 @@ from benchmarks.__main__ import ensure_model, measure_system
 from benchmarks.ceiling import measure_ceiling
 from benchmarks.environment import cpu_model, git_commit
 from benchmarks.report import save_report
-from benchmarks.systems import System, litserve_system, naive_system, warm_up
+from benchmarks.systems import Lineup, System, litserve_system, naive_system, warm_up
 from engine.cpu import cpu_bf16_support
 from harness.corpus import load_sentences
 from harness.processes import ROOT, RedisServer
@@ -58,15 +62,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--torch-threads", type=int, default=2)
+    parser.add_argument("--torch-threads", type=int,
+                        help="torch threads per model process (default 2; quick: 1, as its rows run side by side)")
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--litserve-max-batch-size", type=int, default=8)
     parser.add_argument("--litserve-batch-timeout", type=float, default=0.01)
-    parser.add_argument("--quick", action="store_true", help="smoke run: seconds per row, one repeat")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 2 s per row, one repeat, the rows started at once")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
+    if args.torch_threads is None:
+        args.torch_threads = 1 if args.quick else 2
     if args.quick:
-        args.users, args.duration, args.warmup, args.repeats = 8, 3.0, 1.0, 1
+        args.users, args.duration, args.warmup, args.repeats = 8, 2.0, 0.0, 1
     model, model_note = ensure_model(args.model)
     sentences, source = load_sentences()
     random.Random(0).shuffle(sentences)
@@ -91,61 +99,113 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label}: {median['rps']:.1f} req/s, p50 {median['p50_ms']:.0f} ms, p99 {median['p99_ms']:.0f} ms, "
               f"failures {median['failures']}", flush=True)
 
-    redis = RedisServer(run_dir)
-    try:
-        for backend in SERVICE_BACKENDS:
-            cache = caches / backend
-            env = {**base_env, "MODEL": model, "BACKEND": backend, "EXPORT_CACHE_DIR": str(cache),
-                   "MAX_BATCH_SIZE": str(args.max_batch_size), "REQUEST_TIMEOUT_S": "60", "MAX_QUEUE_DEPTH": "100000"}
-            starts = {}
-            for start in ("cold", "warm"):  # cold: empty cache; warm: what the cold start left
-                logs = run_dir / f"{backend}-{start}"
-                logs.mkdir(exist_ok=True)
-                began = time.perf_counter()
-                service = start_service(redis.url, logs, workers=1, env=env,
-                                        ready_timeout=600)
-                starts[start] = time.perf_counter() - began
-                if start == "cold":
-                    service.stop()
-            try:
-                worker = service.workers[0].pid
-                running, budget = running_backend(redis, service)
-                extra = {"backend": running, "max_batch_tokens": budget, "cold_start_s": starts["cold"],
-                         "warm_start_s": starts["warm"], "worker_rss_mb_ready": rss_mb(worker)}
-                processes = {"api": service.api.pid, "redis": redis.pid, "worker": worker}
-                record(f"service {backend}", System("batched", service.url, processes, redis, service.keys), extra)
-                result["rows"][f"service {backend}"]["worker_rss_mb_after"] = rss_mb(worker)
-            finally:
-                service.stop()
-            print(f"  start-up: cold {starts['cold']:.1f} s, warm {starts['warm']:.1f} s", flush=True)
-    finally:
-        redis.stop()
-    auto_backend = result["rows"]["service auto"]["backend"]
+    @contextmanager
+    def redis_server() -> Iterator[RedisServer]:
+        redis = RedisServer(run_dir)
+        try:
+            yield redis
+        finally:
+            redis.stop()
 
-    naive_env = {**base_env, "LOG_LEVEL": "WARNING"}
-    with naive_system(model, run_dir, {**naive_env, "BACKEND": "torch"}) as naive:
-        record("naive torch", naive, {"backend": "torch", "rss_mb": rss_mb(naive.processes["naive"])})
-    with naive_system(model, run_dir, {**naive_env, "BACKEND": "auto",
-                                       "EXPORT_CACHE_DIR": str(caches / "auto")}) as naive:
-        backend = httpx.get(f"{naive.url}/readyz", timeout=5).json()["backend"]
-        record("naive auto", naive, {"backend": backend, "rss_mb": rss_mb(naive.processes["naive"])})
-    with litserve_system(model, run_dir, {**naive_env, "BACKEND": auto_backend,
-                                          "EXPORT_CACHE_DIR": str(caches / "auto")},
-                         max_batch_size=args.litserve_max_batch_size,
-                         batch_timeout_s=args.litserve_batch_timeout) as peer:
-        record("litserve", peer, {"backend": auto_backend, "max_batch_size": args.litserve_max_batch_size,
-                                  "batch_timeout_s": args.litserve_batch_timeout})
+    @contextmanager
+    def service_row(backend: str) -> Iterator[tuple[System, dict]]:
+        """The service with ``backend``, started cold and stopped, then started warm: running, with its start-ups."""
+        redis = lineup.get(redis_entry)
+        cache = caches / backend
+        env = {**base_env, "MODEL": model, "BACKEND": backend, "EXPORT_CACHE_DIR": str(cache),
+               "MAX_BATCH_SIZE": str(args.max_batch_size), "REQUEST_TIMEOUT_S": "60", "MAX_QUEUE_DEPTH": "100000"}
+        starts = {}
+        for start in ("cold", "warm"):  # cold: empty cache; warm: what the cold start left
+            logs = run_dir / f"{backend}-{start}"
+            logs.mkdir(exist_ok=True)
+            began = time.perf_counter()
+            service = start_service(redis.url, logs, workers=1, env=env,
+                                    ready_timeout=600)
+            starts[start] = time.perf_counter() - began
+            if start == "cold":
+                lineup.stop_later(service.stop)  # ahead, the warm start need not wait for it
+        try:
+            worker = service.workers[0].pid
+            running, budget = running_backend(redis, service)
+            extra = {"backend": running, "max_batch_tokens": budget, "cold_start_s": starts["cold"],
+                     "warm_start_s": starts["warm"], "worker_rss_mb_ready": rss_mb(worker)}
+            processes = {"api": service.api.pid, "redis": redis.pid, "worker": worker}
+            yield System("batched", service.url, processes, redis, service.keys), extra
+        finally:
+            service.stop()
 
-    for label, row in result["rows"].items():
-        if not label.startswith("service"):
-            continue
-        ceiling = measure_ceiling(model, sentences, torch_threads=args.torch_threads, backend=row["backend"],
-                                  max_batch_size=args.max_batch_size, max_batch_tokens=row["max_batch_tokens"],
-                                  repeats=1 if args.quick else 3, n_batch1=16, n_batched=64 if args.quick else 512,
-                                  export_cache_dir=str(caches / "auto"), worker_policy_only=True)
-        row["ceiling"] = ceiling["policies"][ceiling["worker_policy"]]["sentences_per_s"]
-        row["of_ceiling"] = row["rps"] / row["ceiling"]
-    save_report(args.out / name, result, markdown(result))
+    def auto_backend() -> str:
+        """What the service's BACKEND=auto chose (ahead: once that row has started)."""
+        return lineup.get(service_rows["service auto"])[1]["backend"]
+
+    @contextmanager
+    def naive_row(backend: str) -> Iterator[System]:
+        logs = run_dir / f"naive-{backend}"
+        logs.mkdir(exist_ok=True)
+        env = {**base_env, "LOG_LEVEL": "WARNING", "BACKEND": backend}
+        if backend == "auto":  # the service's auto row's cache: its export (one at a time on a lock)
+            env["EXPORT_CACHE_DIR"] = str(caches / "auto")
+        with naive_system(model, logs, env) as naive:
+            yield naive
+
+    def peer_row() -> AbstractContextManager[System]:
+        return litserve_system(model, run_dir, {**base_env, "LOG_LEVEL": "WARNING", "BACKEND": auto_backend(),
+                                                "EXPORT_CACHE_DIR": str(caches / "auto")},
+                               max_batch_size=args.litserve_max_batch_size, batch_timeout_s=args.litserve_batch_timeout)
+
+    def measure_ceilings(labels: list[str]) -> None:
+        for label in labels:
+            row = result["rows"][label]
+            ceiling = measure_ceiling(model, sentences, torch_threads=args.torch_threads, backend=row["backend"],
+                                      max_batch_size=args.max_batch_size, max_batch_tokens=row["max_batch_tokens"],
+                                      repeats=1 if args.quick else 3, n_batch1=16, n_batched=64 if args.quick else 512,
+                                      export_cache_dir=str(caches / "auto"), worker_policy_only=True)
+            row["ceiling"] = ceiling["policies"][ceiling["worker_policy"]]["sentences_per_s"]
+            row["of_ceiling"] = row["rps"] / row["ceiling"]
+
+    # In turn (full runs): one row's processes at a time, the ceilings at the end. Ahead (quick runs): the rows
+    # start in the background (the service rows first, the auto ones early: they measure), each is measured as
+    # soon as it has started and stops in the background, and a service row's ceiling is measured in a thread of
+    # its own (one at a time) meanwhile.
+    with Lineup(ahead=args.quick) as lineup, ThreadPoolExecutor(1, thread_name_prefix="ceiling") as ceilings:
+        measured: list[Future[None]] = []
+        redis_entry = lineup.add(redis_server)
+        started = {f"service {backend}": lineup.add(partial(service_row, backend))
+                   for backend in ("torch", "auto", "onnxruntime", "openvino")}
+        started["naive auto"] = lineup.add(partial(naive_row, "auto"))
+        started["litserve"] = lineup.add(peer_row)
+        started["naive torch"] = lineup.add(partial(naive_row, "torch"))
+        service_rows = {f"service {backend}": started[f"service {backend}"] for backend in SERVICE_BACKENDS}
+        other_rows = {label: started[label] for label in ("naive torch", "naive auto", "litserve")}
+
+        for label, (system, extra) in lineup.as_started(service_rows):
+            record(label, system, extra)
+            result["rows"][label]["worker_rss_mb_after"] = rss_mb(system.processes["worker"])
+            lineup.stop(service_rows[label])
+            print(f"  start-up: cold {extra['cold_start_s']:.1f} s, warm {extra['warm_start_s']:.1f} s", flush=True)
+            if lineup.ahead:
+                measured.append(ceilings.submit(measure_ceilings, [label]))
+        if not lineup.ahead:  # ahead, it stops last, with the lineup, after the services' stops in the background
+            lineup.stop(redis_entry)
+
+        for label, system in lineup.as_started(other_rows):
+            if label == "litserve":
+                extra = {"backend": auto_backend(), "max_batch_size": args.litserve_max_batch_size,
+                         "batch_timeout_s": args.litserve_batch_timeout}
+            else:
+                running = label.removeprefix("naive ")
+                if running == "auto":
+                    running = httpx.get(f"{system.url}/readyz", timeout=5).json()["backend"]
+                extra = {"backend": running, "rss_mb": rss_mb(system.processes["naive"])}
+            record(label, system, extra)
+            lineup.stop(other_rows[label])
+
+        if not lineup.ahead:
+            measure_ceilings(list(service_rows))
+        for ceiling in measured:
+            ceiling.result()
+        result["rows"] = {label: result["rows"][label] for label in (*service_rows, *other_rows)}  # table order
+        save_report(args.out / name, result, markdown(result))
     return 0
 
 

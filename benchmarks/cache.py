@@ -27,7 +27,7 @@ from benchmarks.environment import cpu_model, git_commit
 from benchmarks.report import save_report
 from benchmarks.wrk import WrkResult, run_wrk, summarize, wrk_binary
 from harness.corpus import load_sentences
-from harness.processes import ROOT, RedisServer, wait_until
+from harness.processes import ROOT, Process, RedisServer, wait_until
 from harness.service import Service, start_service
 
 CACHE_COUNTERS = ("sentimentalyzer_cache_hits_total", "sentimentalyzer_cache_misses_total")
@@ -58,6 +58,16 @@ def measure(svc: Service, redis: RedisServer, texts: list[str], args: argparse.N
             "cache_hits": hits, "cache_misses": misses, "texts_run_by_workers": texts_run(svc, redis) - ran0}
 
 
+def restart_api(svc: Service, logs: Path, **env: str) -> None:
+    """The next configuration on the same Redis, key prefix and worker, with only the API restarted with ``env``
+    (quick runs): the response cache is the API's alone, and the worker's start (imports, model) is the costly
+    part of a service's."""
+    svc.api.stop()
+    svc.env.update(env)
+    svc.api = Process.python("api", svc.env, logs / "api.log")
+    svc.wait_ready(len(svc.workers), timeout=300)
+
+
 def run(args: argparse.Namespace) -> dict:
     wrk_binary()  # fail before starting anything
     model, model_note = ensure_model(args.model)
@@ -70,18 +80,24 @@ def run(args: argparse.Namespace) -> dict:
         "repeats": args.repeats, "cache_ttl_s": args.ttl}, "configurations": {}}
     with tempfile.TemporaryDirectory(prefix="cache-bench-") as tmp:
         redis = RedisServer(Path(tmp))
+        svc: Service | None = None
         try:
             for label, ttl in (("cache off", 0), (f"cache on ({args.ttl} s)", args.ttl)):
                 logs = Path(tmp) / f"ttl-{ttl}"
                 logs.mkdir()
-                svc = start_service(redis.url, logs, workers=1, env=dict(
-                    MODEL=model, BACKEND=args.backend, CACHE_TTL_S=str(ttl), LOG_LEVEL="WARNING",
-                    TORCH_THREADS=str(args.torch_threads)), ready_timeout=300)
-                try:
-                    results["configurations"][label] = measure(svc, redis, texts, args, label)
-                finally:
+                if svc is None:
+                    svc = start_service(redis.url, logs, workers=1, env=dict(
+                        MODEL=model, BACKEND=args.backend, CACHE_TTL_S=str(ttl), LOG_LEVEL="WARNING",
+                        TORCH_THREADS=str(args.torch_threads)), ready_timeout=300)
+                else:  # quick runs: the same worker behind a new API
+                    restart_api(svc, logs, CACHE_TTL_S=str(ttl))
+                results["configurations"][label] = measure(svc, redis, texts, args, label)
+                if not args.quick:  # full runs: a service of its own for each configuration
                     svc.stop()
+                    svc = None
         finally:
+            if svc is not None:
+                svc.stop()
             redis.stop()
     return results
 
@@ -118,10 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ttl", type=int, default=600, help="CACHE_TTL_S when on")
     parser.add_argument("--name", default="cache")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 20 texts, 1 s runs, 1 repeat")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 20 texts, 1 s runs, 1 repeat, one worker for both configurations "
+                             "(only the API restarted)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.distinct, args.duration, args.warmup, args.repeats, args.connections = 20, 1, 2, 1, 8
+        args.distinct, args.duration, args.warmup, args.repeats, args.connections = 20, 1, 1, 1, 8
     results = run(args)
     save_report(args.out / args.name, results, markdown(results))
     return 0

@@ -7,6 +7,7 @@ import asyncio
 import json
 import random
 import signal
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -14,11 +15,12 @@ from pathlib import Path
 
 import httpx
 
-from harness.processes import RedisServer
+from harness.processes import Process, RedisServer
 from harness.service import Service, start_service
 
 REDIS_GRACE_S = 2.0  # a request ending this long after Redis came back may still carry the outage's 503
 HANG_S = 30.0  # a request without an answer after this long is a hang (the API's own deadline is 10 s)
+HOLDER_TRIES = 200  # workers stopped in turn to find one holding work (``holding_victims``)
 COUNTERS = ("texts", "cancelled", "expired", "reclaimed", "failed", "malformed")
 
 # Whether an answer (label, score) is the right one for a text.
@@ -27,8 +29,12 @@ Judge = Callable[[str, str, float], bool]
 
 class Chaos:
     def __init__(self, workdir: Path, env: Mapping[str, str], *, workers: int, clients: int, seed: int,
-                 right: Judge) -> None:
+                 right: Judge, holding_victims: bool = False) -> None:
+        """``holding_victims`` (the quick run, one event of each kind): the kill and the freeze pick a worker that
+        holds work at that moment, so that each really takes a window away and its recovery shows; otherwise any
+        live worker (one idle in its blocking wait for the queue holds nothing)."""
         self.workdir, self.size, self.clients, self.right = workdir, workers, clients, right
+        self.holding_victims = holding_victims
         self.rng = random.Random(seed)
         self.redis = RedisServer(workdir)
         self.service: Service = start_service(self.redis.url, workdir, workers=workers, env=env)
@@ -52,14 +58,36 @@ class Chaos:
         while len(self.service.workers) < self.size:
             self.service.start_worker(f"worker-{sum(self.events.values())}-{len(self.service.workers)}")
 
+    def holds_work(self, worker: Process) -> bool:
+        """Whether ``worker`` (default WORKER_ID: <hostname>-<pid>) holds messages: its in-flight list."""
+        return bool(self.redis.client.llen(self.service.keys.inflight(f"{socket.gethostname()}-{worker.pid}")))
+
+    def stopped_holder(self) -> Process:
+        """A live worker at random, stopped (SIGSTOP) while it holds work: one stopped and checked at a time,
+        resumed if it held none (under load most are mid-pass). Past HOLDER_TRIES, the last one tried, stopped."""
+        for _ in range(HOLDER_TRIES):
+            victim = self.rng.choice(self.live())
+            victim.signal(signal.SIGSTOP)
+            while victim.alive() and process_state(victim.pid) not in ("T", "t"):  # the stop lands in microseconds
+                pass
+            if self.holds_work(victim):
+                break
+            victim.signal(signal.SIGCONT)
+        else:
+            victim.signal(signal.SIGSTOP)
+        return victim
+
+    def victim(self) -> Process:
+        return self.stopped_holder() if self.holding_victims else self.rng.choice(self.live())
+
     async def kill(self) -> None:
-        self.rng.choice(self.live()).signal(signal.SIGKILL)
+        self.victim().signal(signal.SIGKILL)
         await asyncio.sleep(1.0)
         self.replace_dead()
 
     async def freeze(self, seconds: float) -> None:
-        victim = self.rng.choice(self.live())
-        victim.signal(signal.SIGSTOP)
+        victim = self.victim()
+        victim.signal(signal.SIGSTOP)  # (a stopped holder: already)
         await asyncio.sleep(seconds)
         victim.signal(signal.SIGCONT)
 
@@ -152,3 +180,9 @@ class Chaos:
         self.redis.stop()
 
 
+def process_state(pid: int) -> str:
+    """The state letter of a live process (Linux /proc): R running, S sleeping, T stopped, ..."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "?"

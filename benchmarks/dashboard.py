@@ -7,7 +7,8 @@ through Prometheus's range API, with the panel's own PromQL, and drawn in the da
 is not installable here; its panels are these queries, so the picture shows what the dashboard would.
 
     python -m benchmarks.dashboard                   # ~3 min: bench model, BACKEND=torch -> docs/dashboard.png
-    python -m benchmarks.dashboard --quick --out X   # smoke run (the suite runs it): simulated worker, 4 s phases
+    python -m benchmarks.dashboard --quick --out X   # smoke run (the suite runs it): simulated worker, 1 s phases,
+                                                     # scraped every second
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import re
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,12 +30,15 @@ from benchmarks.environment import cpu_model, git_commit
 from benchmarks.wrk import run_wrk, wrk_binary
 from harness.corpus import load_sentences
 from harness.dashboard import RATE_INTERVAL, dashboard
-from harness.processes import ROOT, RedisServer
+from harness.processes import ROOT, RedisServer, wait_until
 from harness.prometheus import PrometheusServer
 from harness.service import Service, start_service
 
 SCRAPE_S = 2
 RATE_WINDOW = "10s"  # what Grafana's $__rate_interval is at a 2 s scrape interval (4 scrapes, rounded up)
+# The quick run's: its phases are short, so Prometheus scrapes every second to have points in each.
+QUICK_SCRAPE_S = 1
+QUICK_RATE_WINDOW = "5s"
 
 
 @dataclass(frozen=True)
@@ -72,18 +77,18 @@ def legend(template: str, labels: dict[str, str]) -> str:
     return re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: labels.get(m.group(1), ""), template) or template
 
 
-def gapped(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+def gapped(points: list[tuple[float, float]], step: float = SCRAPE_S) -> list[tuple[float, float]]:
     """A break (NaN) wherever Prometheus had no value for a step, so that the line is not drawn across it."""
     out: list[tuple[float, float]] = []
     for point in points:
-        if out and point[0] - out[-1][0] > SCRAPE_S * 1.5:
-            out.append((out[-1][0] + SCRAPE_S, float("nan")))
+        if out and point[0] - out[-1][0] > step * 1.5:
+            out.append((out[-1][0] + step, float("nan")))
         out.append(point)
     return out
 
 
 def render(prometheus: PrometheusServer, spans: list[tuple[str, float, float]], title: str,
-           out: Path) -> dict[str, int]:
+           out: Path, *, scrape_s: int = SCRAPE_S, rate_window: str = RATE_WINDOW) -> dict[str, int]:
     """Draw every panel to ``out``; returns how many series each panel drew."""
     import matplotlib
 
@@ -101,10 +106,10 @@ def render(prometheus: PrometheusServer, spans: list[tuple[str, float, float]], 
         ax = axes[panel["gridPos"]["y"] // 8][panel["gridPos"]["x"] // 12]
         drawn = 0
         for target in panel["targets"]:
-            expr = target["expr"].replace(RATE_INTERVAL, RATE_WINDOW)
-            for series in prometheus.query_range(expr, start, end, SCRAPE_S):
+            expr = target["expr"].replace(RATE_INTERVAL, rate_window)
+            for series in prometheus.query_range(expr, start, end, scrape_s):
                 points = gapped([(float(t) - start, float(v)) for t, v in series["values"]
-                                 if v not in ("NaN", "+Inf")])
+                                 if v not in ("NaN", "+Inf")], scrape_s)
                 if points:
                     xs, ys = zip(*points)
                     ax.plot(xs, ys, color=colors[drawn % len(colors)], linewidth=1.4,
@@ -138,6 +143,12 @@ def render(prometheus: PrometheusServer, spans: list[tuple[str, float, float]], 
     return drawn_by_panel
 
 
+def scraped_after(prometheus: PrometheusServer, when: float) -> bool:
+    """Whether Prometheus has scraped the service at or after ``when`` (Unix time): then every scrape before it is
+    in its database (one target's scrapes are taken in turn)."""
+    return prometheus.value('timestamp(up{job="sentimentalyzer"})') >= when
+
+
 def run(args: argparse.Namespace) -> Path:
     wrk_binary()  # fail before starting anything
     model, note = (("/no/model/needed", "none (BACKEND=simulated)") if args.backend == "simulated"
@@ -149,19 +160,29 @@ def run(args: argparse.Namespace) -> Path:
         redis = RedisServer(Path(tmp))
         svc = start_service(redis.url, Path(tmp), workers=1, env=env, ready_timeout=300)
         prometheus = None
+        stopping = None
         try:
             prometheus = PrometheusServer(f"{svc.url}/metrics", Path(tmp) / "prometheus",
-                                          scrape_interval=f"{SCRAPE_S}s")
+                                          scrape_interval=f"{args.scrape_s}s")
             spans = drive(svc, texts, phases(args.phase_s))
-            time.sleep(SCRAPE_S * 1.5)  # the last phase's final scrape
+            if args.quick:  # the last phase's final scrape, polled; then the service stops while the panels are drawn
+                wait_until(lambda: scraped_after(prometheus, spans[-1][2]), 10 * args.scrape_s,
+                           "a scrape after the run", interval=0.1)
+                stopping = threading.Thread(target=svc.stop, name="stop the service")
+                stopping.start()
+            else:
+                time.sleep(args.scrape_s * 1.5)  # the last phase's final scrape
             title = (f"Sentimentalyzer dashboard, rendered from Prometheus ({cpu_model()}, commit {git_commit()}, "
                      f"{dt.datetime.now().isoformat(timespec='minutes')})\nmodel {Path(model).name}: {note}; "
                      f"BACKEND={args.backend}; phases of wrk load as shaded")
-            drawn = render(prometheus, spans, title, args.out)
+            drawn = render(prometheus, spans, title, args.out, scrape_s=args.scrape_s, rate_window=args.rate_window)
         finally:
             if prometheus is not None:
                 prometheus.stop()
-            svc.stop()
+            if stopping is not None:
+                stopping.join()
+            else:
+                svc.stop()
             redis.stop()
     # What was drawn, beside the picture: the series per panel and the phases.
     args.out.with_suffix(".json").write_text(json.dumps(
@@ -176,10 +197,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="torch", help="the workers' BACKEND (default torch: no measuring)")
     parser.add_argument("--phase-s", type=int, default=30, help="seconds per load phase")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "dashboard.png")
-    parser.add_argument("--quick", action="store_true", help="smoke run: simulated worker, 4 s phases")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: simulated worker, 1 s phases, scraped every second")
     args = parser.parse_args(argv)
+    args.scrape_s, args.rate_window = SCRAPE_S, RATE_WINDOW
     if args.quick:
-        args.backend, args.phase_s = "simulated", 4
+        args.backend, args.phase_s = "simulated", 1
+        args.scrape_s, args.rate_window = QUICK_SCRAPE_S, QUICK_RATE_WINDOW
     print(f"dashboard rendered to {run(args)}")
     return 0
 

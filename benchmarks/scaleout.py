@@ -79,8 +79,10 @@ class Cluster:
 
 def measure(cluster: Cluster, texts: list[str], connections: int, args: argparse.Namespace,
             label: str) -> dict:
-    """Warm up, then ``repeats`` measured wrk runs; the median run plus CPU per role and the mean batch."""
-    run_wrk(cluster.url + "/predict", texts, connections, args.warmup)
+    """Warm up (unless ``args.warmup`` is 0), then ``repeats`` measured wrk runs; the median run plus CPU per role
+    and the mean batch."""
+    if args.warmup:
+        run_wrk(cluster.url + "/predict", texts, connections, args.warmup)
     runs: list[WrkResult] = []
     cpu_runs: list[dict[str, float]] = []
     batch_means: list[float] = []
@@ -228,15 +230,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noop-workers", type=int, default=2)
     parser.add_argument("--noop-connections", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--duration", type=int, default=10, help="measured seconds per run (whole seconds)")
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of load before each point, not measured")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of load before each point, not measured "
+                                                              "(0: none)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="smoke run: 1 and 2 workers, 1 API process, 1 s")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 1 and 2 workers, 1 API process, 1 s runs without warm-up")
     parser.add_argument("--name", default="scaleout")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
     if args.quick:
         args.workers, args.api_processes, args.noop_connections = [1, 2], [1], [16]
-        args.duration, args.warmup, args.repeats, args.batch_ms = 1, 1, 1, 20.0
+        args.duration, args.warmup, args.repeats, args.batch_ms = 1, 0, 1, 20.0
 
     results = run(args, print)
     results["name"], results["commit"] = args.name, git_commit()

@@ -3,10 +3,14 @@ of them: CPU per role, and for the batched service the batch sizes and worker pr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor, as_completed
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -14,6 +18,9 @@ from common.counters import PHASES
 from common.keys import Keys
 from harness.processes import Process, RedisServer, children, cpu_seconds, free_port, python_env, wait_until
 from harness.service import start_naive, start_service
+
+K = TypeVar("K")
+T = TypeVar("T")
 
 
 @dataclass
@@ -62,7 +69,7 @@ def naive_system(model: str, logs: Path, env: dict[str, str]) -> Iterator[System
 
 def litserve_ready(url: str) -> bool:
     try:
-        return httpx.get(f"{url}/health", timeout=2).status_code == 200
+        return httpx.get(f"{url}/health", timeout=2, verify=False).status_code == 200  # plain HTTP: no TLS context
     except httpx.HTTPError:
         return False
 
@@ -99,3 +106,127 @@ def batched_system(model: str, logs: Path, env: dict[str, str], *, workers: int)
             service.stop()
     finally:
         redis.stop()
+
+
+class Entry(Generic[T]):
+    """One system of a ``Lineup``: its context manager, made when it starts, and what entering it gave."""
+
+    def __init__(self, factory: Callable[[], AbstractContextManager[T]]) -> None:
+        self.factory = factory
+        self.started: Future[T] | None = None
+        self.stopped: Future[None] | None = None
+        self._manager: AbstractContextManager[T] | None = None
+        self._lock = threading.Lock()
+
+    def enter(self) -> T:
+        manager = self.factory()
+        value = manager.__enter__()
+        self._manager = manager
+        return value
+
+    def exit(self, *exc_info: Any) -> None:
+        with self._lock:
+            manager, self._manager = self._manager, None
+        if manager is not None:
+            manager.__exit__(*(exc_info or (None, None, None)))
+
+
+class Lineup:
+    """The systems a benchmark measures one after another, each given as a function that makes its context
+    manager (``lambda: naive_system(...)``).
+
+    In turn (``ahead=False``, the full runs): a system starts when it is first asked for (``get``) and stops when
+    done with (``stop``), so that nothing else runs while one is measured. Ahead (``ahead=True``, the quick runs,
+    which check that everything works rather than measure): systems start in background threads in the order they
+    are added, one per core at a time (each start is mostly a process importing and loading on one core: more at
+    once would only slow them all down), so that the start-ups overlap each other and the measurements of the
+    systems before them; ``stop`` stops one in the background. A system's factory may ``get`` one added before
+    it, which it then waits for. Leaving the lineup stops what still runs, after waiting for every start."""
+
+    def __init__(self, *, ahead: bool) -> None:
+        self.ahead = ahead
+        self._starts = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="start") if ahead else None
+        self._stops = ThreadPoolExecutor(16, thread_name_prefix="stop") if ahead else None
+        self._entries: list[Entry[Any]] = []
+        self._later: list[Future[Any]] = []
+
+    def add(self, factory: Callable[[], AbstractContextManager[T]]) -> Entry[T]:
+        entry = Entry(factory)
+        self._entries.append(entry)
+        if self._starts is not None:
+            entry.started = self._starts.submit(entry.enter)
+        return entry
+
+    def get(self, entry: Entry[T]) -> T:
+        """The started system (started now, in turn; waited for, ahead). Still given after ``stop``."""
+        if entry.started is None:
+            started: Future[T] = Future()
+            entry.started = started
+            try:
+                started.set_result(entry.enter())
+            except BaseException as error:
+                started.set_exception(error)
+                raise
+        return entry.started.result()
+
+    def as_started(self, entries: Mapping[K, Entry[T]]) -> Iterator[tuple[K, T]]:
+        """``(key, system)`` for each entry: in turn, in the given order, each started when the previous one is
+        done with; ahead, in the order their starts end, so that no started system waits for a slower one."""
+        if self._starts is None:
+            for key, entry in entries.items():
+                yield key, self.get(entry)
+            return
+        keys = {entry.started: key for key, entry in entries.items()}
+        for started in as_completed(keys):
+            yield keys[started], started.result()
+
+    def stop(self, entry: Entry[Any]) -> None:
+        if self._stops is None:
+            entry.exit()
+        elif entry.stopped is None:
+            entry.stopped = self._stops.submit(entry.exit)
+
+    def stop_later(self, stop: Callable[[], object]) -> None:
+        """Stop something that is not a system of the lineup (``stop`` stops it): now in turn, in the background
+        ahead (waited for on leaving)."""
+        if self._stops is None:
+            stop()
+        else:
+            self._later.append(self._stops.submit(stop))
+
+    def __enter__(self) -> Lineup:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if exc_info[0] is not None:  # what has not started yet need not
+            for entry in self._entries:
+                if entry.started is not None:
+                    entry.started.cancel()
+        for entry in self._entries:
+            if entry.started is not None:
+                wait(entry.started)  # a failed start: its error is raised where it is asked for
+        errors = [error for stopping in self._later if (error := wait(stopping))]
+        for entry in reversed(self._entries):  # the later ones may use the earlier ones (a Redis)
+            error = wait(entry.stopped) if entry.stopped is not None else None
+            try:
+                entry.exit(*exc_info)
+            except BaseException as failure:  # stop the others first
+                error = error or failure
+            if error:
+                errors.append(error)
+        for pool in (self._starts, self._stops):
+            if pool is not None:
+                pool.shutdown()
+        if errors and exc_info[0] is None:
+            raise errors[0]
+
+
+def wait(future: Future[Any]) -> BaseException | None:
+    """Wait for ``future``; what it raised, if anything (cancelled: nothing)."""
+    try:
+        future.result()
+    except CancelledError:
+        return None
+    except BaseException as error:
+        return error
+    return None

@@ -18,7 +18,9 @@ def live_workers(url: str) -> int:
     """Live workers as the server at ``url`` reports them on ``/readyz``: -1 if it does not answer, 0 if it is
     not ready (or has no workers: the naive server)."""
     try:
-        r = httpx.get(f"{url}/readyz", timeout=2)
+        # Plain HTTP: verify=False spares building a TLS context with the CA bundle (~15 ms of CPU per call, which
+        # readiness polls every 0.1 s would spend while processes start).
+        r = httpx.get(f"{url}/readyz", timeout=2, verify=False)
     except httpx.HTTPError:
         return -1
     return r.json().get("workers", 0) if r.status_code == 200 else 0

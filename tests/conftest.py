@@ -11,6 +11,11 @@ from tests.helpers import MINILM, SST2_DEV, RedisServer
 
 TIERS = ("unit", "integration", "e2e")
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two test processes share the machine's cores (scripts/test runs pytest-xdist): one math thread each, as
+    # E2E_SETTINGS gives every service process one, so that no process's thread pool spins against another's.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Each test is marked with its tier, its directory under tests/ (``-m unit``, ``-m "not e2e"``)."""

@@ -21,8 +21,10 @@ def start_service(redis_url: str, model: Path | str, logs: Path, *, workers: int
                                  env={**E2E_SETTINGS, "MODEL": str(model), **env})
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def service(redis_server, tiny_model, tmp_path_factory) -> Iterator[Service]:
+    """The shared service of the tests that leave it as they found it (2 live workers): started once per run (per
+    pytest-xdist worker), as starting an API and 2 workers costs ~6 s of CPU."""
     svc = start_service(redis_server.url, tiny_model, tmp_path_factory.mktemp("logs"), workers=2,
                         MAX_BATCH_SIZE="16", MAX_BATCH_TOKENS="256")
     yield svc

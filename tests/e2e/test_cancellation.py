@@ -48,8 +48,10 @@ async def delaying_proxy(upstream_port: int, seed: int) -> asyncio.Server:
 @pytest.fixture
 def worker(redis_server, tiny_model, tmp_path):
     prefix = f"cancel-{uuid.uuid4().hex[:8]}"
+    # The gateway's connections are under test, not the batching: MAX_BATCH_SIZE=16 as the other fault tests, so the
+    # worker reads BACKEND=auto's decision for that policy instead of measuring one of its own.
     proc = Process.python("worker", python_env(REDIS_URL=redis_server.url, KEY_PREFIX=prefix, MODEL=str(tiny_model),
-                                        TORCH_THREADS="1", MAX_BATCH_SIZE="32"),
+                                        TORCH_THREADS="1", MAX_BATCH_SIZE="16"),
                    tmp_path / "worker.log")
     client = redis.Redis.from_url(redis_server.url)
     wait_until(lambda: client.hlen(Keys(prefix).workers) == 1, 60, "worker ready", 0.1)

@@ -15,11 +15,11 @@ from tests.helpers import load_sst2_dev
 def test_sst2_dev_accuracy_through_http_equals_in_process(shared_minilm, redis_server, tmp_path):
     rows = load_sst2_dev()
     sentences = [s for s, _ in rows]
-    in_process = TransformersPredictor(ModelSettings(model=str(shared_minilm))).predict(sentences)
+    in_process = TransformersPredictor(ModelSettings(model=str(shared_minilm), torch_threads=1)).predict(sentences)
     # BACKEND=torch, the in-process reference's: the batched HTTP path is under test here, and every backend's
     # agreement on these sentences is tests/integration/test_benchmark_agreement.py's (so the worker does not measure
     # and export MiniLM a second time, ~25 s of CPU).
-    svc = start_service(redis_server.url, shared_minilm, tmp_path, workers=1, TORCH_THREADS="2", BACKEND="torch",
+    svc = start_service(redis_server.url, shared_minilm, tmp_path, workers=1, BACKEND="torch",
                         MAX_BATCH_SIZE="32", REQUEST_TIMEOUT_S="60")
     try:
         async def classify_all() -> list[httpx.Response]:

@@ -85,18 +85,19 @@ async def steady_load(url: str, texts: list[str], *, clients: int, seconds: floa
 
 
 def test_a_frozen_worker_loses_nothing_with_default_settings(redis_server, tiny_model, tiny_predictor, tmp_path):
-    """SIGSTOP a worker holding a window for 15 s (a frozen VM, a long pause), then SIGCONT: its window runs on
-    the other worker once its lease runs out, well inside the default 10 s deadline; no client sees an error."""
+    """SIGSTOP a worker holding a window for 11 s (a frozen VM, a long pause: longer than the default 10 s deadline,
+    so its clients could only be answered by another worker), then SIGCONT: its window runs on the other worker once
+    its lease runs out, well inside the deadline; no client sees an error."""
     svc, client, victim, victim_id = two_workers_and_a_victim(redis_server.url, tiny_model, tmp_path)
     keys = svc.keys
     try:
         async def scenario():
-            load = asyncio.create_task(steady_load(svc.url, sentences(400, seed=31), clients=24, seconds=22))
+            load = asyncio.create_task(steady_load(svc.url, sentences(400, seed=31), clients=24, seconds=15))
             await asyncio.to_thread(wait_until, lambda: client.llen(keys.inflight(victim_id)) > 0, 20,
                                     "the victim to hold a window", 0.002)
             victim.signal(signal.SIGSTOP)
             held = client.llen(keys.inflight(victim_id))
-            await asyncio.sleep(15)
+            await asyncio.sleep(11)
             victim.signal(signal.SIGCONT)
             return held, await load
 

@@ -1,1 +1,0 @@
-"""Local launcher (no Docker): Redis if needed, the API and N workers as child processes."""
