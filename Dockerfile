@@ -19,7 +19,7 @@ COPY engine ./engine
 COPY api ./api
 COPY worker ./worker
 COPY naive ./naive
-COPY launcher ./launcher
+COPY sentimentalyzer ./sentimentalyzer
 COPY harness ./harness
 RUN pip install --no-deps . \
  && useradd --create-home --uid 10001 app \

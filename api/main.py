@@ -25,11 +25,15 @@ from pathlib import Path
 import uvicorn
 
 from api.settings import ApiSettings
+from common.cli import parse_into_environment
 from common.logs import setup_logging
 from common.settings import load_or_exit
 from common.tracing import check_or_exit
 
 log = logging.getLogger("api")
+
+DESCRIPTION = ("The API: HTTP in (our JSON, text-embeddings-inference's /predict and /info, the Hugging Face Inference "
+               "API's shape, the Open Inference Protocol v2), texts onto the Redis queue, the workers' answers back.")
 
 # A process that dies sooner than this after its start is not restarted: it would only die again (port taken,
 # bad settings); the whole API exits non-zero instead of crash-looping.
@@ -140,7 +144,8 @@ def supervise(count: int, metrics_dir: Path) -> int:
     return 1 if failed else 0
 
 
-def main() -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m api") -> int:
+    parse_into_environment([ApiSettings], argv, prog=prog, description=DESCRIPTION)
     settings = load_or_exit(ApiSettings)
     check_or_exit()
     setup_logging(settings.log_level, "api")

@@ -18,6 +18,8 @@ MESSAGE_OVERHEAD_BYTES = 256
 
 
 class ApiSettings(SharedSettings, InputLimits):
+    """The API's own: where it listens, deadlines, admission, authentication, the response cache."""
+
     host: str = Field("127.0.0.1", description="Address the API binds to (`0.0.0.0` in containers).")
     port: int = Field(8000, ge=1, le=65535, description="Port the API listens on.")
     api_processes: int = Field(

@@ -28,6 +28,8 @@ EMPTY_IS_UNSET = BeforeValidator(lambda value: None if value == "" else value)
 
 
 class SharedSettings(BaseSettings):
+    """Redis, key names and logging: the same for every process of a deployment."""
+
     model_config = SETTINGS_CONFIG
 
     redis_url: str = Field(

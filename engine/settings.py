@@ -29,6 +29,8 @@ def default_cache_dir() -> str:
 
 
 class ModelSettings(BaseSettings):
+    """The model and how it runs: what every process that loads it reads."""
+
     model_config = SETTINGS_CONFIG
 
     model: str = Field(

@@ -4,12 +4,17 @@ import sys
 
 import uvicorn
 
+from common.cli import parse_into_environment
 from common.settings import load_or_exit
 from engine.runtimes import ModelLoadError
 from naive.settings import NaiveSettings
 
+DESCRIPTION = ("The naive baseline: the model in the web process, one forward pass per request (what the benchmarks "
+               "compare the service against). Same request and response formats as the API.")
 
-def main() -> int:
+
+def main(argv: list[str] | None = None, prog: str = "python -m naive") -> int:
+    parse_into_environment([NaiveSettings], argv, prog=prog, description=DESCRIPTION)
     settings = load_or_exit(NaiveSettings)
     try:
         uvicorn.run("naive.app:create_naive_app_from_env", factory=True, host=settings.host, port=settings.port,

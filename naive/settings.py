@@ -10,6 +10,8 @@ from engine.settings import ModelSettings
 
 
 class NaiveSettings(ModelSettings, InputLimits):
+    """The naive server's own: where it listens."""
+
     log_level: str = Field("INFO", description="Python logging level of the process.")
     host: str = Field("127.0.0.1", description="Address the naive server binds to.")
     port: int = Field(8001, ge=1, le=65535, description="Port the naive baseline listens on.")

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 
 import redis
 
+from common.cli import parse_into_environment
 from common.clock import RedisClock
 from common.logs import setup_logging
 from common.redis_factory import sync_client
@@ -163,7 +164,12 @@ def heartbeat_of(settings: WorkerSettings, who: Identity, loop: BatchLoop, predi
                      after_beat=after_beat, on_id_taken=on_id_taken)
 
 
-def main() -> int:
+DESCRIPTION = ("A model worker: takes windows of texts from the Redis queue, runs them through the model in batched "
+               "forward passes and publishes the answers. Needs no port; run as many as the hardware takes.")
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m worker") -> int:
+    parse_into_environment([WorkerSettings], argv, prog=prog, description=DESCRIPTION)
     settings = load_or_exit(WorkerSettings)
     check_or_exit()
     setup_logging(settings.log_level, "worker")

@@ -13,6 +13,8 @@ from engine.settings import BACKEND_PATTERN, BACKENDS_HELP, ModelSettings
 
 
 class WorkerSettings(SharedSettings, ModelSettings):
+    """The worker's own: batching, heartbeats and leases, dead letters."""
+
     max_batch_size: int = Field(
         64,
         ge=1,

@@ -128,8 +128,8 @@ def is_model_dir(path: Path) -> bool:
     return (path / "config.json").is_file() and json.loads((path / "config.json").read_text()).get("id2label") is not None
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None, prog: str = "python -m engine.offline.make_model") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("kind", choices=["bench", "tiny"])
     parser.add_argument("out", type=Path)
     parser.add_argument("--seed", type=int, default=0)

@@ -1,4 +1,4 @@
-"""The other entry points as processes: the launcher, the naive baseline, start-up failures."""
+"""The other entry points as processes: ``sentimentalyzer serve``, the naive baseline, start-up failures."""
 
 import signal
 
@@ -11,14 +11,15 @@ from tests.answers import same_answer
 from tests.helpers import Process, free_port, python_env, wait_until
 
 
-def test_launcher_starts_redis_api_and_workers_and_stops_them_all(tiny_model, tmp_path):
+def test_serve_starts_redis_api_and_workers_says_where_and_stops_them_all(tiny_model, tmp_path):
     redis_port, api_port = free_port(), free_port()
     env = python_env(REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", PORT=str(api_port), MODEL=str(tiny_model),
                      TORCH_THREADS="1")
-    launcher = Process.python("launcher", env, tmp_path / "launcher.log", "--workers", "2")
+    launcher = Process.python("sentimentalyzer", env, tmp_path / "serve.log", "serve", "--workers", "2")
     url = f"http://127.0.0.1:{api_port}"
     try:
-        wait_until(lambda: ready(url, workers=2), 90, "launcher's service ready with 2 workers")
+        wait_until(lambda: ready(url, workers=2), 90, "the service ready with 2 workers")
+        wait_until(lambda: f"[serve] ready at {url}" in launcher.output(), 10, "serve to say where the service is")
         r = httpx.post(f"{url}/predict", json={"text": "works end to end"})
         assert r.status_code == 200 and r.json()["label"] in ("NEGATIVE", "POSITIVE")
     finally:
@@ -27,7 +28,7 @@ def test_launcher_starts_redis_api_and_workers_and_stops_them_all(tiny_model, tm
     output = launcher.output()
     assert code == 0, output[-3000:]
     for name in ("redis", "worker-1", "worker-2", "api"):
-        assert f"[launcher] {name} exited with 0" in output, output[-3000:]
+        assert f"[serve] {name} exited with 0" in output, output[-3000:]
     assert "[worker-1]" in output and "[api]" in output  # prefixed log streams
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{url}/healthz", timeout=1)

@@ -81,5 +81,5 @@ def test_environment_names_are_real_settings():
 def test_dockerfile_installs_the_locked_requirements_and_copies_every_package():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "pip install -r requirements.txt" in dockerfile
-    for package in ("common", "engine", "api", "worker", "naive", "launcher", "harness"):
+    for package in ("common", "engine", "api", "worker", "naive", "sentimentalyzer", "harness"):
         assert re.search(rf"COPY {package} \./{package}", dockerfile), package

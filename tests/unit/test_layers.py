@@ -9,13 +9,13 @@ from tests.helpers import ROOT
 
 # package -> packages it must never import
 FORBIDDEN = {
-    "common": {"engine", "api", "worker", "naive", "launcher", "harness", "benchmarks", "tests"},
-    "engine": {"api", "worker", "naive", "launcher", "harness", "benchmarks", "tests"},  # the model, no Redis
-    "api": {"engine", "worker", "naive", "launcher", "harness", "benchmarks", "tests"},  # no model in the API
-    "worker": {"api", "naive", "launcher", "harness", "benchmarks", "tests"},
-    "naive": {"worker", "launcher", "harness", "benchmarks", "tests"},
-    "harness": {"engine", "api", "worker", "naive", "launcher", "benchmarks", "tests"},
-    "launcher": {"engine", "api", "worker", "naive", "benchmarks", "tests"},
+    "common": {"engine", "api", "worker", "naive", "sentimentalyzer", "harness", "benchmarks", "tests"},
+    "engine": {"api", "worker", "naive", "sentimentalyzer", "harness", "benchmarks", "tests"},  # the model, no Redis
+    "api": {"engine", "worker", "naive", "sentimentalyzer", "harness", "benchmarks", "tests"},  # no model in the API
+    "worker": {"api", "naive", "sentimentalyzer", "harness", "benchmarks", "tests"},
+    "naive": {"worker", "sentimentalyzer", "harness", "benchmarks", "tests"},
+    "harness": {"engine", "api", "worker", "naive", "sentimentalyzer", "benchmarks", "tests"},
+    "sentimentalyzer": {"benchmarks", "tests"},  # the command: on top of everything it starts
     "benchmarks": {"tests"},
 }
 FIRST_PARTY = set(FORBIDDEN) | {"tests"}
@@ -113,7 +113,7 @@ def test_tests_import_the_benchmarks_only_to_test_them():
 
 
 def test_lua_lives_in_common_lua_and_is_bound_in_common_scripts_only():
-    packages = ("api", "worker", "common", "engine", "naive", "harness", "launcher")
+    packages = ("api", "worker", "common", "engine", "naive", "harness", "sentimentalyzer")
     files = [p for package in packages for p in sources(package)]
     assert {str(p.relative_to(ROOT)) for p in files if "redis.call(" in p.read_text()} == {"common/lua.py"}
     assert {str(p.relative_to(ROOT)) for p in files if "register_script" in p.read_text()} == {"common/scripts.py"}
