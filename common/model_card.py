@@ -22,6 +22,7 @@ class ModelCard:
     backend: str  # the runtime it runs on (BACKEND=auto: the one chosen); approximate ones answer differently
     problem_type: str | None = None  # the model config's problem_type, if it says
     segment_ids: bool = False  # the model takes token type ids: a text pair is told apart as two segments
+    revision: str = ""  # the hub commit its files are of (MODEL_REVISION resolved); empty for a directory MODEL
 
     @property
     def answers(self) -> str:
@@ -38,7 +39,7 @@ class ModelCard:
         return {"model": self.model, "model_fingerprint": self.fingerprint, "labels": json.dumps(list(self.labels)),
                 "max_tokens": str(self.max_tokens), "default_function": self.default_function,
                 "backend": self.backend, "problem_type": self.problem_type or "",
-                "segment_ids": str(int(self.segment_ids))}
+                "segment_ids": str(int(self.segment_ids)), "model_revision": self.revision}
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str]) -> ModelCard | None:
@@ -49,7 +50,8 @@ class ModelCard:
                        labels=tuple(str(label) for label in labels), max_tokens=int(fields["max_tokens"]),
                        default_function=fields["default_function"], backend=fields["backend"],
                        problem_type=fields["problem_type"] or None,
-                       segment_ids=fields["segment_ids"] == "1")
+                       segment_ids=fields["segment_ids"] == "1",
+                       revision=fields.get("model_revision") or "")  # absent from an older worker's heartbeat
         except (KeyError, ValueError, TypeError):
             return None
         if not card.labels or card.default_function not in FUNCTIONS or not isinstance(labels, list):

@@ -7,12 +7,16 @@ request path does no tracing work at all. The SDK reads the rest itself: ``OTEL_
 ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_TRACES_SAMPLER[_ARG]``, ``OTEL_BSP_*`` (batching of exports),
 ``OTEL_EXPORTER_OTLP_HEADERS`` and timeouts.
 
+The SDK and the exporter are the package's ``tracing`` extra (``pip install 'sentimentalyzer[tracing]'``; a clone's
+scripts/setup installs it): without it, an environment that turns tracing on is refused at start, naming the extra.
+
 Spans leave through a batching processor (a background thread); what is still buffered is flushed when the process
 exits normally (the SDK's exit hook), as both entry points do on SIGTERM.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Mapping
@@ -22,6 +26,10 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
 EXPORTERS = ("otlp", "console")
+TRACING_EXTRA = "pip install 'sentimentalyzer[tracing]'"
+# What each exporter needs imported: the SDK for any, the OTLP/HTTP exporter for otlp.
+SDK_MODULE = "opentelemetry.sdk.trace"
+OTLP_MODULE = "opentelemetry.exporter.otlp.proto.http.trace_exporter"
 
 
 class TracingConfigError(ValueError):
@@ -42,7 +50,21 @@ def exporters_named(environ: Mapping[str, str]) -> list[str]:
     if "otlp" in names and protocol not in (None, "", "http/protobuf"):
         raise TracingConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol}: this service speaks OTLP over "
                                  "http/protobuf (port 4318 of a collector), not gRPC")
+    if names:
+        require_packages(names, environ.get("OTEL_TRACES_EXPORTER", ""))
     return names
+
+
+def require_packages(names: list[str], setting: str) -> None:
+    """Raise, naming the extra to install, unless the SDK (and for otlp the exporter) can be imported."""
+    for module in (SDK_MODULE, *([OTLP_MODULE] if "otlp" in names else [])):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise TracingConfigError(
+                f"OTEL_TRACES_EXPORTER={setting} turns tracing on, but the tracing extra is not installed "
+                f"({module} cannot be imported: {exc}). Install it: {TRACING_EXTRA}; or unset "
+                "OTEL_TRACES_EXPORTER (or set it to none) to run without tracing") from None
 
 
 def tracer_provider_from_env(service_name: str, environ: Mapping[str, str] | None = None) -> TracerProvider | None:

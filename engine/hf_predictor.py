@@ -43,7 +43,7 @@ class TransformersPredictor(OnePass):
         # Tokenizers' own thread pool competes with the runtime's for the same cores and warns after fork.
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         started = time.perf_counter()
-        source = resolve_model(settings.model)
+        source = resolve_model(settings.model, settings.model_revision)
         try:
             hf_tokenizer = AutoTokenizer.from_pretrained(source.path)
             config = AutoConfig.from_pretrained(source.path)
@@ -82,14 +82,18 @@ class TransformersPredictor(OnePass):
         self.card = ModelCard(model=settings.model, fingerprint=source.answers_fingerprint,
                               labels=tuple(self.scorer.labels), max_tokens=self.max_length,
                               default_function=self.scorer.default_function, backend=backend,
-                              problem_type=problem_type, segment_ids=self.encoder.takes_type_ids)
+                              problem_type=problem_type, segment_ids=self.encoder.takes_type_ids,
+                              revision=source.commit)
         if self.random_weights:
             log.warning(
                 "MODEL %s HAS RANDOM WEIGHTS (offline benchmark model): its labels and scores are "
                 "meaningless. Use a trained model for real answers.",
                 settings.model,
             )
-        log.info("loaded %s on %s (backend %s, %s, %d threads, max %d tokens) in %.1fs", settings.model,
+        at = f" ({source.hub_model} at hub commit {source.commit})" if source.commit else ""
+        if settings.model_revision:
+            at = f" at revision {settings.model_revision}" + (f" (commit {source.commit})" if source.commit else "")
+        log.info("loaded %s%s on %s (backend %s, %s, %d threads, max %d tokens) in %.1fs", settings.model, at,
                  self.device, self.backend, getattr(self.runtime, "precision", "?"), settings.torch_threads,
                  self.max_length, time.perf_counter() - started)
 

@@ -33,6 +33,19 @@ OFFLINE_HINT = (
 class ModelSource:
     ref: str  # MODEL as given: a hub id or a directory
     path: Path  # the local directory holding its files
+    revision: str | None = None  # MODEL_REVISION as given (a branch, tag or commit); None: the default branch
+
+    @property
+    def commit(self) -> str:
+        """The hub commit the files are of: a snapshot of the Hugging Face cache is a directory named by it (also
+        behind a link to one, as compose's model-init makes); empty for any other directory."""
+        snapshot = self.path.resolve()
+        return snapshot.name if _hub_repo(snapshot) else ""
+
+    @property
+    def hub_model(self) -> str:
+        """The hub id the files were downloaded as (from the cache's layout); empty for any other directory."""
+        return _hub_repo(self.path.resolve())
 
     @cached_property
     def fingerprint(self) -> str:
@@ -47,6 +60,14 @@ class ModelSource:
         return hashlib.sha256(f"{self.fingerprint}:{_hash_files(self.path, TOKENIZER_PATTERNS)}".encode()).hexdigest()
 
 
+def _hub_repo(snapshot: Path) -> str:
+    """``org/name`` for a directory ``.../models--org--name/snapshots/<commit>`` of the Hugging Face cache."""
+    repo = snapshot.parent.parent.name
+    if snapshot.parent.name != "snapshots" or not repo.startswith("models--"):
+        return ""
+    return repo.removeprefix("models--").replace("--", "/")
+
+
 def _hash_files(directory: Path, patterns: tuple[str, ...]) -> str:
     """sha256 over the names and contents of the files matching ``patterns``."""
     digest = hashlib.sha256()
@@ -57,8 +78,26 @@ def _hash_files(directory: Path, patterns: tuple[str, ...]) -> str:
     return digest.hexdigest()
 
 
-def resolve_model(model: str) -> ModelSource:
-    """A directory as it is; anything else is a hub id, fetched into (or found in) the Hugging Face cache."""
+def is_local(model: str) -> bool:
+    """MODEL names a directory (it exists, or it is written as a path), not a hub id."""
+    return Path(model).expanduser().is_dir() or model.startswith(("/", ".", "~"))
+
+
+def revision_refusal(model: str, revision: str | None) -> str | None:
+    """Why MODEL_REVISION cannot be honoured for MODEL (None: it can)."""
+    if revision and is_local(model):
+        return (f"MODEL_REVISION={revision} pins a Hugging Face Hub revision, but MODEL={model} is a local directory, "
+                "used as it is: unset MODEL_REVISION, or set MODEL to a hub id (e.g. "
+                "MODEL=distilbert-base-uncased-finetuned-sst-2-english)")
+    return None
+
+
+def resolve_model(model: str, revision: str | None = None) -> ModelSource:
+    """A directory as it is; anything else is a hub id, fetched into (or found in) the Hugging Face cache at
+    ``revision`` (a branch, tag or commit; None: the default branch)."""
+    refusal = revision_refusal(model, revision)
+    if refusal:
+        raise ModelLoadError(refusal)
     path = Path(model).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -69,7 +108,11 @@ def resolve_model(model: str) -> ModelSource:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError
 
+    at = f" at revision {revision!r}" if revision else ""
     try:
-        return ModelSource(model, Path(snapshot_download(model, allow_patterns=HUB_PATTERNS)))
+        snapshot = snapshot_download(model, revision=revision, allow_patterns=HUB_PATTERNS)
     except (OSError, ValueError, HFValidationError) as exc:
-        raise ModelLoadError(f"cannot load model {model!r}: {first_line(exc)}. {OFFLINE_HINT}") from exc
+        raise ModelLoadError(f"cannot load model {model!r}{at}: {first_line(exc)}. {OFFLINE_HINT}") from exc
+    source = ModelSource(model, Path(snapshot), revision)
+    log.info("model %s%s: hub commit %s (%s)", model, at, source.commit or "?", source.path)
+    return source

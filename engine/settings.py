@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings
 
-from common.settings import SETTINGS_CONFIG
+from common.settings import EMPTY_IS_UNSET, SETTINGS_CONFIG
+from engine.model_source import revision_refusal
 from engine.runtimes import BACKENDS
 
 # Every value BACKEND takes: `auto` (measure and choose), the runtimes' one list, and the worker's `simulated`.
@@ -37,6 +39,13 @@ class ModelSettings(BaseSettings):
         "distilbert-base-uncased-finetuned-sst-2-english",
         description="Hugging Face hub id or local model directory. Offline machines need a local directory, "
         "e.g. the bench model from `python -m engine.offline.make_model bench models/bench`.",
+    )
+    model_revision: Annotated[str | None, EMPTY_IS_UNSET] = Field(
+        None,
+        pattern=r"^[^\s]+$",
+        description="The revision of a hub MODEL to load: a branch, a tag or a commit hash (a commit pins exactly what "
+        "every worker serves; a branch moves when the model's authors push). Passed to the Hub download; /info shows "
+        "the commit loaded. Unset: the default branch. Refused with a directory MODEL (a directory is used as it is).",
     )
     device: str = Field(
         "auto",
@@ -72,3 +81,10 @@ class ModelSettings(BaseSettings):
         description="Truncate texts to this many tokens; 0 uses the model's own limit (512 for DistilBERT). "
         "Lower bounds the cost of a batch with one very long text, at the price of ignoring its tail.",
     )
+
+    @model_validator(mode="after")
+    def _revision_of_a_hub_model(self) -> ModelSettings:
+        refusal = revision_refusal(self.model, self.model_revision)
+        if refusal:
+            raise ValueError(refusal)
+        return self

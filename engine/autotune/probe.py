@@ -1,4 +1,6 @@
-"""``BACKEND=auto``: measure the installed backends on the loaded model and pick the fastest exact one.
+"""``BACKEND=auto``: measure the installed backends on the loaded model and pick the fastest exact one. Backends
+whose packages are not installed (the ``[onnx]`` / ``[openvino]`` extras) are not measured, and the start says which
+and how to add them.
 
 Each candidate is loaded, checked against PyTorch fp32 on fixed sentences (labels equal, probabilities within
 1e-4: exact), and timed on windows of those sentences run the way the worker runs them (grouped into passes by
@@ -23,13 +25,14 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
+from common.logs import current_setup, setup_logging
 from common.options import Query
 from engine.autotune.choice import Choice, DecisionCache, Measured, best_budget, choose, table_lines
 from engine.autotune.probe_texts import PROBE_TEXTS
 from engine.batching import plan_batches
 from engine.cpu import cpu_flags, cpu_model
 from engine.model_source import ModelSource
-from engine.runtimes import BACKENDS, REFERENCE, ModelLoadError, Runtime, installed
+from engine.runtimes import BACKENDS, REFERENCE, ModelLoadError, Runtime, installed, not_installed_note
 from engine.scoring import softmax
 from engine.tokenizing import Encoding, Tokenizer
 
@@ -57,6 +60,9 @@ def decide(source: ModelSource, tokenizer: Tokenizer, open_runtime: OpenRuntime,
     weights and runtimes never stay in this one (the caller loads only the winner) and a runtime that crashes
     on the model cannot take the caller down; ``open_runtime`` must then be picklable."""
     parts = decision_inputs(source, tokenizer, policy, device=device, threads=threads)
+    missing = not_installed(policy)
+    if missing:
+        log.warning("BACKEND=auto: not installed, so not measured: %s", not_installed_note(missing))
     cache = DecisionCache(cache_dir / "choices")
     key = cache.key(parts)
     cache.directory.mkdir(parents=True, exist_ok=True)
@@ -76,10 +82,17 @@ def decide(source: ModelSource, tokenizer: Tokenizer, open_runtime: OpenRuntime,
     return choice
 
 
+def not_installed(policy: ProbePolicy) -> list[str]:
+    """The backends that would compete under ``policy`` but are not installed (their package extra is not)."""
+    return [b for b, spec in BACKENDS.items()
+            if (spec.full_precision or policy.allow_approximate) and not installed(b)]
+
+
 def measure_in_child(source: ModelSource, tokenizer: Tokenizer, open_runtime: OpenRuntime,
                      policy: ProbePolicy) -> Choice:
     context = multiprocessing.get_context("spawn")  # no fork: the parent may hold threads and runtimes
-    with ProcessPoolExecutor(1, mp_context=context) as pool:
+    # The child logs as this process does (LOG_FORMAT=json: JSON lines), not through Python's bare fallback.
+    with ProcessPoolExecutor(1, mp_context=context, initializer=setup_logging, initargs=current_setup()) as pool:
         try:
             return pool.submit(measure, source, tokenizer, open_runtime, policy).result()
         except BrokenProcessPool as exc:

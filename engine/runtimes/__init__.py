@@ -19,7 +19,7 @@ from pathlib import Path
 from engine.runtimes.base import ModelFiles, ModelLoadError, Runtime, first_line
 
 __all__ = ["BACKENDS", "REFERENCE", "BackendSpec", "ModelFiles", "ModelLoadError", "Runtime", "RuntimeFactory",
-           "first_line", "installed", "open_runtime"]
+           "first_line", "installed", "missing_packages", "not_installed_note", "open_runtime"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,31 +27,63 @@ class BackendSpec:
     name: str
     family: str  # "torch", "onnxruntime", "openvino": the module that implements it
     full_precision: bool  # fp32 compute: a candidate for exact answers (still measured)
-    requires: str  # the Python package it needs installed
+    requires: str  # the Python package it runs on
+    extra: str | None = None  # the package extra that installs it (`sentimentalyzer[onnx]`); None: a core dependency
+    also_requires: tuple[str, ...] = ()  # more packages it needs: the ONNX-based ones export with `onnx`
+
+    @property
+    def packages(self) -> tuple[str, ...]:
+        return (self.requires, *self.also_requires)
+
+    def install_hint(self) -> str:
+        """How to add what it needs (the extra names the exact versions pyproject.toml pins)."""
+        return f"pip install 'sentimentalyzer[{self.extra}]'" if self.extra else "pip install sentimentalyzer"
 
 
+# The fast runtimes are extras of the package: `[onnx]`, `[openvino]`, or `[all]` (with tracing). A plain
+# `pip install sentimentalyzer` runs PyTorch only, and BACKEND=auto measures what is installed.
 BACKENDS: dict[str, BackendSpec] = {spec.name: spec for spec in (
     BackendSpec("torch", "torch", True, "torch"),  # the reference: fp32 on CPU (fp16 on CUDA)
-    BackendSpec("onnxruntime", "onnxruntime", True, "onnxruntime"),
-    BackendSpec("openvino", "openvino", True, "openvino"),
+    BackendSpec("onnxruntime", "onnxruntime", True, "onnxruntime", "onnx", ("onnx",)),
+    BackendSpec("openvino", "openvino", True, "openvino", "openvino", ("onnx",)),
     BackendSpec("torch-bf16", "torch", False, "torch"),
     BackendSpec("torch-int8", "torch", False, "torch"),
-    BackendSpec("openvino-bf16", "openvino", False, "openvino"),
+    BackendSpec("openvino-bf16", "openvino", False, "openvino", "openvino", ("onnx",)),
 )}
 REFERENCE = "torch"
 
 
+def missing_packages(backend: str) -> list[str]:
+    """The packages ``backend`` needs that are not installed (empty: it can run)."""
+    return [package for package in BACKENDS[backend].packages if importlib.util.find_spec(package) is None]
+
+
 def installed(backend: str) -> bool:
-    return importlib.util.find_spec(BACKENDS[backend].requires) is not None
+    return not missing_packages(backend)
+
+
+def not_installed_note(backends: list[str]) -> str:
+    """One line naming the backends that are not installed and the extras that add them, e.g. ``onnxruntime
+    (pip install 'sentimentalyzer[onnx]'); openvino (pip install 'sentimentalyzer[openvino]'); or every fast
+    runtime: pip install 'sentimentalyzer[all]'``."""
+    by_hint: dict[str, list[str]] = {}
+    for backend in backends:
+        by_hint.setdefault(BACKENDS[backend].install_hint(), []).append(backend)
+    parts = [f"{', '.join(names)} ({hint})" for hint, names in by_hint.items()]
+    if len(by_hint) > 1:
+        parts.append("or every fast runtime: pip install 'sentimentalyzer[all]'")
+    return "; ".join(parts)
 
 
 def open_runtime(backend: str, source: ModelFiles, *, device: str, threads: int, cache_dir: Path,
                  input_names: tuple[str, ...]) -> Runtime:
     """The runtime for ``backend`` on ``source``; ONNX-based ones load the cached export (exporting it first)."""
     spec = BACKENDS[backend]
-    if not installed(backend):
-        raise ModelLoadError(f"BACKEND={backend} needs the {spec.requires} package, which is not installed: "
-                             "pip install -r requirements.txt (it pins it), or choose another BACKEND")
+    missing = missing_packages(backend)
+    if missing:
+        raise ModelLoadError(f"BACKEND={backend} needs {' and '.join(missing)}, not installed: "
+                             f"{spec.install_hint()} (or 'sentimentalyzer[all]'; in a clone, scripts/setup), "
+                             "or choose another BACKEND, e.g. torch")
     if spec.family == "torch":
         from engine.runtimes.torch_runtime import TorchRuntime
 

@@ -1,5 +1,6 @@
 """BACKEND=auto's choice (engine/autotune/) with fake candidates: no model, no runtime."""
 
+import sys
 import time
 
 import numpy as np
@@ -11,7 +12,7 @@ from engine.autotune.choice import EXACT_TOLERANCE, Choice, DecisionCache, Measu
 from engine.autotune.probe import ProbePolicy, decide
 from engine.autotune.probe_texts import PROBE_TEXTS
 from engine.model_source import ModelSource
-from engine.runtimes import ModelLoadError
+from engine.runtimes import BACKENDS, ModelLoadError
 from engine.tokenizing import Tokenizer
 from tests.unit.test_tokenizing import FakeHfTokenizer
 
@@ -216,3 +217,47 @@ def test_a_backend_within_the_tolerance_on_every_probe_text_is_exact(source, tmp
     assert candidate.kind == "exact" and 0 < candidate.max_prob_diff <= EXACT_TOLERANCE
     assert choice.backend == "onnxruntime"  # the faster exact one
 
+
+
+def test_auto_measures_only_the_installed_backends_and_says_how_to_add_the_others(source, tmp_path, monkeypatch,
+                                                                                  caplog):
+    monkeypatch.setattr(auto, "installed", lambda backend: BACKENDS[backend].family == "torch")  # no extras
+    runtimes = {"torch": FakeRuntime("torch", 2e-4), "onnxruntime": FakeRuntime("onnxruntime", 1e-4)}
+    with caplog.at_level("WARNING", logger=auto.__name__):
+        choice, opened = run_decide(source, tmp_path, runtimes, ProbePolicy(8, 128, seconds=0.05))
+    assert choice.backend == "torch" and opened == ["torch"]  # onnxruntime would run, but it is not installed
+    assert [m.backend for m in choice.table] == ["torch"]
+    (note,) = [r.getMessage() for r in caplog.records if "not installed" in r.getMessage()]
+    assert note == ("BACKEND=auto: not installed, so not measured: onnxruntime (pip install 'sentimentalyzer[onnx]'); "
+                    "openvino (pip install 'sentimentalyzer[openvino]'); or every fast runtime: "
+                    "pip install 'sentimentalyzer[all]'")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger=auto.__name__):
+        run_decide(source, tmp_path, runtimes, ProbePolicy(8, 128, allow_approximate=True, seconds=0.05))
+    assert "openvino, openvino-bf16 (pip install 'sentimentalyzer[openvino]')" in caplog.text
+
+    monkeypatch.setattr(auto, "installed", lambda backend: True)  # everything installed: nothing to say
+    caplog.clear()
+    with caplog.at_level("WARNING", logger=auto.__name__):
+        run_decide(source, tmp_path / "other", runtimes, ProbePolicy(8, 128, seconds=0.05))
+    assert "not installed" not in caplog.text
+
+
+@pytest.mark.parametrize("absent,backend,needs,extra", [
+    ("onnxruntime", "onnxruntime", "onnxruntime", "onnx"),
+    ("onnx", "onnxruntime", "onnx", "onnx"),  # the export needs onnx too
+    ("onnx", "openvino", "onnx", "openvino"),
+    ("openvino", "openvino-bf16", "openvino", "openvino"),
+])
+def test_a_backend_whose_extra_is_missing_is_refused_with_the_install_command(tmp_path, monkeypatch, absent, backend,
+                                                                              needs, extra):
+    from engine.runtimes import installed, missing_packages, open_runtime
+
+    monkeypatch.setitem(sys.modules, absent, None)  # as if not installed: find_spec finds nothing, import fails
+    assert not installed(backend) and missing_packages(backend) == [needs]
+    assert installed("torch")
+    with pytest.raises(ModelLoadError) as info:
+        open_runtime(backend, ModelSource("m", tmp_path), device="cpu", threads=1, cache_dir=tmp_path,
+                     input_names=("input_ids",))
+    assert str(info.value).startswith(f"BACKEND={backend} needs {needs}, not installed: "
+                                      f"pip install 'sentimentalyzer[{extra}]'")

@@ -4,6 +4,7 @@ import importlib.util
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +27,31 @@ def test_commands_are_the_projects_real_entry_points():
         assert importlib.util.find_spec(module) is not None, f"{name}: {module} does not exist"
     assert SERVICES["api"]["command"] == ["python", "-m", "api"]
     assert SERVICES["worker"]["command"] == ["python", "-m", "worker"]
-    assert SERVICES["model-init"]["command"][3:5] == ["bench", "/models/bench"]
+    assert SERVICES["model-init"]["command"] == ["python", "-m", "engine.offline.default_model", "--link",
+                                                 "/models/default", "--bench", "/models/bench"]
+
+
+def test_the_model_is_resolved_once_as_scripts_run_does_and_the_workers_load_it_offline():
+    """model-init chooses as scripts/run (engine.offline.default_model: the hub model when the Hub answers, else
+    the bench model, loudly) and links the files where the workers' MODEL points; the workers never ask the Hub."""
+    from engine.offline.default_model import main
+
+    init, worker = SERVICES["model-init"], SERVICES["worker"]
+    command = init["command"]
+    link, bench = command[command.index("--link") + 1], command[command.index("--bench") + 1]
+    assert worker["environment"]["MODEL"] == link and "MODEL_REVISION" not in worker["environment"]
+    assert worker["environment"]["HF_HUB_OFFLINE"] == "1"
+    # The user's choice reaches model-init (empty: unset, the default choice), on the volume the workers read.
+    assert init["environment"]["MODEL"] == "${MODEL:-}" and init["environment"]["MODEL_REVISION"] == "${MODEL_REVISION:-}"
+    assert init["environment"]["HF_HOME"] == worker["environment"]["HF_HOME"]
+    (mount,) = [volume.split(":")[1] for volume in init["volumes"] if volume.startswith("models:")]
+    assert f"models:{mount}" in worker["volumes"]
+    for path in (link, bench, init["environment"]["HF_HOME"]):
+        assert path.startswith(mount + "/"), path
+    assert init["restart"] == "no"
+    with pytest.raises(SystemExit) as info:  # the module parses those arguments
+        main(["--help"])
+    assert info.value.code == 0
 
 
 def test_redis_never_evicts_and_is_health_checked():
@@ -72,14 +97,22 @@ def test_model_cache_lives_on_a_volume_and_settings_come_from_env():
 def test_environment_names_are_real_settings():
     from tests.helpers import setting_names
 
-    known = setting_names() | {"HF_HOME"}
-    for name in ("api", "worker"):
+    known = setting_names() | {"HF_HOME", "HF_HUB_OFFLINE", "HF_TOKEN"}
+    for name in ("api", "worker", "model-init"):
         unknown = set(SERVICES[name]["environment"]) - known
         assert not unknown, f"{name} sets unknown variables {unknown}"
 
 
-def test_dockerfile_installs_the_locked_requirements_and_copies_every_package():
+def test_dockerfile_installs_the_runtime_lock_and_the_package_with_all_its_runtimes_but_no_test_tools():
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert "pip install -r requirements.txt" in dockerfile
+    installs = " ".join(re.findall(r"pip install ([^\n\\&]+)", dockerfile))
+    assert "-r requirements.txt" in installs and "requirements-dev" not in dockerfile
+    assert "pip install -c requirements.txt '.[all]'" in dockerfile  # the package, every runtime, as locked
+    assert "COPY pyproject.toml README.md LICENSE ./" in dockerfile  # what building the package reads
     for package in ("common", "engine", "api", "worker", "naive", "sentimentalyzer", "harness"):
         assert re.search(rf"COPY {package} \./{package}", dockerfile), package
+    # What the image's entry points import is locked: every package the runtime lock pins, nothing the tests need.
+    locked = {line.split("==")[0].lower() for line in (ROOT / "requirements.txt").read_text().splitlines()
+              if "==" in line and not line.startswith("#")}
+    assert {"torch", "onnxruntime", "openvino", "opentelemetry-sdk"} <= locked
+    assert not locked & {"pytest", "locust", "matplotlib", "tritonclient", "fakeredis", "hypothesis", "selenium"}

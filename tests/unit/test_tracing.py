@@ -2,6 +2,7 @@
 exporter); the batch loop telling its observer of every pass; the API's server span and its work items' context."""
 
 import asyncio
+import sys
 from dataclasses import replace
 
 import fakeredis
@@ -53,6 +54,34 @@ def test_exporters_are_named_by_the_standard_variable():
 def test_what_cannot_be_honoured_is_refused_with_the_fix(environ, fix):
     with pytest.raises(TracingConfigError, match=fix):
         exporters_named(environ)
+
+
+@pytest.mark.parametrize("absent, exporter", [("opentelemetry.sdk", "otlp"), ("opentelemetry.sdk", "console"),
+                                              ("opentelemetry.exporter.otlp", "otlp")])
+def test_tracing_asked_for_without_the_tracing_extra_stops_the_start_naming_it(monkeypatch, capsys, absent, exporter):
+    from common.tracing import check_or_exit
+
+    for name in [m for m in sys.modules if m == absent or m.startswith(absent + ".")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, absent, None)  # as if not installed: importing it fails
+    environ = {"OTEL_TRACES_EXPORTER": exporter}
+    with pytest.raises(TracingConfigError, match=r"pip install 'sentimentalyzer\[tracing\]'"):
+        tracer_provider_from_env("svc", environ)
+    with pytest.raises(SystemExit) as info:
+        check_or_exit(environ)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"invalid tracing setting: OTEL_TRACES_EXPORTER={exporter} turns tracing on, but the "
+                          "tracing extra is not installed")
+    assert "pip install 'sentimentalyzer[tracing]'" in err and "unset OTEL_TRACES_EXPORTER" in err
+    assert exporters_named({}) == [] and tracer_provider_from_env("svc", {}) is None  # off: nothing is imported
+
+
+def test_console_tracing_needs_no_otlp_exporter(monkeypatch):
+    for name in [m for m in sys.modules if m.startswith("opentelemetry.exporter.otlp")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp", None)
+    assert exporters_named({"OTEL_TRACES_EXPORTER": "console"}) == ["console"]
 
 
 def test_a_traceparent_names_a_remote_span_and_a_bad_one_names_none():
