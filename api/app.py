@@ -14,10 +14,14 @@ from typing import TYPE_CHECKING, Any
 import redis.asyncio
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 
+from api.access import AccessLog
 from api.cache import ResponseCache
 from api.catalog import Catalog
 from api.cluster import ClusterView
+from api.cors import allow_origins
+from api.encoding import GzipResponses
 from api.errors import install_error_handlers
 from api.gateway import Gateway
 from api.handling import PREDICT_ERRORS, Services, auth_errors, classify, guard
@@ -66,7 +70,9 @@ def create_app(settings: ApiSettings, client: redis.asyncio.Redis | None = None,
     request path)."""
     metrics = ApiMetrics(settings.prometheus_multiproc_dir)
     trace_context, telemetry = _tracing(tracer_provider)
-    app = FastAPI(
+    # /docs and /redoc from Swagger UI's and ReDoc's assets served by the API itself (fastapi-offline's copies,
+    # under /static-offline-docs), not from a CDN: the pages work without internet access.
+    app = FastAPIOffline(
         title="Sentimentalyzer",
         version=API_VERSION,
         summary="Text classification with dynamic batching over Redis. Speaks the Hugging Face pipeline's options, "
@@ -77,7 +83,10 @@ def create_app(settings: ApiSettings, client: redis.asyncio.Redis | None = None,
     add_routes(app, settings)
     _state_top_k_limit(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestMetrics, metrics=metrics, routes=metric_routes(app, settings))
+    app.add_middleware(GzipResponses)
+    allow_origins(app, settings.cors_allow_origins)  # outside the others: their refusals carry CORS headers too
+    app.add_middleware(RequestMetrics, metrics=metrics, routes=metric_routes(app, settings),
+                       access_log=AccessLog(settings.client_id_header) if settings.access_log else None)
     return app
 
 
@@ -172,7 +181,7 @@ def create_app_from_env() -> FastAPI:
     from common.logs import setup_logging
 
     settings = ApiSettings()
-    setup_logging(settings.log_level, "api")
+    setup_logging(settings.log_level, "api", settings.log_format)
     app = create_app(settings, tracer_provider=tracer_provider_from_env("sentimentalyzer-api"))
     freeze_startup_heap()
     return app

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 class ErrorKind(str, enum.Enum):
     VALIDATION = "validation"
     PAYLOAD_TOO_LARGE = "payload_too_large"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"  # a body not sent as JSON, or in a Content-Encoding not read
     UNAUTHORIZED = "unauthorized"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
@@ -39,6 +40,7 @@ class ErrorKind(str, enum.Enum):
 STATUS = {
     ErrorKind.VALIDATION: 422,
     ErrorKind.PAYLOAD_TOO_LARGE: 413,
+    ErrorKind.UNSUPPORTED_MEDIA_TYPE: 415,
     ErrorKind.UNAUTHORIZED: 401,
     ErrorKind.NOT_FOUND: 404,
     ErrorKind.METHOD_NOT_ALLOWED: 405,
@@ -130,7 +132,21 @@ def _describe_validation(exc: RequestValidationError, shape_keys: Collection[str
 _PARSE_FAILED = "request body could not be parsed as JSON (nested too deeply, or a number too long)"
 _HTTP_KINDS = {400: ErrorKind.VALIDATION, 401: ErrorKind.UNAUTHORIZED, 404: ErrorKind.NOT_FOUND,
                405: ErrorKind.METHOD_NOT_ALLOWED,
-               413: ErrorKind.PAYLOAD_TOO_LARGE, 422: ErrorKind.VALIDATION}
+               413: ErrorKind.PAYLOAD_TOO_LARGE, 415: ErrorKind.UNSUPPORTED_MEDIA_TYPE, 422: ErrorKind.VALIDATION}
+SEND_JSON = "send Content-Type: application/json"
+
+
+def _not_json(request: Request) -> ServiceError:
+    """A JSON route's body sent with another Content-Type, or none: FastAPI leaves it unparsed and the body models
+    refuse raw bytes with an error about the body's shape that hides the real fix. This names it, with the 415
+    text-embeddings-inference's server answers.
+
+    No Content-Type at all is refused too (FastAPI's strict_content_type, left on), not read as JSON: it was never
+    accepted (the same misleading 422 before), TEI refuses it alike, and a browser can send a body without a type
+    cross-origin with no CORS preflight (a Blob), which that default exists to stop."""
+    given = request.headers.get("content-type")
+    sent = f"sent as {given!r}" if given else "sent without a Content-Type"
+    return ServiceError(ErrorKind.UNSUPPORTED_MEDIA_TYPE, f"the request body must be JSON but was {sent}: {SEND_JSON}")
 
 
 def install_error_handlers(app: FastAPI, *, shape_keys: Collection[str]) -> None:
@@ -141,10 +157,14 @@ def install_error_handlers(app: FastAPI, *, shape_keys: Collection[str]) -> None
         return error_response(exc, path=request.url.path)
 
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if isinstance(exc.body, bytes):  # a body FastAPI read but did not parse as JSON: its type is not JSON
+            return error_response(_not_json(request), path=request.url.path)
         return error_response(_describe_validation(exc, shape_keys), path=request.url.path)
 
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         path = request.url.path
+        if isinstance(exc.__cause__, ServiceError):  # raised while FastAPI read the body (api/encoding.py)
+            return error_response(exc.__cause__, path=path)
         if isinstance(exc.__cause__, UnicodeDecodeError):  # FastAPI's 400 for a body that is not UTF-8
             return error_response(ServiceError(ErrorKind.VALIDATION, "request body is not valid UTF-8 JSON"),
                                   path=path)

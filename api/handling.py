@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import Message
 
+from api.access import note_of
 from api.catalog import Catalog, ModelView
 from api.cluster import ClusterView
 from api.errors import ErrorKind, ServiceError
@@ -24,6 +25,7 @@ from api.gateway import Gateway, Outcome
 from api.metrics import ApiMetrics
 from api.settings import ApiSettings
 from common.options import top_k_refusal
+from common.protocol import new_request_id
 
 if TYPE_CHECKING:
     # For the annotations only: importing api.protocols runs its __init__, which registers the protocols, which
@@ -33,8 +35,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 # What a prediction route can fail with (documented in OpenAPI), beyond a missing API key.
-PREDICT_ERRORS = (ErrorKind.VALIDATION, ErrorKind.PAYLOAD_TOO_LARGE, ErrorKind.OVERLOADED, ErrorKind.UNAVAILABLE,
-                  ErrorKind.TIMEOUT, ErrorKind.WORKER_ERROR)
+PREDICT_ERRORS = (ErrorKind.VALIDATION, ErrorKind.PAYLOAD_TOO_LARGE, ErrorKind.UNSUPPORTED_MEDIA_TYPE,
+                  ErrorKind.OVERLOADED, ErrorKind.UNAVAILABLE, ErrorKind.TIMEOUT, ErrorKind.WORKER_ERROR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,14 +127,21 @@ async def run_job(s: Services, job: Job, request: Request) -> Outcome:
     if top_k is not None and top_k > 1 and (num_labels := s.catalog.view.num_labels) is not None and (
             why := top_k_refusal(job.options, num_labels)):
         raise ServiceError(ErrorKind.VALIDATION, why)  # the workers would refuse it too: no need to queue it
-    outcome = await while_connected(request, s.gateway.classify(job.queries, client_of(request, s)))
+    # The id its texts are queued under is made here (new_request_id: never the client's, it names the reply key),
+    # not in the gateway, so that the response and the access line show it even when the request then fails.
+    request_id, client_id = new_request_id(), None
+    if (note := note_of(request.scope)) is not None:
+        note.request_id, note.texts, client_id = request_id, len(job.queries), note.client_id
+    outcome = await while_connected(request, s.gateway.classify(job.queries, client_of(request, s),
+                                                                request_id=request_id, client_request_id=client_id))
     s.metrics.observe(outcome, len(job.queries), cache_on=s.settings.cache_ttl_s > 0)
     return outcome
 
 
 def timing_headers(outcome: Outcome, started: float, cache_on: bool) -> dict[str, str]:
-    """Where the time went, in milliseconds (text-embeddings-inference's header names), and the cache's verdict."""
-    headers = {"X-Request-ID": outcome.request_id, "X-Queue-Time": f"{outcome.queue_ms:.1f}",
+    """Where the time went, in milliseconds (text-embeddings-inference's header names), and the cache's verdict.
+    (X-Request-ID is RequestMetrics's, on every response: api/access.py.)"""
+    headers = {"X-Queue-Time": f"{outcome.queue_ms:.1f}",
                "X-Inference-Time": f"{outcome.inference_ms:.1f}",
                "X-Total-Time": f"{(time.perf_counter() - started) * 1000:.1f}"}
     if cache_on:  # hit: every text of the request was answered from the cache

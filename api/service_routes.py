@@ -1,5 +1,6 @@
-"""The service's own routes, whatever the protocol: liveness and readiness probes, ``GET /info`` (the model served,
-in text-embeddings-inference's fields and ours) and Prometheus metrics."""
+"""The service's own routes, whatever the protocol: liveness and readiness probes (and text-embeddings-inference's
+``GET /health``), ``GET /info`` (the model served, in text-embeddings-inference's fields and ours) and Prometheus
+metrics."""
 
 # No `from __future__ import annotations`: FastAPI reads the handlers' signatures at definition time.
 
@@ -22,6 +23,13 @@ async def readyz(request: Request) -> JSONResponse:
     view = await live_view(s)
     return JSONResponse({"status": "ready", "workers": view.workers, "backends": view.backends,
                          "queue_depth": await s.cluster.queue_depth()})
+
+
+async def health(request: Request) -> Response:
+    """An empty 200 while a live worker can answer (what /readyz checks), else 503: text-embeddings-inference's
+    health route, for its clients and probes."""
+    await live_view(services(request))
+    return Response()
 
 
 async def info(request: Request) -> InfoOut:
@@ -51,6 +59,11 @@ def add_service_routes(app: FastAPI, settings: ApiSettings) -> None:
     app.add_api_route("/healthz", healthz, methods=["GET"], summary="The process is alive")
     app.add_api_route("/readyz", readyz, methods=["GET"], responses=error_responses(ErrorKind.UNAVAILABLE),
                       summary="Redis reachable and at least one live worker")
+    app.add_api_route("/health", health, methods=["GET"], response_class=Response,
+                      responses={200: {"description": "A live worker can answer (empty body)"},
+                                 **error_responses(ErrorKind.UNAVAILABLE)},
+                      summary="text-embeddings-inference's health check: 200 while a live worker can answer, else "
+                              "503")
     # The default (JSON) response class keeps the 401's documented media type right; the 200 is declared as text.
     metrics_ok = {200: {"description": "Prometheus text exposition format",
                         "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}}

@@ -6,15 +6,106 @@ checked against them by a test.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from common.settings import EMPTY_IS_UNSET, InputLimits, SharedSettings
+from common.settings import EMPTY_IS_UNSET, REDIS_URL_PATTERN, InputLimits, SharedSettings
 
-# Room a work item's message takes beyond its text's UTF-8 bytes (msgpack map: request id, index, deadline, ...).
-MESSAGE_OVERHEAD_BYTES = 256
+# Room a work item's message takes beyond its text's UTF-8 bytes (msgpack map: request id, index, deadline, ...;
+# at most ~340 with every option, a traceparent and a client's X-Request-ID of the longest: tests/unit/test_protocol.py).
+MESSAGE_OVERHEAD_BYTES = 352
+# One origin of CORS_ALLOW_ORIGINS: `*`, or what a browser's Origin header holds (a path never matches one).
+_ORIGIN = r"(\*|[A-Za-z][A-Za-z0-9+.\-]*://[^\s/,]+)"
+
+
+@dataclass(frozen=True)
+class QueueLimits:
+    """The settings that must admit a call of the largest allowed size."""
+
+    max_queue_depth: int
+    max_queue_bytes: int
+    max_batch_texts: int
+    max_text_chars: int
+    max_client_share: float
+
+    def largest_call_bytes(self) -> int:
+        # The largest call is a batch of text pairs, both texts of the longest (4 bytes per character at most in
+        # UTF-8), each text a message.
+        return self.max_batch_texts * (2 * 4 * self.max_text_chars + MESSAGE_OVERHEAD_BYTES)
+
+    def failing(self) -> str | None:
+        """Which check fails: "depth", "bytes", "share"; None when a full-size call can be admitted."""
+        if self.max_queue_depth < self.max_batch_texts:
+            return "depth"
+        if self.max_queue_bytes < self.largest_call_bytes():
+            return "bytes"
+        if (self.max_client_share * self.max_queue_depth < self.max_batch_texts
+                or self.max_client_share * self.max_queue_bytes < self.max_batch_texts * 2 * self.max_text_chars):
+            return "share"
+        return None
+
+
+def _lowest(limits: QueueLimits, field: str, high: int = 1 << 50) -> int | None:
+    """The lowest value of ``field`` (the others as they are) with which every check passes; None if none does."""
+    low = getattr(limits, field)
+    if replace(limits, **{field: high}).failing() is not None:
+        return None
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if replace(limits, **{field: middle}).failing() is None else (middle + 1, high)
+    return low
+
+
+def _highest(limits: QueueLimits, field: str) -> int | None:
+    """The highest value of ``field`` (1 at least; the others as they are) with which every check passes."""
+    low, high = 1, getattr(limits, field)
+    if replace(limits, **{field: low}).failing() is not None:
+        return None
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if replace(limits, **{field: middle}).failing() is None else (low, middle - 1)
+    return low
+
+
+def _fixes(limits: QueueLimits, raise_: tuple[str, ...], lower: tuple[str, ...]) -> str:
+    """``set X to at least N, or lower Y to at most M or Z to at most K``: each alone makes every check pass."""
+    raised = [f"set {f.upper()} to at least {v}" for f in raise_ if (v := _lowest(limits, f)) is not None]
+    lowered = [f"{f.upper()} to at most {v}" for f in lower if (v := _highest(limits, f)) is not None]
+    parts = raised + ([f"lower {' or '.join(lowered)}"] if lowered else [])
+    if not parts:  # no one variable will do: both queue limits, to what one client's share needs
+        depth = max(limits.max_batch_texts, math.ceil(limits.max_batch_texts / limits.max_client_share))
+        queue_bytes = max(limits.largest_call_bytes(),
+                          math.ceil(limits.max_batch_texts * 2 * limits.max_text_chars / limits.max_client_share))
+        parts = [f"set MAX_QUEUE_DEPTH to at least {depth} and MAX_QUEUE_BYTES to at least {queue_bytes}"]
+    return ", or ".join(parts)
+
+
+def limits_problem(limits: QueueLimits) -> str | None:
+    """Why a call of the largest allowed size could never be admitted, in the variables' names, with what works."""
+    failing = limits.failing()
+    texts, chars = f"MAX_BATCH_TEXTS={limits.max_batch_texts}", f"MAX_TEXT_CHARS={limits.max_text_chars}"
+    if failing == "depth":
+        return (f"MAX_QUEUE_DEPTH={limits.max_queue_depth} is below {texts}: a full-size batch call could never be "
+                f"admitted (429 forever). Fix: {_fixes(limits, ('max_queue_depth',), ('max_batch_texts',))}")
+    if failing == "bytes":
+        return (f"MAX_QUEUE_BYTES={limits.max_queue_bytes} is below the {limits.largest_call_bytes()} bytes a "
+                f"full-size batch call can take ({texts} text pairs of {chars} characters, up to 4 bytes each in "
+                f"UTF-8, plus {MESSAGE_OVERHEAD_BYTES} bytes per message): it could never be admitted (429 forever). "
+                f"Fix: {_fixes(limits, ('max_queue_bytes',), ('max_text_chars', 'max_batch_texts'))}")
+    if failing == "share":
+        share = max(limits.max_batch_texts / limits.max_queue_depth,
+                    limits.max_batch_texts * 2 * limits.max_text_chars / limits.max_queue_bytes)
+        needed = math.ceil(share * 100) / 100
+        fix = f"set MAX_CLIENT_SHARE to at least {needed:g}, or " if needed <= 1 else ""
+        return (f"MAX_CLIENT_SHARE={limits.max_client_share:g} leaves one client less than one full-size batch call "
+                f"({texts} text pairs of {chars} characters) of MAX_QUEUE_DEPTH={limits.max_queue_depth} texts / "
+                f"MAX_QUEUE_BYTES={limits.max_queue_bytes} bytes. Fix: {fix}"
+                f"{_fixes(limits, ('max_queue_depth', 'max_queue_bytes'), ('max_text_chars', 'max_batch_texts'))}")
+    return None
 
 
 class ApiSettings(SharedSettings, InputLimits):
@@ -78,11 +169,32 @@ class ApiSettings(SharedSettings, InputLimits):
         "overwrites: clients can send any value.",
     )
     retry_after_s: int = Field(1, ge=1, description="`Retry-After` header value sent with 429.")
+    access_log: bool = Field(
+        True,
+        description="One log line per request (logger `api.access`, level INFO, every route and status): method, "
+        "path, status, duration, request id, texts, client (CLIENT_ID_HEADER's value if set, else the peer "
+        "address); no query string, body or header beyond those. Costs ~13 us of the API process's CPU per request "
+        "in text lines, ~18 in JSON (benchmarks.overhead, same run: ~136 and ~138 us per /predict with it, ~124 "
+        "without, ~10%); false saves it, and so does LOG_LEVEL=WARNING.",
+    )
     api_key: Annotated[str | None, EMPTY_IS_UNSET] = Field(
         None,
+        repr=False,  # never in the settings' repr, so never in a line that shows them
         description="If set, the prediction routes (`/predict`, `/predict/batch`, `/v2/models/.../infer`), `/info` "
         "and `/metrics` require `Authorization: Bearer <key>` (probes and docs stay open). Unset or empty: no "
         "authentication, for a trusted network only.",
+    )
+    cors_allow_origins: Annotated[str | None, EMPTY_IS_UNSET] = Field(
+        None,
+        pattern=rf"^\s*{_ORIGIN}(\s*,\s*{_ORIGIN})*\s*$",
+        description="Browser origins allowed to call the API from their pages (CORS), comma-separated "
+        "`scheme://host[:port]` as browsers send them (no path, no trailing slash), e.g. "
+        "`https://app.example.com,http://localhost:3000`; `*`: any origin. Preflights are answered (200) and "
+        "answers carry the Access-Control headers: methods GET and POST; request headers Content-Type, "
+        "Authorization, X-Request-ID, Content-Encoding and Inference-Header-Content-Length; X-Request-ID, the timing "
+        "headers and X-Cache readable. Unset: no CORS and no cost per request (browsers refuse cross-origin calls; "
+        "a preflight gets 405). An origin allowed lets any page served from it use the API with the key its users "
+        "give it; `*`, every page.",
     )
     served_model_name: str = Field(
         "sentimentalyzer",
@@ -99,6 +211,8 @@ class ApiSettings(SharedSettings, InputLimits):
     )
     cache_redis_url: Annotated[str | None, EMPTY_IS_UNSET] = Field(
         None,
+        repr=False,
+        pattern=REDIS_URL_PATTERN,
         description="A separate Redis for the response cache (e.g. one with `maxmemory` and `allkeys-lru`, which "
         "the queue's Redis must not have). Unset: the cache shares REDIS_URL's Redis (bounded by CACHE_TTL_S only).",
     )
@@ -106,17 +220,12 @@ class ApiSettings(SharedSettings, InputLimits):
     @model_validator(mode="after")
     def _consistent(self) -> "ApiSettings":
         # Limits under which a valid call of the largest allowed size could never be admitted: 429 forever. The
-        # largest is a batch of text pairs, both texts of the longest (4 bytes per character at most in UTF-8).
-        largest_call_bytes = self.max_batch_texts * (2 * 4 * self.max_text_chars + MESSAGE_OVERHEAD_BYTES)
-        client_texts = self.max_client_share * self.max_queue_depth
-        client_chars = self.max_client_share * self.max_queue_bytes
-        if self.max_queue_depth < self.max_batch_texts:
-            raise ValueError(f"max_queue_depth ({self.max_queue_depth}) is below max_batch_texts "
-                             f"({self.max_batch_texts}): a full-size batch call could never be admitted")
-        if self.max_queue_bytes < largest_call_bytes:
-            raise ValueError(f"max_queue_bytes ({self.max_queue_bytes}) is below the {largest_call_bytes} bytes a "
-                             "full-size batch call of the longest texts can take: it could never be admitted")
-        if client_texts < self.max_batch_texts or client_chars < self.max_batch_texts * 2 * self.max_text_chars:
-            raise ValueError(f"max_client_share ({self.max_client_share:g}) leaves one client less than one "
-                             "full-size batch call (max_batch_texts pairs of max_text_chars) of the queue")
+        # message names the variables to change and values that work (the others kept as they are).
+        problem = limits_problem(self.limits())
+        if problem is not None:
+            raise ValueError(problem)
         return self
+
+    def limits(self) -> QueueLimits:
+        return QueueLimits(self.max_queue_depth, self.max_queue_bytes, self.max_batch_texts, self.max_text_chars,
+                           self.max_client_share)

@@ -8,8 +8,9 @@ its settings from the environment; nothing is read at import time. Every field's
 
 from __future__ import annotations
 
+import re
 import sys
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BeforeValidator, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,9 +23,17 @@ SETTINGS_CONFIG = SettingsConfigDict(env_prefix="", extra="ignore", case_sensiti
 
 S = TypeVar("S", bound=BaseSettings)
 
+LogFormat = Literal["text", "json"]
+LOG_FORMAT_HELP = ("`text`: one line per record for people (`<time> <LEVEL> <process> <logger>: <message>`). `json`: one "
+                   "JSON object per line for log pipelines (time, level, process, logger, message, and the record's "
+                   "fields as keys: the access log's, a pass's request ids), uvicorn's lines included.")
+
 # Compose passes `VAR=` for a variable the user left unset (`${API_KEY:-}`): for an optional setting that means
 # unset, not an empty key nobody can send or a number that does not parse.
 EMPTY_IS_UNSET = BeforeValidator(lambda value: None if value == "" else value)
+
+# What redis-py connects to: TCP (`redis://`), TLS (`rediss://`) or a Unix socket (`unix://`).
+REDIS_URL_PATTERN = r"^(redis|rediss|unix)://"
 
 
 class SharedSettings(BaseSettings):
@@ -34,6 +43,8 @@ class SharedSettings(BaseSettings):
 
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",
+        repr=False,  # may hold a password: not in the settings' repr (a log line or traceback that shows them)
+        pattern=REDIS_URL_PATTERN,
         description="Redis server shared by all API processes and workers. `rediss://` for TLS; "
         "`redis://:password@host:port/db` for a password.",
     )
@@ -52,6 +63,7 @@ class SharedSettings(BaseSettings):
     )
     redis_sentinel_password: Annotated[str | None, EMPTY_IS_UNSET] = Field(
         None,
+        repr=False,
         description="Password of the Sentinels themselves (their `requirepass`), if they have one; the master's is "
         "REDIS_URL's.",
     )
@@ -73,6 +85,7 @@ class SharedSettings(BaseSettings):
         "short could expire a reply before a slow API reads it.",
     )
     log_level: str = Field("INFO", description="Python logging level of the process.")
+    log_format: LogFormat = Field("text", description=LOG_FORMAT_HELP)
 
     def keys(self) -> Keys:
         return Keys(self.key_prefix)
@@ -104,19 +117,68 @@ class InputLimits(BaseSettings):
     max_body_bytes: int = Field(
         1_048_576,
         ge=1024,
-        description="Largest accepted request body (larger: 413), checked before parsing.",
+        description="Largest accepted request body (larger: 413), checked before parsing: the bytes received and, "
+        "for a gzip body (`Content-Encoding: gzip`), its decompressed size, refused as soon as it passes this "
+        "(a decompression bomb is never inflated). Higher admits bigger batches and costs memory per request.",
     )
 
 
 def load_or_exit(cls: type[S]) -> S:
     """Settings for an entry point from the environment; invalid or contradicting ones end the process (exit 2)
-    with one line per problem naming the variable, instead of a traceback."""
+    with one line per problem naming the variable, the value it has and one that works, instead of a traceback.
+    Secrets are never printed (API_KEY, passwords; a URL's password is masked)."""
     try:
         return cls()
     except ValidationError as exc:
-        for error in exc.errors():
-            where = ".".join(str(part) for part in error["loc"]).upper()
-            # A field's error names its variable; a check across fields (a model validator) has no location.
-            print(f"invalid setting {where}: {error['msg']}" if where else f"invalid settings: {error['msg']}",
-                  file=sys.stderr)
+        for line in error_lines(cls, exc):
+            print(line, file=sys.stderr)
         raise SystemExit(2) from None
+
+
+SECRET_PARTS = ("password", "secret", "token")  # a variable with one of these words, or ending in _KEY, is secret
+
+
+def is_secret(name: str) -> bool:
+    parts = name.lower().split("_")
+    return parts[-1] == "key" or any(part in SECRET_PARTS for part in parts)
+
+
+def masked_url(text: str) -> str:
+    """``text`` with the password of a URL in it replaced by ***, even where the URL does not parse."""
+    text = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@]*:)(.*)@", r"\1***@", text)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", text)
+
+
+def shown(name: str, value: object) -> str:
+    """A setting's value fit to print in an error."""
+    return "<hidden>" if is_secret(name) else masked_url(str(value))
+
+
+def error_lines(cls: type[BaseSettings], exc: ValidationError) -> list[str]:
+    """One line per problem: ``invalid setting NAME=value: what is wrong; e.g. NAME=default (the default)`` for one
+    variable, ``invalid settings: <the check's message>`` for a check across several (its message names them)."""
+    lines = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        if not field:  # a model validator: its ValueError's message names the variables and what works
+            cause = (error.get("ctx") or {}).get("error")
+            lines.append(f"invalid settings: {cause if cause is not None else error['msg']}")
+            continue
+        name = field.upper()
+        given = f"={shown(name, error['input'])}" if isinstance(error.get("input"), str | int | float) else ""
+        lines.append(f"invalid setting {name}{given}: {error['msg']}{working_value(cls, field)}")
+    return lines
+
+
+def working_value(cls: type[BaseSettings], field: str) -> str:
+    """``; e.g. NAME=<default> (the default)``, or ``; unset NAME for the default`` where the default is none."""
+    info = cls.model_fields.get(field)
+    if info is None:
+        return ""
+    name = field.upper()
+    default = info.get_default(call_default_factory=True)
+    if default is None or default == "" or is_secret(name):
+        return f"; or unset {name} for the default"
+    if isinstance(default, bool):
+        default = str(default).lower()
+    return f"; e.g. {name}={shown(name, default)} (the default)"

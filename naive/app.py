@@ -6,6 +6,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 
+from api.encoding import GzipResponses
 from api.errors import ErrorKind, ServiceError, install_error_handlers
 from api.limits import BodySizeLimit
 from api.protocols import request_models
@@ -37,7 +38,7 @@ def create_naive_app(settings: NaiveSettings, predictor: Predictor) -> FastAPI:
         return await run_in_threadpool(run, job)
 
     add_body_routes(app, models, answer, dependencies=[],
-                    errors=(ErrorKind.VALIDATION, ErrorKind.PAYLOAD_TOO_LARGE))
+                    errors=(ErrorKind.VALIDATION, ErrorKind.PAYLOAD_TOO_LARGE, ErrorKind.UNSUPPORTED_MEDIA_TYPE))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -47,7 +48,10 @@ def create_naive_app(settings: NaiveSettings, predictor: Predictor) -> FastAPI:
     async def readyz() -> dict[str, str]:
         return {"status": "ready", "backend": predictor.backend}  # BACKEND=auto: the one it chose
 
+    # The API's HTTP conventions where they apply: gzip bodies in (the limit), gzip answers out, 415 for a body not
+    # sent as JSON (the error handlers). No CORS: a benchmark baseline, not for browsers.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(GzipResponses)
     return app
 
 
@@ -57,7 +61,7 @@ def create_naive_app_from_env() -> FastAPI:
     from engine.hf_predictor import TransformersPredictor
 
     settings = NaiveSettings()
-    setup_logging(settings.log_level, "naive")
+    setup_logging(settings.log_level, "naive", settings.log_format)
     # BACKEND=auto measures candidates the way this server runs them: one text per pass.
     predictor = TransformersPredictor(settings, probe=ProbePolicy(1, 0, settings.backend_allow_approximate))
     predictor.warm_up(1)

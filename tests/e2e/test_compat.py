@@ -1,9 +1,12 @@
 """Clients of other servers, unchanged, against the running service (Redis, the API and a worker as real
 processes): tritonclient over the Open Inference Protocol, huggingface_hub's InferenceClient and a text-embeddings-
-inference-shaped call on /predict, and the response cache answering a repeat without the workers."""
+inference-shaped call on /predict, the response cache answering a repeat without the workers, and the HTTP
+conventions over real connections: gzip both ways, CORS."""
 
 from __future__ import annotations
 
+import gzip
+import json
 from collections.abc import Iterator
 
 import httpx
@@ -17,13 +20,14 @@ from tests.helpers import wait_until
 
 TEXTS = ["a good film", "bad and boring", "good good bad", "not good at all , really not", "fine", "awful"]
 MODEL_NAME = "sentiment"
+ORIGIN = "https://app.example.com"
 
 
 @pytest.fixture(scope="module")
 def service(redis_server, tiny_model, tmp_path_factory) -> Iterator[Service]:
     # CACHE_TTL_S on, as a user turns it on (off by default); BACKEND=torch: the reference, the API is under test.
     svc = start_service(redis_server.url, tiny_model, tmp_path_factory.mktemp("logs"), workers=1, BACKEND="torch",
-                        CACHE_TTL_S="60", SERVED_MODEL_NAME=MODEL_NAME)
+                        CACHE_TTL_S="60", SERVED_MODEL_NAME=MODEL_NAME, CORS_ALLOW_ORIGINS=ORIGIN)
     yield svc
     svc.stop()
 
@@ -104,3 +108,39 @@ def test_a_cache_hit_skips_the_queue_and_answers_like_the_miss(service):
     assert stats.hget(service.keys.stats, "texts") == ran  # the workers ran nothing for the hit
     metrics = httpx.get(f"{service.url}/metrics", timeout=10).text
     assert "sentimentalyzer_cache_hits_total" in metrics
+
+
+def test_gzip_both_ways_and_cors_over_real_connections(service):
+    texts = TEXTS * 10  # answers of more than 1 KiB: worth compressing
+    body = json.dumps({"texts": texts, "top_k": None}).encode()
+    plain = httpx.post(f"{service.url}/predict/batch", content=body, timeout=30,
+                       headers={"content-type": "application/json", "accept-encoding": "identity"})
+    zipped = httpx.post(f"{service.url}/predict/batch", content=gzip.compress(body), timeout=30,
+                        headers={"content-type": "application/json", "content-encoding": "gzip",
+                                 "accept-encoding": "gzip", "origin": ORIGIN})
+    assert plain.status_code == zipped.status_code == 200 and "content-encoding" not in plain.headers
+    assert zipped.headers["content-encoding"] == "gzip" and zipped.json() == plain.json()  # httpx inflated it
+    assert zipped.headers["access-control-allow-origin"] == ORIGIN
+    assert "X-Request-ID" in zipped.headers["access-control-expose-headers"]
+    refused = httpx.post(f"{service.url}/predict", content=body, timeout=30,
+                         headers={"content-type": "application/json", "content-encoding": "br"})
+    assert refused.status_code == 415 and refused.headers["accept-encoding"] == "gzip"
+    preflight = httpx.options(f"{service.url}/predict", timeout=10, headers={
+        "origin": ORIGIN, "access-control-request-method": "POST",
+        "access-control-request-headers": "content-type,content-encoding,authorization"})
+    assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == ORIGIN
+
+
+def test_tritonclient_compresses_both_ways(service):
+    import tritonclient.http as triton
+
+    client = triton.InferenceServerClient(url=service.url.removeprefix("http://"))
+    texts = np.array([t.encode() for t in TEXTS * 10], dtype=np.object_)
+    tensor = triton.InferInput("text", list(texts.shape), "BYTES")
+    tensor.set_data_from_numpy(texts, binary_data=False)
+    outputs = [triton.InferRequestedOutput(name, binary_data=False) for name in ("label", "score")]  # > 1 KiB
+    plain = client.infer(MODEL_NAME, [tensor], outputs=outputs)
+    zipped = client.infer(MODEL_NAME, [tensor], outputs=outputs, request_compression_algorithm="gzip",
+                          response_compression_algorithm="gzip")
+    assert zipped.as_numpy("label").tolist() == plain.as_numpy("label").tolist()
+    assert zipped.as_numpy("score").tolist() == plain.as_numpy("score").tolist()
