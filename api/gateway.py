@@ -84,32 +84,37 @@ class Gateway:
     def in_flight(self) -> int:
         return self._admission.in_flight
 
-    async def classify(self, queries: Sequence[Query], client: str = "") -> Outcome:
-        """Classify ``queries`` for ``client`` (who holds a share of the queue: see api/admission.py)."""
+    async def classify(self, queries: Sequence[Query], client: str = "", *, request_id: str | None = None,
+                       client_request_id: str | None = None) -> Outcome:
+        """Classify ``queries`` for ``client`` (who holds a share of the queue: see api/admission.py). ``request_id``:
+        the id to queue them under, from new_request_id() (it names the reply key: never a client's); None, a new
+        one. ``client_request_id``: the client's own id for the request, which the work items carry for the workers'
+        logs (api/access.py)."""
+        request_id = request_id or new_request_id()
         answers = self._answers() if self._cache is not None else None
         known = await self._cache.lookup(answers, queries) if self._cache is not None and answers else None
         if known is None:
-            return await self._run(queries, client)
+            return await self._run(queries, client, request_id, client_request_id)
         positions = [i for i, hit in enumerate(known) if hit is None]
         if not positions:
-            return Outcome(new_request_id(), known, queue_ms=0.0, inference_ms=0.0, cached=len(queries))  # type: ignore[arg-type]
+            return Outcome(request_id, known, queue_ms=0.0, inference_ms=0.0, cached=len(queries))  # type: ignore[arg-type]
         asked = [queries[i] for i in positions]
-        ran = await self._run(asked, client, positions)
+        ran = await self._run(asked, client, request_id, client_request_id, positions)
         fresh = iter(ran.predictions)
         merged = [hit if hit is not None else next(fresh) for hit in known]
         return Outcome(ran.request_id, merged, ran.queue_ms, ran.inference_ms, cached=len(queries) - len(asked))
 
-    async def _run(self, queries: Sequence[Query], client: str, positions: Sequence[int] | None = None) -> Outcome:
+    async def _run(self, queries: Sequence[Query], client: str, request_id: str, client_request_id: str | None,
+                   positions: Sequence[int] | None = None) -> Outcome:
         """Queue ``queries`` and wait for their answers (kept in the cache, if on). ``positions``: where each query
         is in the client's request (errors name it), if not in the same order."""
         with self._admission.admit(client, [q.chars for q in queries]):
-            request_id = new_request_id()
             now = self._clock()
             deadline = now + self._settings.request_timeout_s
             trace = self._trace_context() if self._trace_context is not None else None
             try:
-                await self._enqueue([WorkItem(request_id, i, q.text, deadline, now, q.text_pair, q.options, trace)
-                                     for i, q in enumerate(queries)])
+                await self._enqueue([WorkItem(request_id, i, q.text, deadline, now, q.text_pair, q.options, trace,
+                                              client_request_id) for i, q in enumerate(queries)])
                 replies = await self._collect(request_id, len(queries), deadline)
             except asyncio.CancelledError:
                 # The caller gave up (its client hung up): the texts not started yet are not worth running.

@@ -56,7 +56,8 @@ def _config(settings: ApiSettings) -> uvicorn.Config:
         loop="uvloop",
         http="httptools",
         log_level=settings.log_level.lower(),
-        access_log=False,  # one log line per request costs more than the request itself at high rates
+        access_log=False,  # uvicorn's line costs more than the request itself at high rates; ours is ACCESS_LOG's
+        log_config=None,  # uvicorn's lines go through our handler (setup_logging): LOG_FORMAT's format
         # SIGTERM: stop accepting, let admitted requests finish (they end by their deadline at the latest).
         timeout_graceful_shutdown=int(settings.request_timeout_s) + 2,
         limit_concurrency=None,  # admission is the gateway's job (429 with Retry-After, not 503)
@@ -76,6 +77,7 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
 def serve_one(shared_port: bool) -> None:
     """One API server process. ``shared_port``: bind with SO_REUSEPORT beside the other processes."""
     settings = ApiSettings()
+    setup_logging(settings.log_level, "api", settings.log_format)  # a spawned process starts with no logging set up
     _ignore_signals()
     server = uvicorn.Server(_config(settings))
     server.run(sockets=[reuse_port_socket(settings.host, settings.port)] if shared_port else None)
@@ -148,7 +150,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m api") -> int:
     parse_into_environment([ApiSettings], argv, prog=prog, description=DESCRIPTION)
     settings = load_or_exit(ApiSettings)
     check_or_exit()
-    setup_logging(settings.log_level, "api")
+    setup_logging(settings.log_level, "api", settings.log_format)
     if settings.api_processes == 1:
         serve_one(shared_port=False)
         return 0

@@ -19,6 +19,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.access import NOTE_KEY, REQUEST_ID_HEADER, AccessLog, RequestNote, client_request_id
 from api.cluster import ClusterSnapshot
 from api.gateway import Outcome
 from common.batch_metrics import BATCH_HISTOGRAMS, SUM_FIELD, cumulative_buckets
@@ -112,12 +113,16 @@ class ApiMetrics:
 
 
 class RequestMetrics:
-    """Pure ASGI middleware counting responses by route and status and timing them end to end."""
+    """Pure ASGI middleware counting responses by route and status and timing them end to end; it also gives every
+    response its X-Request-ID and, with ``access_log``, writes each request's access line (api/access.py): one
+    wrapper sees each request's start and end for all three."""
 
-    def __init__(self, app: ASGIApp, metrics: ApiMetrics, routes: set[str]) -> None:
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics, routes: set[str],
+                 access_log: AccessLog | None = None) -> None:
         self.app = app
         self.metrics = metrics
         self.routes = routes
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -126,15 +131,20 @@ class RequestMetrics:
         route = scope["path"] if scope["path"] in self.routes else "other"
         started = time.perf_counter()
         status = 500
+        note = scope[NOTE_KEY] = RequestNote(client_request_id(scope["headers"]))
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (REQUEST_ID_HEADER, note.public_id().encode())]
             await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            elapsed = time.perf_counter() - started
             self.metrics.requests.labels(route, str(status)).inc()
-            self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+            self.metrics.latency.labels(route).observe(elapsed)
+            if self.access_log is not None:
+                self.access_log(scope, note, status, elapsed)

@@ -7,6 +7,7 @@ Run it on two commits to see what a change costs per request:
 
     python -m benchmarks.overhead                                   # this checkout
     python -m benchmarks.overhead --tracing                         # with tracing on (spans made, then dropped)
+    ACCESS_LOG=false python -m benchmarks.overhead                  # any setting, from the environment as served
     cd <other checkout> && PYTHONPATH=. python <this checkout>/benchmarks/overhead.py
 """
 
@@ -14,12 +15,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
+import logging
+import os
 import statistics
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from api.app import create_app
@@ -77,10 +82,42 @@ def dropping_tracer_provider() -> Any:
     return provider
 
 
+@contextlib.contextmanager
+def logging_as_served(settings: ApiSettings) -> Iterator[None]:
+    """Logging set up as a served API process sets it up (LOG_LEVEL, LOG_FORMAT), its lines written to /dev/null:
+    what logging costs the request path (the access log's line, ACCESS_LOG) is in the figure, its output is not on
+    the screen. The previous set-up is restored after (the driver also runs inside the test suite)."""
+    from common.logs import setup_logging
+
+    root = logging.getLogger()
+    handlers, level, hooks = root.handlers[:], root.level, (sys.excepthook, threading.excepthook)
+    try:
+        with open(os.devnull, "w") as devnull:
+            try:
+                setup_logging(settings.log_level, "api", settings.log_format, stream=devnull)
+            except (TypeError, AttributeError):  # a commit from before LOG_FORMAT: its own set-up, redirected
+                setup_logging(settings.log_level, "api")
+                for handler in root.handlers:
+                    handler.setStream(devnull)  # type: ignore[attr-defined]
+            yield
+    finally:
+        for handler in root.handlers[:]:
+            root.removeHandler(handler)
+        root.handlers[:], root.level = handlers, level
+        sys.excepthook, threading.excepthook = hooks
+        logging.captureWarnings(False)
+
+
 async def cpu_per_request_us(requests: int, repeats: int, tracing: bool = False) -> list[float]:
+    settings = ApiSettings(key_prefix="overhead")
+    with logging_as_served(settings):
+        return await _measure(settings, requests, repeats, tracing)
+
+
+async def _measure(settings: ApiSettings, requests: int, repeats: int, tracing: bool) -> list[float]:
     # Only with tracing is the argument passed: the same driver measures commits from before tracing existed.
     extra = {"tracer_provider": dropping_tracer_provider()} if tracing else {}
-    app = create_app(ApiSettings(key_prefix="overhead"), InstantRedis(), **extra)  # type: ignore[arg-type]
+    app = create_app(settings, InstantRedis(), **extra)  # type: ignore[arg-type]
     # As a served process does (api.app.freeze_startup_heap); done here, not imported, so that the same driver
     # measures any commit alike.
     gc.collect()

@@ -70,6 +70,9 @@ class WorkItem:
     # W3C trace context of the API's request span, when tracing is on (common/tracing.py): the worker's pass span
     # links to it. Absent otherwise; a worker that does not trace ignores it.
     traceparent: str | None = None
+    # The client's X-Request-ID, if it sent a well-formed one (api/access.py): what the worker's logs name the request
+    # by, as the API's do. Absent otherwise; a worker that does not know it ignores it. Never a key (request_id is).
+    client_request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +169,8 @@ def encode_item(item: WorkItem) -> bytes:
                              "truncation_side": o.truncation_side}
     if item.traceparent is not None:
         fields["traceparent"] = item.traceparent
+    if item.client_request_id is not None:
+        fields["client_request_id"] = item.client_request_id
     return _pack(fields)
 
 
@@ -186,6 +191,7 @@ def decode_item(raw: bytes) -> WorkItem:
         text_pair=pair,
         options=_options(data.get("options"), ident),
         traceparent=traceparent,
+        client_request_id=_optional_str(data, "client_request_id", ident),
     )
 
 

@@ -18,9 +18,15 @@ from common.counters import PhaseTimes, WorkerCounts
 from engine.batching import plan_batches
 from engine.predictor import Predictor
 from worker.lease import LeaseTerm
-from worker.window import Held, Outbox, Popped, Window
+from worker.window import Held, Outbox, Popped, Window, request_ids
 
 log = logging.getLogger(__name__)
+
+
+def _requests(held: Sequence[Held]) -> tuple[str, dict[str, object]]:
+    """The requests of ``held`` for a log line: in its text, and as the ``request_ids`` field (LOG_FORMAT=json)."""
+    ids = request_ids(held)
+    return ", ".join(ids), {"request_ids": ids}
 
 
 class RequestQueue(Protocol):
@@ -116,8 +122,9 @@ class BatchLoop:
 
     def _give_up(self, window: Window, unrun: list[Held]) -> None:
         """The window was taken back while this worker stalled: other workers run what is left of it."""
+        ids, extra = _requests(unrun)
         log.warning("this worker held its window past its lease (%.1f s) and it was given to other workers; "
-                    "dropping its %d unrun text(s)", self.lease.seconds, len(unrun))
+                    "dropping its %d unrun text(s) of requests %s", self.lease.seconds, len(unrun), ids, extra=extra)
         window.outbox.counts.reclaimed += len(unrun)
         self._publish(window.take_outbox(), holding=False)
 
@@ -166,7 +173,9 @@ class BatchLoop:
                 if len(encodings) != len(held):
                     raise RuntimeError(f"tokenizer returned {len(encodings)} encodings for {len(held)} texts")
             except Exception:
-                log.exception("tokenization failed for a window of %d texts", len(held))
+                ids, extra = _requests(held)
+                log.exception("tokenization failed for a window of %d texts of requests %s", len(held), ids,
+                              extra=extra)
                 window.fail(held)
                 window.release(held)
                 return []
@@ -190,7 +199,12 @@ class BatchLoop:
         to be no longer this worker's."""
         started = time.perf_counter()
         window.release(batch)
-        live = window.drop_expired(batch, self._clock())
+        now = self._clock()
+        live = window.drop_expired(batch, now)
+        if len(live) < len(batch):  # under overload, every pass: the log's repeat limit keeps this to a line per 10 s
+            ids, extra = _requests([h for h in batch if h.item.deadline <= now])
+            log.warning("dropped %d text(s) past their deadline (their clients had a 504) of requests %s",
+                        len(batch) - len(live), ids, extra=extra)
         if live:
             with self._phases.measure("infer_s"):
                 self._infer(window, live, picked_up)
@@ -207,12 +221,17 @@ class BatchLoop:
                 raise RuntimeError(f"predictor returned {len(ranked)} results for {len(held)} texts")
         except Exception:
             # The pass fails, the worker does not: every client of the pass is told, the loop goes on.
-            log.exception("inference failed for a batch of %d texts", len(held))
+            ids, extra = _requests(held)
+            log.exception("inference failed for a batch of %d texts of requests %s", len(held), ids, extra=extra)
             window.fail(held)
             failed = True
         else:
-            window.answer(held, ranked, picked_up=picked_up, inference_s=time.perf_counter() - started,
-                          model=self._answers)
+            inference_s = time.perf_counter() - started
+            window.answer(held, ranked, picked_up=picked_up, inference_s=inference_s, model=self._answers)
+            if log.isEnabledFor(logging.DEBUG):  # the ids are gathered only for a line that is written
+                ids, extra = _requests(held)
+                log.debug("pass of %d texts in %.1f ms for requests %s", len(held), inference_s * 1000, ids,
+                          extra={**extra, "texts": len(held), "inference_ms": round(inference_s * 1000, 1)})
         if self._observer is not None:
             self._observer.record(held, started_ns=started_ns, ended_ns=time.time_ns(), picked_up=picked_up,
                                   tokenize_s=window.tokenize_s, failed=failed)

@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m worker") -> int:
     parse_into_environment([WorkerSettings], argv, prog=prog, description=DESCRIPTION)
     settings = load_or_exit(WorkerSettings)
     check_or_exit()
-    setup_logging(settings.log_level, "worker")
+    setup_logging(settings.log_level, "worker", settings.log_format)
     who = Identity(settings.worker_id or default_worker_id(), uuid.uuid4().hex[:12])
     try:
         predictor = load_predictor(settings)

@@ -17,6 +17,13 @@ from common.protocol import ErrorCode, Prediction, ProtocolError, Reply, WorkErr
 
 log = logging.getLogger(__name__)
 
+
+def request_ids(held: Sequence[Held]) -> list[str]:
+    """The requests ``held`` belong to, each once, in order, named as the API's access log names them: the client's
+    X-Request-ID if it sent one, else the id they were queued under."""
+    return list(dict.fromkeys(h.item.client_request_id or h.item.request_id for h in held))
+
+
 @dataclass(slots=True)
 class Held:
     """A message this worker has popped: the decoded item, the raw bytes (to release it), and its text's

@@ -115,7 +115,8 @@ class Clock:
 
 
 def items(texts: Sequence[str], *, now: float = 1000.0, timeout: float = 10.0, request_id: str | None = None,
-          enqueued_at: float | None = None) -> list[bytes]:
+          enqueued_at: float | None = None, client_request_id: str | None = None) -> list[bytes]:
     rid = request_id or new_request_id()
     at = now if enqueued_at is None else enqueued_at
-    return [encode_item(WorkItem(rid, i, t, at + timeout, at)) for i, t in enumerate(texts)]
+    return [encode_item(WorkItem(rid, i, t, at + timeout, at, client_request_id=client_request_id))
+            for i, t in enumerate(texts)]

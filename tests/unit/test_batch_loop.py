@@ -59,13 +59,17 @@ def test_malformed_messages_are_skipped_and_answered_when_possible():
 
 
 def test_a_failing_forward_pass_answers_its_batch_with_errors_and_the_loop_goes_on(caplog):
-    queue = FakeQueue(items(["boom here", "bystander"]) + items(["later good"]))
+    rid = new_request_id()
+    queue = FakeQueue(items(["boom here"], request_id=rid) + items(["bystander"], client_request_id="client-7")
+                      + items(["later good"]))
     predictor = FakePredictor(fail_on="boom")
     loop = make_loop(queue, predictor, size=2)
     with caplog.at_level(logging.ERROR, logger="worker.loop"):
         assert loop.run(max_batches=2) == 2
     failure, = caplog.records
-    assert failure.message == "inference failed for a batch of 2 texts"
+    # Each request of the pass by the id its client knows: its own X-Request-ID, else the one it was answered with.
+    assert failure.message == f"inference failed for a batch of 2 texts of requests {rid}, client-7"
+    assert failure.request_ids == [rid, "client-7"]  # the same, as a field of JSON lines
     assert failure.exc_info[1].args == ("CUDA out of memory (simulated)",)
     first, second = queue.published
     assert all(r.error.code == ErrorCode.INFERENCE_FAILED for r in first.replies) and len(first.replies) == 2
@@ -163,12 +167,12 @@ def test_tokenization_failure_answers_the_window_with_errors(caplog):
         def tokenize(self, texts):
             raise RuntimeError("tokenizer exploded")
 
-    queue = FakeQueue(items(["a", "b"]))
+    queue = FakeQueue(items(["a", "b"], client_request_id="order-1"))
     loop = BatchLoop(queue, BrokenTokenizer(), BatchPolicy(8, 0.0, 0.5, max_batch_tokens=64), clock=Clock())
     with caplog.at_level(logging.ERROR, logger="worker.loop"):
         loop.run(max_batches=1)
     assert [r.error.code for r in queue.replies] == [ErrorCode.INFERENCE_FAILED] * 2
-    assert caplog.messages == ["tokenization failed for a window of 2 texts"]
+    assert caplog.messages == ["tokenization failed for a window of 2 texts of requests order-1"]
 
 
 @pytest.mark.parametrize("budget,passes", [(0, [["a b", "c", "d e f"]]), (1, [["a b"], ["c"], ["d e f"]])])
@@ -289,3 +293,33 @@ def test_a_window_of_garbage_only_is_published_holding_nothing():
     make_loop(queue).run(max_batches=1)
     assert len(queue.published) == 1 and queue.published[0].lease_s == 0.0
     assert queue.published[0].counts.malformed == 2
+
+
+def test_each_pass_is_logged_at_debug_with_its_size_and_the_requests_it_served(caplog):
+    rid = new_request_id()
+    queue = FakeQueue(items(["a good", "b"], client_request_id="abc-123") + items(["c"], request_id=rid)
+                      + items(["d"], client_request_id="abc-123"))
+    with caplog.at_level(logging.DEBUG, logger="worker.loop"):
+        make_loop(queue, size=4).run(max_batches=1)
+    line, = [r for r in caplog.records if r.message.startswith("pass of")]
+    assert line.levelno == logging.DEBUG
+    assert line.message.startswith("pass of 4 texts in ") and line.message.endswith(f"ms for requests abc-123, {rid}")
+    assert (line.request_ids, line.texts) == (["abc-123", rid], 4)
+
+
+def test_no_pass_line_is_built_above_debug(caplog):
+    with caplog.at_level(logging.INFO, logger="worker.loop"):
+        make_loop(FakeQueue(items(["a", "b"]))).run(max_batches=1)
+    assert caplog.records == []
+
+
+def test_texts_dropped_past_their_deadline_are_a_warning_naming_their_requests(caplog):
+    clock = Clock(1000.0)
+    late = items(["too late", "also late"], now=980.0, timeout=10.0, client_request_id="slow-client")
+    queue = FakeQueue(late + items(["in time"], now=1000.0))
+    with caplog.at_level(logging.WARNING, logger="worker.loop"):
+        make_loop(queue, clock=clock).run(max_batches=1)
+    warning, = caplog.records
+    assert warning.message == ("dropped 2 text(s) past their deadline (their clients had a 504) of requests "
+                               "slow-client")
+    assert warning.request_ids == ["slow-client"]

@@ -1,19 +1,224 @@
+import io
+import json
 import logging
+import os
+import sys
+import threading
 
-from common.logs import setup_logging
+import pytest
+
+from common.log_repeats import RepeatLimiter
+from common.logs import JsonFormatter, redact, redact_url, setup_logging
 
 
-def test_log_lines_name_the_process_and_the_level_is_set(capsys):
+@pytest.fixture
+def restore_logging():
+    """setup_logging changes process-wide state: put it back for the tests that follow."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    uvicorn = [(lg, lg.handlers[:], lg.propagate) for lg in map(logging.getLogger, ("uvicorn", "uvicorn.access"))]
+    hooks = sys.excepthook, threading.excepthook
+    yield
+    sys.excepthook, threading.excepthook = hooks
+    for handler in root.handlers[:]:
+        root.removeHandler(handler)
+    root.handlers[:], root.level = handlers, level
+    for logger, its_handlers, propagate in uvicorn:
+        logger.handlers[:], logger.propagate = its_handlers, propagate
+    logging.captureWarnings(False)
+
+
+def lines_of(stream: io.StringIO) -> list[str]:
+    return stream.getvalue().splitlines()
+
+
+def test_log_lines_name_the_process_and_the_level_is_set(capsys, restore_logging):
+    root = logging.getLogger()
+    root.setLevel(logging.ERROR)
+    setup_logging("info", "worker")
+    assert root.level == logging.INFO
+    logging.getLogger("worker.loop").info("window run")
+    logging.getLogger("worker.loop").debug("not shown")
+    line, = capsys.readouterr().err.splitlines()
+    assert line.endswith(" INFO worker worker.loop: window run")
+
+
+def test_json_lines_carry_time_level_process_logger_message_and_the_records_fields(restore_logging):
+    out = io.StringIO()
+    setup_logging("DEBUG", "api", "json", stream=out)
+    log = logging.getLogger("api.access")
+    log.info("POST %s %d", "/predict", 200, extra={"status": 200, "request_id": "abc-1", "texts": 3})
+    log.debug("multi\nline \"quoted\" é")
+    first, second = (json.loads(line) for line in lines_of(out))  # one object per line, newlines escaped
+    assert first["time"].endswith("Z") and first["time"][10] == "T" and len(first["time"]) == 24
+    assert {k: first[k] for k in ("level", "process", "logger", "message", "status", "request_id", "texts")} == {
+        "level": "INFO", "process": "api", "logger": "api.access", "message": "POST /predict 200", "status": 200,
+        "request_id": "abc-1", "texts": 3}
+    assert set(first) == {"time", "level", "process", "logger", "message", "status", "request_id", "texts"}
+    assert second["message"] == "multi\nline \"quoted\" é" and second["level"] == "DEBUG"
+
+
+def test_a_json_line_holds_its_exception_and_never_lets_a_field_hide_its_own_keys():
     try:
-        root.setLevel(logging.ERROR)
-        setup_logging("info", "worker")
-        assert root.level == logging.INFO
-        logging.getLogger("worker.loop").info("window run")
-        logging.getLogger("worker.loop").debug("not shown")
-        line, = capsys.readouterr().err.splitlines()
-        assert line.endswith(" INFO worker worker.loop: window run")
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
+        raise ValueError("bad thing")
+    except ValueError:
+        record = logging.getLogger("worker.loop").makeRecord("worker.loop", logging.ERROR, "f", 1, "failed", (),
+                                                             sys.exc_info(), extra={"level": "x", "texts": 2})
+    entry = json.loads(JsonFormatter("worker").format(record))
+    assert (entry["level"], entry["process"], entry["message"], entry["texts"]) == ("ERROR", "worker", "failed", 2)
+    assert entry["exception"].startswith("Traceback") and entry["exception"].endswith("ValueError: bad thing")
+
+
+def test_uvicorns_loggers_write_through_the_same_handler(restore_logging):
+    uvicorn = logging.getLogger("uvicorn")
+    uvicorn.addHandler(logging.StreamHandler(io.StringIO()))  # as uvicorn's own logging config leaves it
+    uvicorn.propagate = False
+    out = io.StringIO()
+    setup_logging("INFO", "api", "json", stream=out)
+    logging.getLogger("uvicorn.error").info("Started server process [%d]", 42, extra={"color_message": "\x1b[1m"})
+    entry, = map(json.loads, lines_of(out))
+    assert (entry["logger"], entry["message"]) == ("uvicorn.error", "Started server process [42]")
+    assert "color_message" not in entry  # uvicorn's coloured copy of the message is not a field
+
+
+def test_warnings_from_libraries_are_records_too(restore_logging):
+    import warnings
+
+    out = io.StringIO()
+    setup_logging("INFO", "worker", "json", stream=out)
+    warnings.warn("a deprecated call", DeprecationWarning, stacklevel=1)
+    entry, = map(json.loads, lines_of(out))
+    assert entry["logger"] == "py.warnings" and "a deprecated call" in entry["message"]
+
+
+def test_an_unknown_format_is_refused():
+    with pytest.raises(ValueError, match="one of text, json"):
+        setup_logging("INFO", "api", "yaml")
+
+
+def test_url_passwords_are_masked_in_every_line_text_or_json(restore_logging):
+    assert redact_url("redis://:s3cret@redis:6379/0") == "redis://:***@redis:6379/0"
+    assert redact("to rediss://user:p@ss:w0rd@h:6380/1 failed") == "to rediss://user:***@h:6380/1 failed"
+    assert redact("no url here") == "no url here" and redact("http://host/path") == "http://host/path"
+    assert redact('{"a":"redis://:pw@h","b":"x@y"}') == '{"a":"redis://:***@h","b":"x@y"}'
+    assert redact("unix:///run/redis.sock?db=0&password=pw") == "unix:///run/redis.sock?db=0&password=***"
+    for fmt in ("text", "json"):
+        out = io.StringIO()
+        setup_logging("INFO", "worker", fmt, stream=out)
+        try:
+            raise ConnectionError("cannot reach redis://:s3cret@10.0.0.5:6379/0")
+        except ConnectionError:
+            logging.getLogger("worker").exception("Redis at %s failed", "redis://:s3cret@10.0.0.5:6379/0")
+        assert "s3cret" not in out.getvalue() and out.getvalue().count("redis://:***@10.0.0.5:6379/0") >= 2
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def limited(clock: FakeClock, interval_s: float = 10.0) -> tuple[logging.Logger, io.StringIO]:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.addFilter(RepeatLimiter(interval_s, clock=clock))
+    return own_logger("tests.repeats", handler), out
+
+
+def own_logger(name: str, handler: logging.Handler) -> logging.Logger:
+    """A logger of the test's own, writing to ``handler`` only (not to the process's handlers)."""
+    log = logging.getLogger(name)
+    log.handlers[:], log.propagate = [handler], False
+    log.setLevel(logging.DEBUG)
+    return log
+
+
+def test_a_repeated_warning_passes_once_per_interval_and_the_next_says_how_many_were_held_back():
+    clock = FakeClock()
+    log, out = limited(clock)
+    for i in range(38):  # 38 in 3.7 s: the first passes, 37 are held back
+        log.warning("dropped %d text(s) of requests %s", 1, f"r{i}")
+        clock.now += 0.1
+    clock.now = 110.0  # 10 s after the first
+    log.warning("dropped %d text(s) of requests %s", 2, "r-last")
+    log.warning("dropped %d text(s) of requests %s", 3, "held back again")
+    assert lines_of(out) == ["dropped 1 text(s) of requests r0",
+                             "dropped 2 text(s) of requests r-last (and 37 more like it in 10 s)"]
+
+
+def test_the_count_is_a_field_of_its_own_and_only_when_something_was_held_back():
+    clock = FakeClock()
+    log, _ = limited(clock)
+    records: list[logging.LogRecord] = []
+    log.handlers[0].emit = records.append  # type: ignore[method-assign]
+    log.warning("Redis unavailable: %s", "refused")
+    clock.now += 30
+    log.warning("Redis unavailable: %s", "refused")  # none held back in between: no count
+    log.warning("Redis unavailable: %s", "refused")
+    clock.now += 10
+    log.warning("Redis unavailable: %s", "refused")
+    assert [getattr(r, "repeats_suppressed", None) for r in records] == [None, None, 1]
+    assert records[-1].getMessage() == "Redis unavailable: refused (and 1 more like it in 10 s)"
+
+
+def test_distinct_warnings_other_loggers_and_other_levels_are_never_held_back():
+    clock = FakeClock()
+    log, out = limited(clock)
+    other = own_logger("tests.repeats.other", log.handlers[0])
+    log.warning("one thing")
+    log.warning("another thing")
+    other.warning("one thing")  # same template, another logger
+    for _ in range(3):
+        log.error("inference failed for requests %s", "a")  # errors each name what failed: all written
+        log.info("pass of %d texts", 4)
+    assert lines_of(out) == ["one thing", "another thing", "one thing"] + [
+        "inference failed for requests a", "pass of 4 texts"] * 3
+
+
+def test_the_limiter_forgets_old_warnings_so_its_memory_stays_bounded(monkeypatch):
+    import common.log_repeats as repeats
+
+    monkeypatch.setattr(repeats, "MAX_REMEMBERED", 5)
+    clock = FakeClock()
+    limiter = RepeatLimiter(10.0, clock=clock)
+    for i in range(20):
+        assert limiter.filter(logging.makeLogRecord({"name": "x", "msg": f"distinct {i}", "levelno": 30}))
+        clock.now += 3
+    assert len(limiter._seen) <= 5
+
+
+def test_a_crash_is_a_record_too(restore_logging):
+    out = io.StringIO()
+    setup_logging("INFO", "worker", "json", stream=out)
+    try:
+        raise AttributeError("'ModelSource' object has no attribute 'fingerprint'")
+    except AttributeError:
+        sys.excepthook(*sys.exc_info())
+    thread = threading.Thread(target=lambda: 1 / 0, name="heartbeat")
+    thread.start()
+    thread.join()
+    crash, in_thread = map(json.loads, lines_of(out))
+    assert (crash["level"], crash["message"]) == ("CRITICAL", "uncaught AttributeError: the process ends")
+    assert crash["exception"].endswith("AttributeError: 'ModelSource' object has no attribute 'fingerprint'")
+    assert (in_thread["level"], in_thread["message"]) == ("ERROR", "uncaught ZeroDivisionError in thread heartbeat")
+
+
+def test_a_library_that_brings_its_own_handler_writes_through_ours_anyway(restore_logging, monkeypatch):
+    import common.logs
+
+    monkeypatch.setattr(common.logs, "OWN_HANDLER_LIBRARIES", ("tests_lib_with_handler",))
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)  # and put back as it was, after
+    out, theirs = io.StringIO(), io.StringIO()
+    setup_logging("INFO", "worker", "json", stream=out)
+    library = logging.getLogger("tests_lib_with_handler")  # what transformers does when it is imported, later
+    library.addHandler(logging.StreamHandler(theirs))
+    library.propagate = False
+    library.setLevel(logging.WARNING)
+    logging.getLogger("tests_lib_with_handler.modeling").warning("Some weights were not used")
+    logging.getLogger("tests_lib_with_handler.modeling").info("below the library's level")
+    entry, = map(json.loads, lines_of(out))
+    assert (entry["logger"], entry["message"]) == ("tests_lib_with_handler.modeling", "Some weights were not used")
+    assert theirs.getvalue() == ""
+    assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"  # no progress bars among JSON lines

@@ -43,6 +43,18 @@ def test_a_work_items_trace_context_travels_only_when_set():
         decode_item(raw)
 
 
+def test_a_clients_request_id_travels_only_when_set_and_readers_ignore_fields_they_do_not_know():
+    tagged = WorkItem(RID, 0, "x", 2.0, 1.0, client_request_id="order-42:retry.1")
+    assert decode_item(encode_item(tagged)) == tagged
+    assert "client_request_id" not in msgpack.unpackb(encode_item(WorkItem(RID, 0, "x", 2.0, 1.0)))
+    # A worker of a version without the field reads the item as if it were absent, as this one reads a field of a
+    # later version: decoding takes the fields it knows and nothing else.
+    fields = {"v": V, "request_id": RID, "index": 0, "text": "x", "deadline": 2.0, "enqueued_at": 1.0}
+    assert decode_item(msgpack.packb({**fields, "a_later_field": [1, 2]})) == WorkItem(RID, 0, "x", 2.0, 1.0)
+    with pytest.raises(ProtocolError, match="'client_request_id' must be str"):
+        decode_item(msgpack.packb({**fields, "client_request_id": 7}))
+
+
 def test_reply_round_trips_ranked_labels_and_error():
     ok = Reply(RID, 0, predictions=[Prediction("POSITIVE", 0.99), Prediction("NEGATIVE", -3.5)], queue_ms=1.5,
                inference_ms=7.25, model="m1")
@@ -135,5 +147,8 @@ def test_a_work_items_message_takes_at_most_the_settings_overhead_beyond_its_tex
 
     text = "é" * 500  # 2 bytes each in UTF-8
     options = Options(top_k=None, function="softmax", truncate=False, truncation_side="right")
-    raw = encode_item(WorkItem(new_request_id(), 4095, text, 1.7e9 + 0.123456, 1.7e9 + 0.654321, text, options))
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    longest_client_id = "x" * 64  # api/access.py accepts up to 64 characters
+    raw = encode_item(WorkItem(new_request_id(), 4095, text, 1.7e9 + 0.123456, 1.7e9 + 0.654321, text, options,
+                               traceparent, longest_client_id))
     assert len(raw) - 2 * len(text.encode()) <= MESSAGE_OVERHEAD_BYTES
