@@ -1,14 +1,19 @@
 import re
+import subprocess
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from api.settings import ApiSettings
+from api.settings import MESSAGE_OVERHEAD_BYTES, ApiSettings, QueueLimits, limits_problem
 from common.keys import Keys
-from common.settings import load_or_exit
+from common.settings import load_or_exit, shown
 from naive.settings import NaiveSettings
-from tests.helpers import setting_names
+from tests.helpers import ROOT, python_env, setting_names
 from worker.settings import WorkerSettings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -45,10 +50,21 @@ def test_bad_values_fail_at_start(monkeypatch, name, value):
         WorkerSettings()
 
 
-def test_every_setting_is_documented_in_the_readme():
-    text = README.read_text()
-    missing = sorted(name for name in setting_names() if not re.search(rf"`{name}`", text))
-    assert not missing, f"settings missing from README: {missing}"
+def test_the_readme_settings_table_names_real_settings_with_their_defaults():
+    """The README lists the settings people change, each linking to its row of the generated configuration page
+    (docs/configuration.md, where every setting is: tests/unit/test_configuration.py) with the default the code has."""
+    from sentimentalyzer.configuration import PROCESSES, default_text
+
+    rows = re.findall(r"^\| \[`([A-Z0-9_]+)`\]\(docs/configuration\.md#([a-z0-9_]+)\) \| ([^|]+?) \|", README.read_text(),
+                      re.MULTILINE)
+    assert len(rows) == 10, rows
+    names = setting_names()
+    for name, anchor, default in rows:
+        assert name in names, f"README names {name}, which is no setting"
+        assert anchor == name.lower(), f"README links {name} to #{anchor}"
+        # The default of the first process that reads it (the API's or the worker's, as `serve` runs them).
+        cls = next(c for p in PROCESSES for c in p.classes if name.lower() in c.model_fields)
+        assert default == default_text(cls, name.lower()), f"README states {name}'s default as {default}"
 
 
 def test_every_setting_states_its_purpose():
@@ -84,21 +100,94 @@ def test_contradicting_api_settings_are_refused_with_a_message(monkeypatch, caps
     with pytest.raises(SystemExit) as info:
         load_or_exit(ApiSettings)
     assert info.value.code == 2
-    assert capsys.readouterr().err.startswith("invalid settings: Value error, max_queue_depth (16) is below "
-                                              "max_batch_texts (64)")
+    assert capsys.readouterr().err == ("invalid settings: MAX_QUEUE_DEPTH=16 is below MAX_BATCH_TEXTS=64: a full-size "
+                                       "batch call could never be admitted (429 forever). Fix: set MAX_QUEUE_DEPTH to "
+                                       "at least 128, or lower MAX_BATCH_TEXTS to at most 8\n")
     monkeypatch.setenv("MAX_BATCH_TEXTS", "16")
     with pytest.raises(SystemExit):  # now one client's share (half the queue) is below one full batch call
         load_or_exit(ApiSettings)
-    assert "max_client_share (0.5) leaves one client less than one full-size batch call" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("invalid settings: MAX_CLIENT_SHARE=0.5 leaves one client less than one full-size batch call")
+    assert err.endswith("Fix: set MAX_CLIENT_SHARE to at least 1, or set MAX_QUEUE_DEPTH to at least 32, or lower "
+                        "MAX_BATCH_TEXTS to at most 8\n")
     monkeypatch.setenv("MAX_CLIENT_SHARE", "1")  # one client, a small queue: it may hold all of it
     assert load_or_exit(ApiSettings).max_queue_depth == 16
 
 
-def test_an_invalid_value_names_its_variable(monkeypatch, capsys):
+def test_a_longer_text_limit_alone_says_which_variable_to_raise_and_to_what(monkeypatch):
+    """`MAX_TEXT_CHARS=5000 python -m api`: the queue's byte limit cannot admit a full batch of such texts."""
+    for name in setting_names():
+        monkeypatch.delenv(name, raising=False)
+    env = python_env(MAX_TEXT_CHARS="5000", REDIS_URL="redis://:s3cret@127.0.0.1:1/0")
+    done = subprocess.run([sys.executable, "-m", "api"], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 2, done.stderr
+    needed = 64 * (2 * 4 * 5000 + MESSAGE_OVERHEAD_BYTES)  # 64 pairs of 5000 characters of up to 4 bytes
+    chars, texts = (1_048_576 // 64 - MESSAGE_OVERHEAD_BYTES) // 8, 1_048_576 // (8 * 5000 + MESSAGE_OVERHEAD_BYTES)
+    assert done.stderr == (
+        f"invalid settings: MAX_QUEUE_BYTES=1048576 is below the {needed} bytes a full-size batch call can take "
+        "(MAX_BATCH_TEXTS=64 text pairs of MAX_TEXT_CHARS=5000 characters, up to 4 bytes each in UTF-8, plus "
+        f"{MESSAGE_OVERHEAD_BYTES} bytes per message): it could never be admitted (429 forever). Fix: set "
+        f"MAX_QUEUE_BYTES to at least {needed}, or lower MAX_TEXT_CHARS to at most {chars} or MAX_BATCH_TEXTS to at "
+        f"most {texts}\n")
+    assert "s3cret" not in done.stderr
+    monkeypatch.setenv("MAX_TEXT_CHARS", "5000")  # each value it names works
+    for fix in ({"MAX_QUEUE_BYTES": str(needed)}, {"MAX_TEXT_CHARS": str(chars)}, {"MAX_BATCH_TEXTS": str(texts)}):
+        with monkeypatch.context() as patch:
+            for name, value in fix.items():
+                patch.setenv(name, value)
+            load_or_exit(ApiSettings)
+
+
+@settings(max_examples=300, deadline=None)
+@given(depth=st.integers(1, 5000), queue_bytes=st.integers(4096, 1 << 24), texts=st.integers(1, 4096),
+       chars=st.integers(1, 20_000), share=st.sampled_from([0.05, 0.25, 0.5, 0.9, 1.0]))
+def test_every_fix_the_limits_message_names_makes_the_limits_consistent(depth, queue_bytes, texts, chars, share):
+    limits = QueueLimits(depth, queue_bytes, texts, chars, share)
+    message = limits_problem(limits)
+    assert (message is None) == (limits.failing() is None)
+    if message is None:
+        return
+    alternatives = re.split(r",? or ", message.split("Fix: ")[1])
+    for alternative in alternatives:  # each alone: "set X to at least N", "Y to at most M", "X ... and Z ..."
+        changes = {name.lower(): float(value) if name == "MAX_CLIENT_SHARE" else int(value)
+                   for name, value in re.findall(r"([A-Z_]+) to at (?:least|most) ([0-9.]+)", alternative)}
+        assert changes, message
+        assert replace(limits, **changes).failing() is None, (message, alternative)
+
+
+def test_an_invalid_value_names_its_variable_its_value_and_one_that_works(monkeypatch, capsys):
     monkeypatch.setenv("WORKER_ID", "two words")
     with pytest.raises(SystemExit):
         load_or_exit(WorkerSettings)
-    assert capsys.readouterr().err.startswith("invalid setting WORKER_ID: ")
+    assert capsys.readouterr().err.startswith("invalid setting WORKER_ID=two words: ")
+    monkeypatch.delenv("WORKER_ID")
+    monkeypatch.setenv("MAX_TEXT_CHARS", "many")
+    monkeypatch.setenv("DEVICE", "tpu")
+    with pytest.raises(SystemExit):
+        load_or_exit(ApiSettings)
+    assert capsys.readouterr().err == ("invalid setting MAX_TEXT_CHARS=many: Input should be a valid integer, unable to "
+                                       "parse string as an integer; e.g. MAX_TEXT_CHARS=2000 (the default)\n")
+    with pytest.raises(SystemExit):
+        load_or_exit(WorkerSettings)
+    assert "invalid setting DEVICE=tpu: String should match pattern '^(auto|cpu|cuda(:[0-9]+)?)$'; e.g. DEVICE=auto " \
+           "(the default)\n" in capsys.readouterr().err
+
+
+def test_setting_errors_never_print_a_secret(monkeypatch, capsys):
+    monkeypatch.setenv("API_KEY", "k3y-s3cret")
+    monkeypatch.setenv("REDIS_URL", "http://:s3cret@redis.example:6379/0")  # not a Redis URL: refused, masked
+    monkeypatch.setenv("CACHE_REDIS_URL", "redis://:s3cret@cache:notaport")
+    monkeypatch.setenv("MAX_TEXT_CHARS", "5000")
+    with pytest.raises(SystemExit):
+        load_or_exit(ApiSettings)
+    err = capsys.readouterr().err
+    assert err.startswith("invalid setting REDIS_URL=http://:***@redis.example:6379/0: String should match pattern")
+    assert "s3cret" not in err
+    assert shown("API_KEY", "k3y-s3cret") == shown("REDIS_SENTINEL_PASSWORD", "x") == "<hidden>"
+    assert shown("REDIS_URL", "redis://user:p/a@ss@host:1/0") == "redis://user:***@host:1/0"
+    assert shown("REDIS_URL", "unix:///run/redis.sock?db=0&password=s3cret") == "unix:///run/redis.sock?db=0&password=***"
+    assert shown("KEY_PREFIX", "staging") == "staging"
 
 
 def test_an_empty_api_key_means_no_key(monkeypatch):
