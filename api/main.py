@@ -3,7 +3,7 @@
 With several processes each binds its own ``SO_REUSEPORT`` listening socket, so the kernel spreads new
 connections evenly over them. (uvicorn's own ``--workers`` shares one socket: whichever process wakes first
 accepts a whole burst of connections, and with keep-alive clients one process ends up serving most of the
-load while the others idle — measured in the scale-out benchmark, see README.) A process that dies is
+load while the others idle — measured in the scale-out benchmark, docs/benchmarks.md.) A process that dies is
 restarted; SIGTERM/SIGINT drain them all (admitted requests finish) and exit 0.
 """
 

@@ -1,6 +1,6 @@
 """The API processes' settings (``python -m api``), on top of the shared ones and the input limits
 (common/settings.py): where to listen, deadlines, admission, authentication, the Open Inference Protocol's model
-name and the response cache. Every field's description states its trade-off; the README's settings table is
+name and the response cache. Every field's description states its trade-off; the README's table of common settings is
 checked against them by a test.
 """
 

@@ -17,7 +17,7 @@ from engine.runtimes import BACKENDS
 BACKEND_CHOICES = ("auto", *BACKENDS, "simulated")
 BACKEND_PATTERN = f"^({'|'.join(BACKEND_CHOICES)})$"
 BACKENDS_HELP = (
-    "Exact (PyTorch fp32's answers, measured: README, Backends): `torch` (PyTorch eager, the reference; fp16 on "
+    "Exact (PyTorch fp32's answers, measured: docs/backends.md): `torch` (PyTorch eager, the reference; fp16 on "
     "CUDA), `onnxruntime` and `openvino` (the model exported once to ONNX, cached in EXPORT_CACHE_DIR; about 2x "
     "PyTorch on CPUs). Approximate (faster where the CPU has the instructions, scores differ): `torch-bf16`, "
     "`openvino-bf16` (bf16 units: AMX / AVX512-BF16; slower than fp32 without them), `torch-int8` (CPU, Linear "

@@ -6,7 +6,7 @@ response JSON as our ``/predict``; the model code is ours (``TransformersPredict
 padding and forward pass), so the servers differ only in how requests reach the model: LitServe collects up to
 ``max_batch_size`` requests or waits ``batch_timeout`` seconds, in arrival order, in one inference process fed
 by its API process. Its only batching knobs are those two (it counts requests, not tokens), tuned for it in
-the benchmark (see README: Results).
+the benchmark (docs/benchmarks.md).
 """
 
 from __future__ import annotations
