@@ -19,14 +19,13 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import IO, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from common.log_repeats import REPEAT_INTERVAL_S, RepeatLimiter
 
 LOG_FORMATS = ("text", "json")
 
 # A URL's password: scheme://user:password@ (the user may be empty, as in redis://:secret@host), the password up to
-# the last @ of the address part as urlsplit reads it (so a raw @ in it is masked too); or a ?password= parameter.
+# the last @ of the address part as urllib reads it (so a raw @ in it is masked too); or a ?password= parameter.
 _URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@\s\"']*):[^/?#\s\"']*@|([?&]password=)[^&#\s\"']*")
 
 # What every LogRecord has; anything else on a record came as ``extra=`` and is a structured field of the line.
@@ -36,20 +35,17 @@ _RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, No
 
 
 def redact_url(url: str) -> str:
-    """``url`` fit to print: its password replaced (redis://:secret@host -> redis://:***@host)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """``url`` fit to print: its password replaced, in the user part or as a query parameter
+    (redis://:secret@host -> redis://:***@host; unix:///redis.sock?password=secret -> ...?password=***). The rest is
+    left as written (an IPv6 host keeps its brackets)."""
+    return _URL_PASSWORD.sub(_masked, url)
 
 
 def redact(text: str) -> str:
     """``text`` with the password of every URL in it masked: the last line of defence, for a URL inside an
     exception's message or a traceback, which no call site chose to print."""
-    return _URL_PASSWORD.sub(_masked, text) if "://" in text else text  # the check keeps access lines cheap
+    # The check keeps access lines (no URL, no query string) cheap.
+    return _URL_PASSWORD.sub(_masked, text) if "://" in text or "password=" in text else text
 
 
 def _masked(match: re.Match[str]) -> str:

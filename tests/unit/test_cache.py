@@ -3,9 +3,11 @@ change the answer is another."""
 
 import asyncio
 import dataclasses
+import logging
 
 import fakeredis
 import pytest
+import redis
 
 from api.cache import ResponseCache, cache_digest
 from common.model_card import ModelCard
@@ -53,6 +55,49 @@ def test_entries_round_trip_expire_and_unreadable_ones_are_misses():
         assert await cache.lookup("m", queries) == [None, None]
 
     asyncio.run(scenario())
+
+
+def test_an_unreadable_entry_is_logged_with_the_reason_and_missed(caplog):
+    async def scenario():
+        client = fakeredis.FakeAsyncRedis()
+        await client.set(KEYS.cached(cache_digest("m", Query("one"))), b"\xc1 not an entry")
+        return await ResponseCache(client, KEYS, ttl_s=30).lookup("m", [Query("one")])
+
+    with caplog.at_level(logging.WARNING, logger="api.cache"):
+        assert asyncio.run(scenario()) == [None]
+    assert caplog.messages == ["ignoring an unreadable response-cache entry: not a msgpack message: FormatError"]
+
+
+class DownRedis:
+    """A cache Redis that fails every read and write."""
+
+    async def mget(self, names):
+        raise redis.ConnectionError("cache Redis is down")
+
+    def pipeline(self, transaction):
+        return self
+
+    def set(self, *args, **kwargs):
+        return self
+
+    async def execute(self):
+        raise redis.ConnectionError("cache Redis is down")
+
+
+def test_a_failing_cache_redis_is_counted_and_logged_as_a_read_or_a_write_with_its_error(caplog):
+    errors = []
+
+    async def scenario():
+        cache = ResponseCache(DownRedis(), KEYS, ttl_s=30, on_error=lambda: errors.append(1))
+        found = await cache.lookup("m", [Query("one"), Query("two")])
+        await cache.store([("m", Query("one"), [Prediction("POSITIVE", 0.75)])])  # does not raise either
+        return found
+
+    with caplog.at_level(logging.WARNING, logger="api.cache"):
+        assert asyncio.run(scenario()) == [None, None]
+    assert len(errors) == 2
+    assert caplog.messages == ["response cache read failed (answered by the workers instead): cache Redis is down",
+                               "response cache write failed (answered by the workers instead): cache Redis is down"]
 
 
 # Cards of workers whose answers can differ from CARD's: other weights, another token limit, another backend.

@@ -195,3 +195,31 @@ def test_an_empty_api_key_means_no_key(monkeypatch):
     assert ApiSettings().api_key is None
     monkeypatch.setenv("API_KEY", "s3cret")
     assert ApiSettings().api_key == "s3cret"
+
+
+def test_an_invalid_optional_setting_says_to_unset_it(monkeypatch, capsys):
+    """Where the default is none, the value that works is no value: the line says so, not `NAME=None`."""
+    monkeypatch.setenv("REDIS_SENTINELS", "sentinel-1")  # the port forgotten
+    with pytest.raises(SystemExit):
+        load_or_exit(WorkerSettings)
+    assert capsys.readouterr().err.endswith(
+        "invalid setting REDIS_SENTINELS=sentinel-1: String should match pattern "
+        r"'^\s*[^\s,:]+:\d+\s*(,\s*[^\s,:]+:\d+\s*)*$'; or unset REDIS_SENTINELS for the default" "\n")
+
+
+def test_an_invalid_switch_names_its_default_as_it_is_written(monkeypatch, capsys):
+    monkeypatch.setenv("ACCESS_LOG", "maybe")
+    with pytest.raises(SystemExit):
+        load_or_exit(ApiSettings)
+    assert capsys.readouterr().err == ("invalid setting ACCESS_LOG=maybe: Input should be a valid boolean, unable to "
+                                       "interpret input; e.g. ACCESS_LOG=true (the default)\n")
+
+
+@pytest.mark.parametrize("url", ["REDIS://:s3cret@redis.example:6379/0", "Rediss://user:s3cret@redis.example:6380/0"])
+def test_a_url_with_a_capitalised_scheme_is_refused_without_its_password(monkeypatch, capsys, url):
+    monkeypatch.setenv("REDIS_URL", url)
+    with pytest.raises(SystemExit):
+        load_or_exit(WorkerSettings)
+    err = capsys.readouterr().err
+    assert err.startswith(f"invalid setting REDIS_URL={url.replace('s3cret', '***')}: String should match pattern")
+    assert "s3cret" not in err

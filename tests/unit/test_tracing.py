@@ -2,21 +2,28 @@
 exporter); the batch loop telling its observer of every pass; the API's server span and its work items' context."""
 
 import asyncio
+import io
+import re
 import sys
+import threading
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import fakeredis
 import httpx
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import export as sdk_export
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.util._once import Once
 
 from api.app import create_app
 from api.settings import ApiSettings
 from common.protocol import decode_item, encode_item
-from common.tracing import TracingConfigError, exporters_named, tracer_provider_from_env
+from common.tracing import TracingConfigError, check_or_exit, exporters_named, tracer_provider_from_env
 from tests.unit.fakes import Clock, FakePredictor, FakeQueue, items
 from worker.loop import BatchLoop, BatchPolicy
 from worker.tracing import PassTracer, span_context_of
@@ -47,20 +54,101 @@ def test_exporters_are_named_by_the_standard_variable():
     assert named.resource.attributes["service.name"] == "mine"
 
 
+GRPC_REFUSED = "this service speaks OTLP over http/protobuf (port 4318 of a collector), not gRPC"
+
+
 @pytest.mark.parametrize("environ, fix", [
     ({"OTEL_TRACES_EXPORTER": "zipkin"}, "exports with otlp or console"),
-    ({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "http/protobuf"),
+    ({"OTEL_TRACES_EXPORTER": "zipkin,otlp, jaeger"}, "OTEL_TRACES_EXPORTER names jaeger, zipkin; this service"),
+    ({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, GRPC_REFUSED),
+    ({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc"}, GRPC_REFUSED),
 ])
 def test_what_cannot_be_honoured_is_refused_with_the_fix(environ, fix):
-    with pytest.raises(TracingConfigError, match=fix):
+    with pytest.raises(TracingConfigError, match=re.escape(fix)):
         exporters_named(environ)
+
+
+@pytest.mark.parametrize("protocols", [
+    {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, {"OTEL_EXPORTER_OTLP_PROTOCOL": ""},
+    {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"},
+    {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},  # traces' wins
+])
+def test_otlp_over_http_protobuf_is_accepted(protocols):
+    assert exporters_named({"OTEL_TRACES_EXPORTER": "otlp", **protocols}) == ["otlp"]
+
+
+def test_the_process_environment_is_read_when_none_is_given(monkeypatch, capsys):
+    for name in ("OTEL_TRACES_EXPORTER", "OTEL_SDK_DISABLED"):
+        monkeypatch.delenv(name, raising=False)
+    assert tracer_provider_from_env("svc") is None
+    check_or_exit()  # nothing to refuse: the start goes on
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "zipkin")
+    with pytest.raises(TracingConfigError, match="zipkin"):
+        tracer_provider_from_env("svc")
+    with pytest.raises(SystemExit) as info:
+        check_or_exit()
+    assert info.value.code == 2
+    assert "invalid tracing setting: OTEL_TRACES_EXPORTER names zipkin" in capsys.readouterr().err
+
+
+@pytest.fixture
+def unset_global_provider(monkeypatch):
+    """The process-wide tracer provider not yet set, as when a process starts (OpenTelemetry sets it once), and put
+    back as it was after the test."""
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER_SET_ONCE", Once())
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
+
+
+def test_console_tracing_writes_our_spans_and_the_libraries_spans(monkeypatch, unset_global_provider):
+    out = io.StringIO()
+    console = sdk_export.ConsoleSpanExporter
+    monkeypatch.setattr(sdk_export, "ConsoleSpanExporter", lambda: console(out=out))  # stdout, here a buffer
+    provider = tracer_provider_from_env("svc", {"OTEL_TRACES_EXPORTER": "console"})
+    with provider.get_tracer("worker").start_as_current_span("forward pass"):
+        pass
+    with trace.get_tracer("some.library").start_as_current_span("library call"):  # a library's, via the global
+        pass
+    provider.force_flush()
+    provider.shutdown()
+    written = out.getvalue()
+    assert '"name": "forward pass"' in written and '"name": "library call"' in written
+    assert '"service.name": "svc"' in written
+
+
+def test_otlp_tracing_posts_the_spans_to_the_configured_collector(monkeypatch, unset_global_provider):
+    received = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append((self.path, self.headers["Content-Type"],
+                             self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"http://127.0.0.1:{server.server_port}/v1/traces")
+        provider = tracer_provider_from_env("svc", {"OTEL_TRACES_EXPORTER": "otlp"})
+        with provider.get_tracer("worker").start_as_current_span("forward pass"):
+            pass
+        provider.force_flush(5_000)
+        provider.shutdown()
+    finally:
+        server.shutdown()
+        server.server_close()
+    (path, content_type, body), = received
+    assert (path, content_type) == ("/v1/traces", "application/x-protobuf")
+    assert b"forward pass" in body and b"svc" in body
 
 
 @pytest.mark.parametrize("absent, exporter", [("opentelemetry.sdk", "otlp"), ("opentelemetry.sdk", "console"),
                                               ("opentelemetry.exporter.otlp", "otlp")])
 def test_tracing_asked_for_without_the_tracing_extra_stops_the_start_naming_it(monkeypatch, capsys, absent, exporter):
-    from common.tracing import check_or_exit
-
     for name in [m for m in sys.modules if m == absent or m.startswith(absent + ".")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, absent, None)  # as if not installed: importing it fails
@@ -73,7 +161,8 @@ def test_tracing_asked_for_without_the_tracing_extra_stops_the_start_naming_it(m
     err = capsys.readouterr().err
     assert err.startswith(f"invalid tracing setting: OTEL_TRACES_EXPORTER={exporter} turns tracing on, but the "
                           "tracing extra is not installed")
-    assert "pip install 'sentimentalyzer[tracing]'" in err and "unset OTEL_TRACES_EXPORTER" in err
+    assert "pip install 'sentimentalyzer[tracing]'" in err
+    assert "unset OTEL_TRACES_EXPORTER (or set it to none) to run without tracing" in err
     assert exporters_named({}) == [] and tracer_provider_from_env("svc", {}) is None  # off: nothing is imported
 
 
