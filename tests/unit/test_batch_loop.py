@@ -1,11 +1,16 @@
+import inspect
 import logging
+import time
+from dataclasses import replace
 
 import msgpack
 import pytest
 
-from common.protocol import ErrorCode, new_request_id
+from common.options import Options
+from common.protocol import ErrorCode, decode_item, encode_item, new_request_id
 from tests.unit.fakes import Clock, FakePredictor, FakeQueue, items
-from worker.loop import BatchLoop, BatchPolicy
+from worker.loop import BatchLoop, BatchPolicy, RequestQueue
+from worker.redis_queue import RedisRequestQueue
 
 
 def make_loop(queue, predictor=None, *, size=4, wait_s=0.0, clock=None):
@@ -173,6 +178,7 @@ def test_tokenization_failure_answers_the_window_with_errors(caplog):
         loop.run(max_batches=1)
     assert [r.error.code for r in queue.replies] == [ErrorCode.INFERENCE_FAILED] * 2
     assert caplog.messages == ["tokenization failed for a window of 2 texts of requests order-1"]
+    assert caplog.records[0].request_ids == ["order-1"]  # the same, as a field of JSON lines
 
 
 @pytest.mark.parametrize("budget,passes", [(0, [["a b", "c", "d e f"]]), (1, [["a b"], ["c"], ["d e f"]])])
@@ -323,3 +329,84 @@ def test_texts_dropped_past_their_deadline_are_a_warning_naming_their_requests(c
     assert warning.message == ("dropped 2 text(s) past their deadline (their clients had a 504) of requests "
                                "slow-client")
     assert warning.request_ids == ["slow-client"]
+
+
+def test_every_reply_names_what_answered_it():
+    """Replies carry the card's ``answers``: the API keys its response cache by it (a reply naming nothing is
+    never cached)."""
+    queue, predictor = FakeQueue(items(["a good", "b"])), FakePredictor()
+    make_loop(queue, predictor).run(max_batches=1)
+    assert [r.model for r in queue.replies] == [predictor.card.answers] * 2
+
+
+def test_a_window_taken_back_is_a_warning_naming_the_requests_of_its_unrun_texts(caplog):
+    first, second = new_request_id(), new_request_id()
+    queue = FakeQueue(items(["a"], request_id=first) + items(["b b b b b b"], client_request_id="late-1")
+                      + items(["c c c c c c c"], request_id=second))
+    queue.reclaim_after = 0  # the first pass's publish finds the window gone
+    # Passes of at most 8 padded tokens: [a], then [b b b b b b], then [c c c c c c c].
+    loop = BatchLoop(queue, FakePredictor(), BatchPolicy(4, max_batch_tokens=8), clock=Clock())
+    with caplog.at_level(logging.WARNING, logger="worker.loop"):
+        loop.run(max_batches=1)
+    warning, = caplog.records
+    assert warning.message == ("this worker held its window past its lease (2.0 s) and it was given to other "
+                               f"workers; dropping its 2 unrun text(s) of requests late-1, {second}")
+    assert warning.request_ids == ["late-1", second]
+
+
+def test_a_text_whose_deadline_is_now_is_dropped_and_named(caplog):
+    """The deadline is the instant the API answers 504: a text still queued then is one of the dropped."""
+    clock = Clock(1000.0)
+    queue = FakeQueue(items(["just too late"], now=990.0, timeout=10.0, client_request_id="edge-client")
+                      + items(["in time"], now=1000.0))
+    predictor = FakePredictor()
+    with caplog.at_level(logging.WARNING, logger="worker.loop"):
+        make_loop(queue, predictor, clock=clock).run(max_batches=1)
+    assert predictor.batches == [["in time"]]
+    warning, = caplog.records
+    assert warning.request_ids == ["edge-client"]
+
+
+def test_the_pass_line_gives_the_inference_time_the_replies_carry(caplog, monkeypatch):
+    """Log line and replies agree on a pass's time, to the line's 0.1 ms: here 123.45 ms on a fake clock."""
+    now = [0.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
+
+    class Timed(FakePredictor):
+        def run(self, encodings, options):
+            now[0] += 0.12345
+            return super().run(encodings, options)
+
+    queue = FakeQueue(items(["a", "b"]))
+    with caplog.at_level(logging.DEBUG, logger="worker.loop"):
+        make_loop(queue, Timed()).run(max_batches=1)
+    line, = [r for r in caplog.records if r.message.startswith("pass of")]
+    ms = queue.replies[0].inference_ms
+    assert ms == pytest.approx(123.45)
+    assert f"in {ms:.1f} ms for" in line.message
+    assert line.inference_ms == round(ms, 1) and isinstance(line.inference_ms, float)
+
+
+def test_every_queue_takes_the_calls_of_the_loop_as_the_protocol_declares_them():
+    """The loop is written against RequestQueue; a queue that differs from it (a parameter, a default such as
+    suspect_allowed's) would go unnoticed by the loop's tests, which run on the fake."""
+    declared = inspect.signature(RequestQueue.pop)
+    for queue in (RedisRequestQueue, FakeQueue):
+        assert inspect.signature(queue.pop) == declared, queue
+    # The calls the loop makes (an idle pop, then one filling a window) fit the declaration itself.
+    assert RequestQueue.pop(FakeQueue(), 4, 0.5, lease_s=2.0) is None
+    assert RequestQueue.pop(FakeQueue(), 3, 0.05, lease_s=2.0, suspect_allowed=False) is None
+
+
+def test_a_window_of_refused_texts_runs_no_pass_and_warns_of_nothing_even_when_taken_back(caplog):
+    """Every text refused (the model has 2 labels, they ask for 3): answered in one publish, holding nothing. Had the
+    window been taken back meanwhile, no text was left unrun, so there is nothing to warn of."""
+    queue = FakeQueue([encode_item(replace(decode_item(raw), options=Options(top_k=3))) for raw in items(["a", "b"])])
+    queue.reclaim_after = 0
+    predictor = FakePredictor()
+    with caplog.at_level(logging.WARNING, logger="worker.loop"):
+        assert make_loop(queue, predictor).run(max_batches=1) == 1
+    assert predictor.batches == [] and caplog.records == []
+    outbox, = queue.published
+    assert [r.error.code for r in outbox.replies] == [ErrorCode.INVALID_INPUT] * 2
+    assert (outbox.counts.invalid, outbox.lease_s) == (2, 0.0)
