@@ -74,8 +74,9 @@ def main() -> int:
         judged = len(mutants) - equivalent - counts["not checked"] - counts["skipped"]
         caught = counts["killed"] + counts["timeout"] + applied
         rows.append(f"| `{module}` | {len(mutants)} | {counts['killed'] + applied} | {counts['timeout']} | "
-                    f"{len(survived) - equivalent - applied} | {equivalent} | "
-                    f"{caught / judged:.1%} |" if judged else f"| `{module}` | {len(mutants)} | — | — | — | — | — |")
+                    f"{len(survived) - equivalent - applied} | {equivalent} | {counts['not checked']} | "
+                    f"{caught / judged:.1%} |" if judged
+                    else f"| `{module}` | {len(mutants)} | — | — | — | — | {counts['not checked']} | — |")
         survivors += [(module, name, s) for name, s in mutants.items() if s in ("survived", "no tests", "suspicious")]
     judged = totals["mutants"] - totals["equivalent"] - totals["not checked"] - totals["skipped"]
     caught = totals["killed"] + totals["timeout"] + totals["applied"]
@@ -91,16 +92,17 @@ def main() -> int:
         "test passed. Verdicts for survivors are in `docs/mutation-verdicts.toml`: *equivalent* (no behaviour "
         "changes, excluded from the score), *killed when applied* (code that runs at import, before mutmut can "
         "switch the mutant on: applied to a copy, the unit tests fail; counted as caught) or *tolerated* (a real "
-        "change no test catches, with the reason; counted as surviving).",
+        "change no test catches, with the reason; counted as surviving). **Not checked**: the run ended before "
+        "the mutant's turn (mutmut takes the cheapest mutants first); not in the score.",
         "",
         f"**Score: {caught} of {judged} non-equivalent mutants caught = {score:.1%}** "
         f"({totals['mutants']} mutants, {totals['equivalent']} equivalent, {totals['applied']} killed when applied, "
-        f"{len(unjudged)} unjudged).",
+        f"{len(unjudged)} unjudged, {totals['not checked']} not checked).",
         "",
         *[f"- {note}" for note in recorded.get("history", [])],
         "",
-        "| module | mutants | killed | timeout | survived | equivalent | caught |",
-        "|---|---|---|---|---|---|---|",
+        "| module | mutants | killed | timeout | survived | equivalent | not checked | caught |",
+        "|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         "## Surviving mutants",

@@ -6,6 +6,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import redis
+
 from common.model_card import ModelCard
 from common.options import DEFAULT_OPTIONS, Options, QueryLike
 from common.protocol import Prediction, Reply, WorkItem, encode_item, new_request_id
@@ -120,3 +122,19 @@ def items(texts: Sequence[str], *, now: float = 1000.0, timeout: float = 10.0, r
     at = now if enqueued_at is None else enqueued_at
     return [encode_item(WorkItem(rid, i, t, at + timeout, at, client_request_id=client_request_id))
             for i, t in enumerate(texts)]
+
+
+class DownRedis:
+    """A cache Redis that fails every read and write (the response cache's client)."""
+
+    async def mget(self, names):
+        raise redis.ConnectionError("cache Redis is down")
+
+    def pipeline(self, transaction):
+        return self
+
+    def set(self, *args, **kwargs):
+        return self
+
+    async def execute(self):
+        raise redis.ConnectionError("cache Redis is down")

@@ -8,6 +8,7 @@ import pytest
 
 from common.options import Options
 from tests.unit.api_harness import CARD, KEYS, fake_answer, run, running, settings
+from tests.unit.fakes import DownRedis
 
 
 def ranked(text, index=0, top_k=None):
@@ -217,25 +218,8 @@ def test_the_response_cache_answers_a_repeat_without_queueing_and_keys_by_option
 
 
 def test_a_failing_cache_is_a_miss_never_a_failed_request():
-    import redis
-
-    class BrokenRedis:
-        """A cache Redis that fails every read and write."""
-
-        async def mget(self, names):
-            raise redis.ConnectionError("cache Redis is down")
-
-        def pipeline(self, transaction):
-            return self
-
-        def set(self, *args, **kwargs):
-            return self
-
-        async def execute(self):
-            raise redis.ConnectionError("cache Redis is down")
-
     async def scenario():
-        async with running(settings(cache_ttl_s=60), cache_client=BrokenRedis()) as (http, _):
+        async with running(settings(cache_ttl_s=60), cache_client=DownRedis()) as (http, _):
             await ready(http)
             r = await http.post("/predict", json={"text": "good"})
             assert r.status_code == 200 and r.headers["x-cache"] == "miss"

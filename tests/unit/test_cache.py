@@ -7,13 +7,13 @@ import logging
 
 import fakeredis
 import pytest
-import redis
 
 from api.cache import ResponseCache, cache_digest
 from common.model_card import ModelCard
 from common.options import Options, Query
 from common.protocol import Prediction
 from tests.unit.api_harness import CARD, KEYS, running, settings
+from tests.unit.fakes import DownRedis
 from tests.unit.test_api_shapes import ready
 
 BASE = ("model-a", Query("a fine film"))
@@ -66,22 +66,6 @@ def test_an_unreadable_entry_is_logged_with_the_reason_and_missed(caplog):
     with caplog.at_level(logging.WARNING, logger="api.cache"):
         assert asyncio.run(scenario()) == [None]
     assert caplog.messages == ["ignoring an unreadable response-cache entry: not a msgpack message: FormatError"]
-
-
-class DownRedis:
-    """A cache Redis that fails every read and write."""
-
-    async def mget(self, names):
-        raise redis.ConnectionError("cache Redis is down")
-
-    def pipeline(self, transaction):
-        return self
-
-    def set(self, *args, **kwargs):
-        return self
-
-    async def execute(self):
-        raise redis.ConnectionError("cache Redis is down")
 
 
 def test_a_failing_cache_redis_is_counted_and_logged_as_a_read_or_a_write_with_its_error(caplog):
