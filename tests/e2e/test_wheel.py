@@ -112,6 +112,11 @@ def test_the_installed_wheel_runs_its_command_and_serves_a_request(tmp_path, red
     in_checkout = [e for e in where["path"] if Path(e).is_relative_to(ROOT.resolve()) and e not in dependencies]
     assert not in_checkout, where["path"]  # only the dependencies (which may live in the checkout's .venv)
 
+    licence = json.loads(run(str(bin_dir / "python"), "-c", "import json; from importlib.metadata import distribution as d; "
+                             "m = d('sentimentalyzer'); print(json.dumps([m.metadata['License-Expression'], "
+                             "[str(f) for f in m.files if f.name == 'LICENSE']]))").stdout)
+    assert licence[0] == "Apache-2.0" and licence[1], licence  # the expression, and the licence text shipped with it
+
     command = str(bin_dir / "sentimentalyzer")
     assert "commands:" in run(command, "--help").stdout
     worker_help = run(command, "worker", "--help").stdout

@@ -260,8 +260,10 @@ def queued_options(requests):
 
 
 def ours(field, value):
-    """A body of our shapes with one option, on each route that takes it (four texts in all)."""
-    return [("/predict", {"text": "good", field: value}), ("/predict", {"texts": ["good", "bad"], field: value}),
+    """A body of our shapes with one option, on each route that takes it (four texts in all, one a pair in a
+    batch)."""
+    return [("/predict", {"text": "good", field: value}),
+            ("/predict", {"texts": ["good", {"text": "bad", "text_pair": "x"}], field: value}),
             ("/predict/batch", {"texts": ["good"], field: value})]
 
 
@@ -284,6 +286,7 @@ def test_each_option_sent_alone_is_queued_with_the_defaults_for_the_others(field
     ({"truncation_direction": "Left"}, Options(top_k=None, truncation_side="left")),
     ({"truncation_direction": "left"}, Options(top_k=None, truncation_side="left")),
     ({"raw_scores": True}, Options(top_k=None, function="none")),
+    ({"parameters": {}, "raw_scores": True}, Options(top_k=None, function="none")),  # raw logits there too
     ({"parameters": {"top_k": 2}}, Options(top_k=2)),
     ({"parameters": {"top_k": None}}, Options(top_k=None)),
     *[({"parameters": {"top_k": 1, "function_to_apply": f}}, Options(function=f)) for f in ("sigmoid", "none",
@@ -291,8 +294,8 @@ def test_each_option_sent_alone_is_queued_with_the_defaults_for_the_others(field
     ({"parameters": {"top_k": 1}, "truncate": False}, Options(truncate=False)),
     ({"parameters": {"top_k": 1}, "truncation_direction": "Left"}, Options(truncation_side="left")),
     ({"parameters": {"top_k": 1}, "truncation_direction": "left"}, Options(truncation_side="left")),
-], ids=["no-truncate", "Left", "left", "raw-scores", "hf-top-k-2", "hf-top-k-null", "hf-sigmoid", "hf-none",
-        "hf-softmax", "hf-no-truncate", "hf-Left", "hf-left"])
+], ids=["no-truncate", "Left", "left", "raw-scores", "hf-raw-scores", "hf-top-k-2", "hf-top-k-null", "hf-sigmoid",
+        "hf-none", "hf-softmax", "hf-no-truncate", "hf-Left", "hf-left"])
 def test_each_option_of_the_inputs_shape_sent_alone_is_queued_with_the_defaults_for_the_others(extra, expected):
     # text-embeddings-inference's body answers every label (top_k null); with the Inference API's parameters,
     # top_k 1 leaves every other option at its default unless one is sent.

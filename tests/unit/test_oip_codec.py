@@ -70,10 +70,38 @@ def test_binary_inputs_and_outputs_as_tritonclient_sends_and_reads_them():
 
 
 def test_binary_output_for_every_output_when_the_request_asks_for_it():
-    call = parse({"inputs": [tensor(data=["ok"])], "parameters": {"binary_data_output": True}})
-    body, headers = encode_infer(call, [[Prediction("POSITIVE", 0.5)]], "m", "1")
-    blob = body[int(headers[HEADER_LENGTH]):]
-    assert blob == binary_bytes(["POSITIVE"]) + np.float32(0.5).tobytes()
+    call = parse({"inputs": [tensor(data=["ok", "bad"])], "parameters": {"binary_data_output": True}})
+    body, headers = encode_infer(call, [[Prediction("POSITIVE", 0.5)], [Prediction("NEGATIVE", 0.25)]], "m", "1")
+    header_length = int(headers[HEADER_LENGTH])
+    assert headers == {"content-type": "application/octet-stream", HEADER_LENGTH: str(header_length)}
+    blob = body[header_length:]
+    # BYTES elements back to back, each after its own length (nothing between them), then the FP32 scores
+    assert blob == binary_bytes(["POSITIVE", "NEGATIVE"]) + np.array([0.5, 0.25], dtype="<f4").tobytes()
+
+
+def test_a_full_batch_is_accepted_whether_sent_as_json_or_binary():
+    assert len(parse({"inputs": [tensor(data=["ok"] * 5)]}).queries) == 5  # max_batch_texts is 5
+    blob = binary_bytes(["ok"] * 5)
+    raw, length = with_binary({"inputs": [{"name": "text", "shape": [5], "datatype": "BYTES",
+                                           "parameters": {"binary_data_size": len(blob)}}]}, blob)
+    assert len(parse(raw, length).queries) == 5
+
+
+def test_a_header_length_covering_the_whole_body_means_no_binary_data():
+    # Some clients send Inference-Header-Content-Length with a plain JSON body: it is the body's length.
+    raw = json.dumps({"inputs": [tensor()]}).encode()
+    assert [q.text for q in parse(raw, str(len(raw))).queries] == ["great", "awful"]
+
+
+@pytest.mark.parametrize("length,message", [
+    ("0", f"{HEADER_LENGTH} is 0 but the body has"),
+    ("-1", f"{HEADER_LENGTH} is -1 but the body has"),
+    ("1", "body: Invalid JSON"),  # a length inside the body is taken: the JSON it cuts off is what is wrong
+])
+def test_the_header_length_must_leave_some_json(length, message):
+    with pytest.raises(ServiceError) as info:
+        parse(json.dumps({"inputs": [tensor()]}).encode(), length)
+    assert info.value.message.startswith(message)
 
 
 @pytest.mark.parametrize("body,header_length,message", [
@@ -108,6 +136,7 @@ def test_a_wrong_request_is_422_saying_what_is_wrong(body, header_length, messag
     (binary_bytes(["   "]), None, "element 0: Value error, text must contain at least one non-whitespace"),
     (binary_bytes(["ok"]) + b"extra", len(binary_bytes(["ok"])), "5 bytes of binary data follow the inputs' own"),
     (binary_bytes(["ok"]), 100, "declares 100 bytes of binary data; 6 left"),
+    (binary_bytes(["ok"]) + struct.pack("<I", 0), None, "element 1: String should have at least 1 character"),
 ])
 def test_broken_binary_tensor_data_is_422(blob, declared, message):
     raw, length = with_binary({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES",
@@ -115,3 +144,33 @@ def test_broken_binary_tensor_data_is_422(blob, declared, message):
     with pytest.raises(ServiceError) as info:
         parse(raw, length)
     assert message in info.value.message
+
+
+@pytest.mark.parametrize("body,message", [
+    ({"inputs": [tensor()], "outputs": [{"name": "score"}, {"name": "score"}]}, "an output is requested twice"),
+    ({"inputs": [tensor(data=["ok"], name="text_pair")]}, "the request needs an input named 'text' (BYTES)"),
+])
+def test_our_own_refusals_are_the_whole_message(body, message):
+    with pytest.raises(ServiceError) as info:
+        parse(body)
+    assert info.value.message == message
+
+
+@pytest.mark.parametrize("texts", [[], ["ok"] * 6], ids=["none", "six"])
+def test_binary_inputs_hold_one_to_max_batch_texts(texts):
+    # JSON data is held to that by its schema; binary data only by this count.
+    blob = binary_bytes(texts)
+    raw, length = with_binary({"inputs": [{"name": "text", "shape": [len(texts)], "datatype": "BYTES",
+                                           "parameters": {"binary_data_size": len(blob)}}]}, blob)
+    with pytest.raises(ServiceError) as info:
+        parse(raw, length)
+    assert info.value.message == f"input 'text' must hold 1 to 5 texts, has {len(texts)}"
+
+
+def test_broken_binary_data_names_the_input_it_is_in():
+    blob = binary_bytes(["ok"])[:-1]
+    raw, length = with_binary({"inputs": [tensor(data=["ok"]), {
+        "name": "text_pair", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": len(blob)}}]}, blob)
+    with pytest.raises(ServiceError) as info:
+        parse(raw, length)
+    assert info.value.message == "input 'text_pair': binary data ends inside an element"
