@@ -51,7 +51,10 @@ class PrometheusServer:
             return False
 
     def _get(self, path: str, **params: str | float) -> list[dict]:
-        body = httpx.get(f"{self.url}{path}", params=params, timeout=10).json()
+        response = httpx.get(f"{self.url}{path}", params=params, timeout=10)
+        if response.status_code == 503:  # still starting: a plain-text "Service Unavailable", not the API's JSON
+            raise httpx.HTTPStatusError("Prometheus is not ready", request=response.request, response=response)
+        body = response.json()
         if body["status"] != "success":
             raise ValueError(f"Prometheus refused {params.get('query')!r}: {body.get('error')}")
         return body["data"]["result"]

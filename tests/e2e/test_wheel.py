@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.processes import free_port
+from harness.processes import free_port, wait_until
 from tests.helpers import ROOT
 from tests.integration.test_package import tracked
 
@@ -140,6 +140,8 @@ def test_the_installed_wheel_runs_its_command_and_serves_a_request(tmp_path, red
             assert response.status == 200
             answer = json.loads(response.read())
         assert answer["label"] in ("NEGATIVE", "POSITIVE") and 0 <= answer["score"] <= 1, answer
+        # serve polls /readyz on its own schedule: its line may come a poll after this test saw the service ready
+        wait_until(lambda: f"ready at {url}" in log.read_text(), 10, "serve to say where the service is")
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(timeout=60) == 0, log.read_text()
     finally:
