@@ -40,14 +40,19 @@ def test_sigkill_mid_batch_loses_nothing(redis_server, tiny_model, tiny_predicto
                 answered = int(client.hget(keys.heartbeat(victim_id), "texts") or 0)
                 return answered >= 16 and client.llen(keys.inflight(victim_id)) > 0
 
-            await asyncio.to_thread(wait_until, answered_some_and_holds_a_batch, 20,
-                                    "the victim to answer some and hold a batch", 0.005)
+            # Stopped first, so that what it holds is read with nothing moving (a worker killed right after a publish
+            # holds nothing: a flaky "held 0"), then killed; the survivor takes the window back only once the lease
+            # runs out or the dead connection is seen.
+            while True:
+                await asyncio.to_thread(wait_until, answered_some_and_holds_a_batch, 20,
+                                        "the victim to answer some and hold a batch", 0.005)
+                victim.signal(signal.SIGSTOP)
+                held = client.llen(keys.inflight(victim_id))
+                if held:
+                    break
+                victim.signal(signal.SIGCONT)  # it published between the check and the stop: try again
             victim.signal(signal.SIGKILL)
             await asyncio.to_thread(victim.wait, 10)
-            # What it died holding, read once it is dead (read before the kill, a batch published in between left
-            # the kill landing between batches: a flaky "held 0"). The survivor takes it back only after the
-            # victim's heartbeat expires.
-            held = client.llen(keys.inflight(victim_id))
             return held, await load
 
         held, outcomes = asyncio.run(scenario())

@@ -131,7 +131,6 @@ def test_a_failed_export_names_the_model_and_the_fix_and_leaves_no_entry(tiny_mo
     assert [p for p in (tmp_path / "onnx").iterdir() if p.is_dir()] == []
 
 
-
 def open_tiny(backend, tiny_model, cache_dir, device="cpu"):
     return open_runtime(backend, resolve_model(str(tiny_model)), device=device, threads=1, cache_dir=cache_dir,
                         input_names=INPUTS)

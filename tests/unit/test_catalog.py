@@ -41,6 +41,14 @@ def test_live_workers_that_agree_name_their_shared_answers():
     assert view_of([heartbeat(CARD, "w1"), heartbeat(renamed, "w2")]).answers == CARD.answers
 
 
+def test_a_worker_without_a_readable_card_is_counted_not_described():
+    """A worker of an older version (or one whose card fields are cut short) must not turn the model unknown or
+    mixed for the others: /info and the cache go by the cards that can be read."""
+    old = {"worker_id": "w2", "max_batch_size": "64", "max_batch_tokens": "512"}
+    view = view_of([heartbeat(CARD, "w1"), old])
+    assert view.workers == 2 and view.cards == (CARD,) and view.answers == CARD.answers
+
+
 @pytest.mark.parametrize("other,served_from_cache", [*[(card, False) for card in DISAGREEING],
                                                      (ModelCard.from_fields(CARD.fields()), True)],
                          ids=[*DISAGREEING_IDS, "agreeing"])

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import fakeredis
 import pytest
 
+from api.cache import ResponseCache
 from api.errors import ErrorKind, ServiceError
 from api.gateway import Gateway, Outcome
 from common.options import Query
@@ -177,3 +178,21 @@ def test_a_text_the_model_cannot_answer_as_asked_is_422_naming_it():
         Harness(respond).classify(["fine", "long"])
     assert info.value.kind == ErrorKind.VALIDATION and info.value.status == 422
     assert info.value.message == "text 1: the text is 600 tokens long and the model takes at most 512"
+
+
+def test_a_refused_text_is_named_by_its_place_in_the_request_when_the_cache_answered_the_others():
+    """Only the texts the cache did not answer are queued: the worker's index is into those, the client's into all."""
+    harness = Harness(lambda items, _clock: [
+        answer(item, model="card-1") if item.text == "fine" else
+        encode_reply(Reply(item.request_id, item.index, error=WorkError(ErrorCode.INVALID_INPUT, "too long")))
+        for item in items])
+
+    def cached() -> dict:
+        return {"cache": ResponseCache(fakeredis.FakeAsyncRedis(server=harness.server), KEYS, 60),
+                "answers": lambda: "card-1"}
+
+    assert harness.classify(["fine"], **cached()).predictions == [[Prediction("POSITIVE", 0.9)]]
+    with pytest.raises(ServiceError) as info:
+        harness.classify(["fine", "long"], **cached())
+    assert [item.text for item in harness.enqueued] == ["fine", "long"]  # the second call queued "long" alone
+    assert info.value.status == 422 and info.value.message == "text 1: too long"
