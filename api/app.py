@@ -17,6 +17,7 @@ from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 
 from api.access import AccessLog
+from api.auth import RequireApiKey, document_api_key
 from api.cache import ResponseCache
 from api.catalog import Catalog
 from api.cluster import ClusterView
@@ -24,7 +25,7 @@ from api.cors import allow_origins
 from api.encoding import GzipResponses
 from api.errors import install_error_handlers
 from api.gateway import Gateway
-from api.handling import PREDICT_ERRORS, Services, auth_errors, classify, guard
+from api.handling import PREDICT_ERRORS, Services, classify
 from api.info import API_VERSION, with_top_k_limit
 from api.limits import BodySizeLimit
 from api.metrics import ApiMetrics, RequestMetrics
@@ -46,6 +47,9 @@ NO_TELEMETRY = {"tracing": False, "metrics": False, "logs": False}
 POOL_HEADROOM = 16
 # How often an API process re-measures its clock's offset to Redis's (clocks drift slowly; NTP steps are rare).
 CLOCK_SYNC_INTERVAL_S = 30.0
+# Until the first measurement succeeds (Redis away at start), tried this often, so that it follows Redis's return
+# within a second even with no traffic (requests and /readyz measure first too: api/gateway.py). One TIME per try.
+CLOCK_FIRST_SYNC_RETRY_S = 0.5
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +57,14 @@ TraceContext = Callable[[], "str | None"]
 
 
 async def keep_clock_in_sync(clock: RedisClock, client: redis.asyncio.Redis) -> None:
-    """Deadlines are stamped on Redis's clock (common/clock.py): measure this host's offset now and then."""
+    """Deadlines are stamped on Redis's clock (common/clock.py): measure this host's offset now and then, and
+    until a first measurement succeeded, soon again."""
     while True:
         try:
             await clock.sync_async(client.time)
         except redis.RedisError as exc:
             log.debug("could not read Redis's clock: %s", exc)  # the request path reports Redis outages
-        await asyncio.sleep(CLOCK_SYNC_INTERVAL_S)
+        await asyncio.sleep(CLOCK_SYNC_INTERVAL_S if clock.synced else CLOCK_FIRST_SYNC_RETRY_S)
 
 
 def create_app(settings: ApiSettings, client: redis.asyncio.Redis | None = None,
@@ -81,12 +86,15 @@ def create_app(settings: ApiSettings, client: redis.asyncio.Redis | None = None,
         telemetry=telemetry,
     )
     add_routes(app, settings)
-    _state_top_k_limit(app)
+    _state_top_k_limit(app, settings.api_key is not None)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(GzipResponses)
+    if settings.api_key is not None:  # outside the body's limits and decoding, inside CORS and the access log
+        app.add_middleware(RequireApiKey, api_key=settings.api_key)
     allow_origins(app, settings.cors_allow_origins)  # outside the others: their refusals carry CORS headers too
     app.add_middleware(RequestMetrics, metrics=metrics, routes=metric_routes(app, settings),
-                       access_log=AccessLog(settings.client_id_header) if settings.access_log else None)
+                       access_log=AccessLog(settings.client_id_header, settings.trusted_proxy_hops)
+                       if settings.access_log else None)
     return app
 
 
@@ -150,21 +158,27 @@ def add_routes(app: FastAPI, settings: ApiSettings) -> None:
     app's limits, so that OpenAPI states them."""
     models = request_models(settings)
     install_error_handlers(app, shape_keys=tuple(models.shapes))
-    add_body_routes(app, models, classify, dependencies=guard(settings),
-                    errors=(*PREDICT_ERRORS, *auth_errors(settings)))
-    add_service_routes(app, settings)
+    add_body_routes(app, models, classify, dependencies=[], errors=PREDICT_ERRORS)  # API_KEY: api/auth.py
+    add_service_routes(app)
     for protocol in PROTOCOLS:
         if protocol.add_routes is not None:
             protocol.add_routes(app, settings)
 
 
-def _state_top_k_limit(app: FastAPI) -> None:
-    """The OpenAPI document with top_k's limit: the served model's labels, known once a worker has described it."""
+def _state_top_k_limit(app: FastAPI, api_key: bool) -> None:
+    """The OpenAPI document with top_k's limit: the served model's labels, known once a worker has described it;
+    with ``api_key``, the key's requirement on every route it guards (api/auth.py)."""
     generated = app.openapi  # FastAPI's, built once and cached
+    stated: list[dict[str, Any]] = []  # FastAPI's document, with the key stated once
 
     def openapi() -> dict[str, Any]:
+        if not stated:
+            document = generated()
+            if api_key:
+                document_api_key(document)
+            stated.append(document)
         services = getattr(app.state, "services", None)  # set by the lifespan
-        return with_top_k_limit(generated(), services.catalog.view.num_labels if services else None)
+        return with_top_k_limit(stated[0], services.catalog.view.num_labels if services else None)
 
     app.openapi = openapi  # type: ignore[method-assign]
 

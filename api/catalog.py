@@ -74,7 +74,8 @@ class Catalog:
         view = view_of(await self._cluster.described_workers())
         if len(view.cards) > 1 and view.cards != self.view.cards:
             log.warning("live workers serve %d different models or backends (a rollout?): %s", len(view.cards),
-                        ", ".join(f"{c.model} ({c.backend}, {c.fingerprint[:12]})" for c in view.cards))
+                        ", ".join(f"{c.model} ({c.backend} {c.precision or '?'} on {c.device_type or '?'}, "
+                                  f"{c.fingerprint[:12]})" for c in view.cards))
         self.view = view
         return view
 

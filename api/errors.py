@@ -85,6 +85,21 @@ class OipErrorResponse(BaseModel):
 
 # Where the Open Inference Protocol's routes live (api/protocols/oip.py): their errors take its body.
 OIP_PREFIX = "/v2"
+# The most characters of a client's own input (a header, a key, a model name) an error message quotes back: enough
+# to recognise it, and a 5,000-character header is not answered with itself.
+SHOWN_CHARS = 100
+
+
+def cut(value: object, limit: int = SHOWN_CHARS) -> str:
+    """``value`` as an error message names it: its first ``limit`` characters, an ellipsis if there were more."""
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """``value`` as an error message quotes it (its repr), cut to ``limit`` characters with an ellipsis."""
+    text = value if isinstance(value, str) else str(value)
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "…"
 
 
 def error_response(error: ServiceError, headers: Mapping[str, str] | None = None, *,
@@ -108,23 +123,28 @@ def _where(loc: tuple[Any, ...], shape_keys: Collection[str]) -> list[str]:
     parts = list(loc[1:] if loc[:1] == ("body",) else loc)
     if len(parts) >= 2 and parts[0] in shape_keys and isinstance(parts[1], str):
         parts = parts[1:]
-    return [str(part) for part in parts]
+    return [cut(part) for part in parts]  # a key is the client's: a 5,000-character one is named by its start
+
+
+def describe_errors(errors: list[Any], shape_keys: Collection[str] = ()) -> tuple[str, dict[str, Any]]:
+    """The message and the detail of pydantic's ``errors``: the first one's, with how many more there are. Only
+    the first is described: a list of 100,000 bad items is one problem told once, not 100,000 of them."""
+    first = errors[0] if errors else {}
+    # pydantic's messages never quote the input (it comes apart, in "input", which is not passed on).
+    detail = {"loc": _where(tuple(first.get("loc", ())), shape_keys), "msg": first.get("msg", "invalid request"),
+              "type": first.get("type", "invalid")}
+    if detail["type"] == "json_invalid":
+        message = "request body is not valid JSON"
+    else:
+        message = f"{'.'.join(detail['loc']) or 'body'}: {detail['msg']}"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problem(s))"
+    return message, detail
 
 
 def _describe_validation(exc: RequestValidationError, shape_keys: Collection[str]) -> ServiceError:
-    details = []
-    for err in exc.errors():
-        loc = _where(tuple(err.get("loc", ())), shape_keys)
-        details.append({"loc": loc, "msg": err.get("msg", "invalid"), "type": err.get("type", "invalid")})
-    first = details[0] if details else {"loc": [], "msg": "invalid request"}
-    where = ".".join(first["loc"]) or "body"
-    if first.get("type") == "json_invalid":
-        message = "request body is not valid JSON"
-    else:
-        message = f"{where}: {first['msg']}"
-    if len(details) > 1:
-        message += f" (and {len(details) - 1} more problem(s))"
-    return ServiceError(ErrorKind.VALIDATION, message, details=details)
+    message, detail = describe_errors(list(exc.errors()), shape_keys)
+    return ServiceError(ErrorKind.VALIDATION, message, details=[detail])
 
 
 # 400 is FastAPI's answer to a body its JSON parser gave up on (nested ~1,000 deep, an integer of more than 4,300
@@ -145,7 +165,7 @@ def _not_json(request: Request) -> ServiceError:
     accepted (the same misleading 422 before), TEI refuses it alike, and a browser can send a body without a type
     cross-origin with no CORS preflight (a Blob), which that default exists to stop."""
     given = request.headers.get("content-type")
-    sent = f"sent as {given!r}" if given else "sent without a Content-Type"
+    sent = f"sent as {shown(given)}" if given else "sent without a Content-Type"
     return ServiceError(ErrorKind.UNSUPPORTED_MEDIA_TYPE, f"the request body must be JSON but was {sent}: {SEND_JSON}")
 
 

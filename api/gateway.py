@@ -1,9 +1,10 @@
 """The request path of the queue's producer side: admit, enqueue, wait, and turn the replies into predictions
 or one error. No HTTP in here.
 
-Flow of one request: the response cache, if on (texts answered before are answered from it) -> admission
-(per-process in-flight limit) -> N work items (one per text the cache did not answer) pushed by a Lua script that
-refuses when the queue is deeper than the limit (check and push in one atomic round trip) -> BLMPOP on the
+Flow of one request: the response cache, if on (texts answered before are answered from it) -> N work items (one
+per text the cache did not answer), encoded -> admission (this process's request slots, and the client's share of
+them and of the queue in those items' bytes: api/admission.py) -> the items pushed by a Lua script that refuses
+when the queue is deeper than the limit (check and push in one atomic round trip) -> BLMPOP on the
 request's own reply key until all N replies arrived or the deadline passed -> each text's ranked labels in input
 order, or the error a worker reported. A caller that cancels (its client hung up) frees its slot at once and marks
 the request cancelled: workers skip its texts that have not started.
@@ -25,6 +26,7 @@ from api.cache import ResponseCache
 from api.errors import ErrorKind, ServiceError
 from api.redis_errors import UnavailableOnRedisError
 from api.settings import ApiSettings
+from common.clock import RedisClock
 from common.keys import Keys
 from common.options import Query
 from common.protocol import (
@@ -108,13 +110,16 @@ class Gateway:
                    positions: Sequence[int] | None = None) -> Outcome:
         """Queue ``queries`` and wait for their answers (kept in the cache, if on). ``positions``: where each query
         is in the client's request (errors name it), if not in the same order."""
-        with self._admission.admit(client, [q.chars for q in queries]):
-            now = self._clock()
-            deadline = now + self._settings.request_timeout_s
-            trace = self._trace_context() if self._trace_context is not None else None
+        await self.sync_clock()
+        now = self._clock()
+        deadline = now + self._settings.request_timeout_s
+        trace = self._trace_context() if self._trace_context is not None else None
+        # Encoded before admission, once: the client's share counts the bytes these messages take in the queue.
+        payloads = [encode_item(WorkItem(request_id, i, q.text, deadline, now, q.text_pair, q.options, trace,
+                                         client_request_id)) for i, q in enumerate(queries)]
+        with self._admission.admit(client, [len(payload) for payload in payloads]):
             try:
-                await self._enqueue([WorkItem(request_id, i, q.text, deadline, now, q.text_pair, q.options, trace,
-                                              client_request_id) for i, q in enumerate(queries)])
+                await self._enqueue(payloads)
                 replies = await self._collect(request_id, len(queries), deadline)
             except asyncio.CancelledError:
                 # The caller gave up (its client hung up): the texts not started yet are not worth running.
@@ -126,17 +131,32 @@ class Gateway:
                                      if r.model])
         return outcome
 
-    async def _enqueue(self, items: list[WorkItem]) -> None:
-        """Push the work items, or refuse with 429 if the queue is full."""
+    async def sync_clock(self) -> None:
+        """Make sure deadlines are stamped on Redis's clock: if this process has not measured its offset to it yet
+        (Redis away since the start), measure it now; 503 if it cannot. Stamped on this host's clock instead, a
+        deadline is off by however far that clock is: workers drop the texts as expired (504s), or run them long
+        after the client got its 504."""
+        clock = self._clock
+        if not isinstance(clock, RedisClock) or clock.synced:
+            return
+        try:
+            async with self._unavailable:
+                await clock.sync_async(self._redis.time)
+        except ServiceError:
+            raise ServiceError(ErrorKind.UNAVAILABLE, "the request queue is unavailable: this API process could not "
+                               "read Redis's clock yet, which deadlines are measured on; retry later",
+                               retry_after_s=1) from None
+
+    async def _enqueue(self, payloads: list[bytes]) -> None:
+        """Push the encoded work items, or refuse with 429 if the queue is full."""
         s = self._settings
-        payloads = [encode_item(item) for item in items]
         async with self._unavailable:
             depth = await self._scripts.push_if_room(payloads, s.max_queue_depth, s.max_queue_bytes)
         if depth < 0:
             limit = f"{s.max_queue_depth} texts" if depth == -1 else f"{s.max_queue_bytes} bytes of text"
             raise ServiceError(ErrorKind.OVERLOADED, f"the queue is full (limit {limit}); retry later",
                                retry_after_s=s.retry_after_s)
-        self._on_enqueued(len(items))
+        self._on_enqueued(len(payloads))
 
     async def _collect(self, request_id: str, count: int, deadline: float) -> list[Reply]:
         key = self._keys.reply(request_id)
@@ -160,9 +180,20 @@ class Gateway:
     async def _cancel(self, request_id: str, deadline: float) -> None:
         """Mark the request cancelled until its deadline: workers skip its queued texts. The replies of texts
         already running land after this and expire unread (REPLY_TTL_S). Best effort: if Redis is away, its texts
-        run too."""
+        run too.
+
+        Entries past their time are dropped here as well as by the workers' pops, and the set expires with its
+        last entry: with no worker popping (all down, or an idle queue) hung-up clients must not grow it forever.
+        Every command is idempotent, so a retried transaction does no harm."""
+        until = deadline + CANCELLED_MARGIN_S
+        key = self._keys.cancelled
         try:
-            await self._redis.zadd(self._keys.cancelled, {request_id: deadline + CANCELLED_MARGIN_S})
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zremrangebyscore(key, "-inf", f"{self._clock():.3f}")
+                pipe.zadd(key, {request_id: until})
+                pipe.expireat(key, int(until) + 1, nx=True)  # NX: a set without an expiry gets one...
+                pipe.expireat(key, int(until) + 1, gt=True)  # ...GT: a later entry pushes it back
+                await pipe.execute()
         except (redis.RedisError, asyncio.CancelledError):
             log.debug("could not mark request %s cancelled", request_id, exc_info=True)
 

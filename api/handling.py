@@ -1,23 +1,21 @@
-"""What every route of the API shares, whatever its protocol: the services the lifespan built, the API key's guard,
-running a job through the queue while the client stays connected, the timing headers, the live workers' view.
-Validation is FastAPI's (the protocols' request models), the work is the gateway's, and every failure is a
-``ServiceError`` that api/errors.py turns into the documented status and error body."""
+"""What every route of the API shares, whatever its protocol: the services the lifespan built, running a job
+through the queue while the client stays connected, the timing headers, the live workers' view. (API_KEY is checked
+before any route: api/auth.py.) Validation is FastAPI's (the protocols' request models), the work is the gateway's,
+and every failure is a ``ServiceError`` that api/errors.py turns into the documented status and error body."""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import Message
 
-from api.access import note_of
+from api.access import client_identity, identity_header, note_of
 from api.catalog import Catalog, ModelView
 from api.cluster import ClusterView
 from api.errors import ErrorKind, ServiceError
@@ -34,7 +32,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-# What a prediction route can fail with (documented in OpenAPI), beyond a missing API key.
+# What a prediction route can fail with (documented in OpenAPI; a missing API key's 401: api/auth.py).
 PREDICT_ERRORS = (ErrorKind.VALIDATION, ErrorKind.PAYLOAD_TOO_LARGE, ErrorKind.UNSUPPORTED_MEDIA_TYPE,
                   ErrorKind.OVERLOADED, ErrorKind.UNAVAILABLE, ErrorKind.TIMEOUT, ErrorKind.WORKER_ERROR)
 
@@ -54,31 +52,6 @@ def services(request: Request) -> Services:
     # Read straight from the app, not injected with Depends: FastAPI resolves every dependency on every request
     # (a plain `def` one in its thread pool: that alone cut the no-op ceiling by a quarter in a measurement).
     return request.app.state.services
-
-
-_bearer = HTTPBearer(auto_error=False)
-
-
-def authorization(api_key: str) -> Callable[..., Awaitable[None]]:
-    """The dependency guarding prediction and metrics routes: ``Authorization: Bearer <API_KEY>``."""
-
-    async def authorized(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
-        given = credentials.credentials if credentials else ""
-        if not hmac.compare_digest(given.encode(), api_key.encode()):
-            raise ServiceError(ErrorKind.UNAUTHORIZED, "missing or wrong API key (Authorization: Bearer <key>)")
-
-    return authorized
-
-
-def guard(settings: ApiSettings) -> list[Any]:
-    """The dependencies of a route only API_KEY's holders may call. Without a key the routes carry no security
-    dependency at all, so OpenAPI does not claim one."""
-    return [Depends(authorization(settings.api_key))] if settings.api_key else []
-
-
-def auth_errors(settings: ApiSettings) -> tuple[ErrorKind, ...]:
-    """What a guarded route adds to its documented errors."""
-    return (ErrorKind.UNAUTHORIZED,) if settings.api_key else ()
 
 
 async def while_connected(request: Request, work: Awaitable[T]) -> T:
@@ -114,11 +87,10 @@ async def while_connected(request: Request, work: Awaitable[T]) -> T:
 
 
 def client_of(request: Request, s: Services) -> str:
-    """Who is asking, for the per-client share of the queue (api/admission.py)."""
-    id_header = s.settings.client_id_header
-    if id_header is not None and (named := request.headers.get(id_header)):
-        return named.split(",", 1)[0].strip()
-    return request.client.host if request.client else ""
+    """Who is asking, for the per-client shares (api/admission.py): the access log's client too."""
+    settings = s.settings
+    return client_identity(request.scope, identity_header(settings.client_id_header),
+                           settings.trusted_proxy_hops) or ""
 
 
 async def run_job(s: Services, job: Job, request: Request) -> Outcome:
@@ -161,8 +133,9 @@ async def classify(job: Job, request: Request) -> JSONResponse:
 
 async def live_view(s: Services) -> ModelView:
     """The live workers' view, read now (ready means the model is known too: /info, top_k's limit, the cache key);
-    503 without a live worker."""
+    503 without a live worker, or until this process has read Redis's clock (deadlines are stamped on it)."""
     view = await s.catalog.refresh()
     if not view.workers:
         raise ServiceError(ErrorKind.UNAVAILABLE, "no live worker (no heartbeat in Redis)", retry_after_s=1)
+    await s.gateway.sync_clock()
     return view

@@ -7,11 +7,12 @@ checked against them by a test.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from common.settings import EMPTY_IS_UNSET, REDIS_URL_PATTERN, InputLimits, SharedSettings
 
@@ -20,6 +21,8 @@ from common.settings import EMPTY_IS_UNSET, REDIS_URL_PATTERN, InputLimits, Shar
 MESSAGE_OVERHEAD_BYTES = 352
 # One origin of CORS_ALLOW_ORIGINS: `*`, or what a browser's Origin header holds (a path never matches one).
 _ORIGIN = r"(\*|[A-Za-z][A-Za-z0-9+.\-]*://[^\s/,]+)"
+# What API_KEY may hold: visible ASCII (a header's bytes, as every client sends them).
+API_KEY_CHARS = re.compile(r"[!-~]+")
 
 
 @dataclass(frozen=True)
@@ -43,8 +46,10 @@ class QueueLimits:
             return "depth"
         if self.max_queue_bytes < self.largest_call_bytes():
             return "bytes"
+        # A client's share counts what the queue counts, its messages' bytes (api/admission.py): one client alone
+        # must be able to place a full-size call, whatever its characters.
         if (self.max_client_share * self.max_queue_depth < self.max_batch_texts
-                or self.max_client_share * self.max_queue_bytes < self.max_batch_texts * 2 * self.max_text_chars):
+                or self.max_client_share * self.max_queue_bytes < self.largest_call_bytes()):
             return "share"
         return None
 
@@ -78,8 +83,7 @@ def _fixes(limits: QueueLimits, raise_: tuple[str, ...], lower: tuple[str, ...])
     parts = raised + ([f"lower {' or '.join(lowered)}"] if lowered else [])
     if not parts:  # no one variable will do: both queue limits, to what one client's share needs
         depth = max(limits.max_batch_texts, math.ceil(limits.max_batch_texts / limits.max_client_share))
-        queue_bytes = max(limits.largest_call_bytes(),
-                          math.ceil(limits.max_batch_texts * 2 * limits.max_text_chars / limits.max_client_share))
+        queue_bytes = math.ceil(limits.largest_call_bytes() / limits.max_client_share)
         parts = [f"set MAX_QUEUE_DEPTH to at least {depth} and MAX_QUEUE_BYTES to at least {queue_bytes}"]
     return ", or ".join(parts)
 
@@ -98,11 +102,12 @@ def limits_problem(limits: QueueLimits) -> str | None:
                 f"Fix: {_fixes(limits, ('max_queue_bytes',), ('max_text_chars', 'max_batch_texts'))}")
     if failing == "share":
         share = max(limits.max_batch_texts / limits.max_queue_depth,
-                    limits.max_batch_texts * 2 * limits.max_text_chars / limits.max_queue_bytes)
+                    limits.largest_call_bytes() / limits.max_queue_bytes)
         needed = math.ceil(share * 100) / 100
         fix = f"set MAX_CLIENT_SHARE to at least {needed:g}, or " if needed <= 1 else ""
         return (f"MAX_CLIENT_SHARE={limits.max_client_share:g} leaves one client less than one full-size batch call "
-                f"({texts} text pairs of {chars} characters) of MAX_QUEUE_DEPTH={limits.max_queue_depth} texts / "
+                f"({texts} text pairs of {chars} characters: up to {limits.largest_call_bytes()} bytes queued) of "
+                f"MAX_QUEUE_DEPTH={limits.max_queue_depth} texts / "
                 f"MAX_QUEUE_BYTES={limits.max_queue_bytes} bytes. Fix: {fix}"
                 f"{_fixes(limits, ('max_queue_depth', 'max_queue_bytes'), ('max_text_chars', 'max_batch_texts'))}")
     return None
@@ -146,43 +151,61 @@ class ApiSettings(SharedSettings, InputLimits):
         512,
         ge=1,
         description="Concurrent requests one API process waits on (each holds a Redis connection for its "
-        "blocking wait; the pool is sized from this). Beyond it: 429.",
+        "blocking wait; the pool is sized from this). Beyond it: 429. One client may hold MAX_CLIENT_SHARE of them.",
     )
     max_queue_bytes: int = Field(
-        1_048_576,
+        2_097_152,
         ge=4096,
         description="Size of the queued texts (bytes of their messages, all API processes together) beyond which new "
         "requests get 429 + Retry-After. Bounds queued work where texts are long: 2,000 texts of 2,000 characters "
-        "are ~100x the work of 2,000 short reviews. Too low rejects bursts of long texts the workers could absorb.",
+        "are ~100x the work of 2,000 short reviews. Too low rejects bursts of long texts the workers could absorb. "
+        "The default is the least that leaves one client's share (MAX_CLIENT_SHARE 0.5) room for a full-size batch "
+        "call (MAX_BATCH_TEXTS text pairs of MAX_TEXT_CHARS characters of 4 bytes each in UTF-8).",
     )
     max_client_share: float = Field(
         0.5,
         gt=0,
         le=1,
-        description="Fraction of MAX_QUEUE_DEPTH texts and of MAX_QUEUE_BYTES one client may have waiting in one API "
-        "process (beyond: 429), so that one caller cannot fill the queue for everyone. 1: no per-client limit.",
+        description="Fraction of each limit one client may hold in one API process (beyond: 429): MAX_IN_FLIGHT "
+        "requests (one at least), MAX_QUEUE_DEPTH texts, MAX_QUEUE_BYTES (counted as the queue counts them: an "
+        "emoji weighs 4 bytes), so that one caller can neither fill the queue nor take every request slot. Lower "
+        "leaves more to the others but caps a client that is alone, and all that reaches the API from one address "
+        "(a proxy, without CLIENT_ID_HEADER) is one client. 1: no per-client limit.",
     )
     client_id_header: str | None = Field(
         None,
-        description="Header naming the client for MAX_CLIENT_SHARE (its first comma-separated value), e.g. "
-        "`X-Forwarded-For` behind a proxy that sets it. Unset: the peer address. Only trust a header your proxy "
-        "overwrites: clients can send any value.",
+        description="Header naming the client for MAX_CLIENT_SHARE and the access log, behind proxies that each "
+        "append to it the address they got the request from, e.g. `X-Forwarded-For` (nginx: "
+        "`$proxy_add_x_forwarded_for`): the client is what the outermost of the TRUSTED_PROXY_HOPS proxies appended, "
+        "never a value to its left (which the client chose). Unset: the peer address.",
+    )
+    trusted_proxy_hops: int = Field(
+        1,
+        ge=1,
+        le=32,
+        description="How many proxies in front of the API append to CLIENT_ID_HEADER (e.g. a cloud load balancer "
+        "and nginx: 2). The client is the N-th comma-separated value from the right; a header with fewer values "
+        "(a request that bypassed a proxy) falls back to the peer address. Too high: clients choose their own "
+        "identity, a fresh share per request; too low: the client is a proxy's address, one share for everyone "
+        "behind it. Needs CLIENT_ID_HEADER.",
     )
     retry_after_s: int = Field(1, ge=1, description="`Retry-After` header value sent with 429.")
     access_log: bool = Field(
         True,
         description="One log line per request (logger `api.access`, level INFO, every route and status): method, "
-        "path, status, duration, request id, texts, client (CLIENT_ID_HEADER's value if set, else the peer "
-        "address); no query string, body or header beyond those. Costs ~13 us of the API process's CPU per request "
-        "in text lines, ~18 in JSON (benchmarks.overhead, same run: ~136 and ~138 us per /predict with it, ~124 "
-        "without, ~10%); false saves it, and so does LOG_LEVEL=WARNING.",
+        "path, status, duration, request id, texts, client (who MAX_CLIENT_SHARE counts: CLIENT_ID_HEADER, "
+        "TRUSTED_PROXY_HOPS); no query string, body or header beyond those. Costs ~13 us of the API process's CPU "
+        "per request in text lines, ~18 in JSON (benchmarks.overhead, same run: ~136 and ~138 us per /predict with "
+        "it, ~124 without, ~10%); false saves it, and so does LOG_LEVEL=WARNING.",
     )
     api_key: Annotated[str | None, EMPTY_IS_UNSET] = Field(
         None,
         repr=False,  # never in the settings' repr, so never in a line that shows them
-        description="If set, the prediction routes (`/predict`, `/predict/batch`, `/v2/models/.../infer`), `/info` "
-        "and `/metrics` require `Authorization: Bearer <key>` (probes and docs stay open). Unset or empty: no "
-        "authentication, for a trusted network only.",
+        description="If set, every route but the probes (`/healthz`, `/readyz`, `/health`, `/v2/health/live`, "
+        "`/v2/health/ready`) and the docs (`/docs`, `/redoc`, `/openapi.json`) requires `Authorization: Bearer <key>`, "
+        "checked before the request's body is read (401 without it). Visible ASCII only (`!` to `~`: letters, "
+        "digits, punctuation; no spaces), all an HTTP header carries intact: other keys are refused at start. Unset "
+        "or empty: no authentication, for a trusted network only.",
     )
     cors_allow_origins: Annotated[str | None, EMPTY_IS_UNSET] = Field(
         None,
@@ -217,6 +240,18 @@ class ApiSettings(SharedSettings, InputLimits):
         "the queue's Redis must not have). Unset: the cache shares REDIS_URL's Redis (bounded by CACHE_TTL_S only).",
     )
 
+    @field_validator("api_key")
+    @classmethod
+    def _sendable_key(cls, key: str | None) -> str | None:
+        # A header is latin-1 bytes on the wire, and clients encode it as ASCII (or refuse): a key of other
+        # characters could never be sent, and every request would get 401. The message never shows the key.
+        if key is not None and not API_KEY_CHARS.fullmatch(key):
+            raise ValueError("an API key may only hold visible ASCII characters (! to ~: letters, digits and "
+                             "punctuation; no spaces, accents or other non-ASCII characters), the characters an HTTP "
+                             "header carries intact: no client could send this one. Fix: set API_KEY to such a key, "
+                             "e.g. the output of `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+        return key
+
     @model_validator(mode="after")
     def _consistent(self) -> "ApiSettings":
         # Limits under which a valid call of the largest allowed size could never be admitted: 429 forever. The
@@ -224,6 +259,15 @@ class ApiSettings(SharedSettings, InputLimits):
         problem = limits_problem(self.limits())
         if problem is not None:
             raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
+    def _proxy_hops_need_a_header(self) -> "ApiSettings":
+        if self.trusted_proxy_hops != 1 and self.client_id_header is None:
+            raise ValueError(f"TRUSTED_PROXY_HOPS={self.trusted_proxy_hops} has no effect without CLIENT_ID_HEADER "
+                             "(every client would be its peer address). Fix: set CLIENT_ID_HEADER to the header your "
+                             "proxies append the client's address to (e.g. X-Forwarded-For), or unset "
+                             "TRUSTED_PROXY_HOPS")
         return self
 
     def limits(self) -> QueueLimits:

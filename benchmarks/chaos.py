@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from benchmarks.chaos_cluster import Chaos, Judge
 from benchmarks.environment import cpu_model, git_commit
+from benchmarks.report import save_report
 from engine.simulated import SIMULATED_LABEL, simulated_score
 from harness.corpus import load_sentences
 
@@ -164,10 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             chaos.stop()
     name = args.name or ("chaos-quick" if args.quick else "chaos")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / f"{name}.md").write_text(markdown(result))
-    print(markdown(result))
+    save_report(args.out / name, result, markdown(result))
     return 0 if result["ok"] else 1
 
 

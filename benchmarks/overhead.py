@@ -63,6 +63,11 @@ class InstantRedis:
     async def blmpop(self, timeout: float, numkeys: int, key: str, direction: str, count: int) -> list[Any]:
         return [key, self.replies.pop(key.rsplit(":", 1)[1])]
 
+    async def time(self) -> tuple[int, int]:
+        """Redis's TIME (seconds, microseconds): the API syncs its deadline clock with it before serving."""
+        now = time.time()
+        return int(now), int(now % 1 * 1_000_000)
+
     async def aclose(self) -> None:
         return None
 

@@ -5,6 +5,9 @@ host's own clock, a worker whose clock runs 10 s ahead drops every text as expir
 sides stamp and compare in Redis's time: each measures its offset to the Redis server's ``TIME`` (to within half a
 round trip) and adds it to its own clock. The offset is measured at start and again periodically (clocks drift,
 NTP steps them); an offset above ``SKEW_WARNING_S`` is logged, because it means a host's clock is wrong.
+
+Until a first measurement succeeds (Redis away since the start) the clock is the host's own, unchecked: ``synced``
+says so, and nothing should stamp a deadline with it (the API measures first, or answers 503).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ class RedisClock:
     def __init__(self, local: Callable[[], float] = time.time) -> None:
         self._local = local
         self.offset_s = 0.0  # Redis minus this host, as last measured
+        self.synced = False  # an offset has been measured: until then this is the host's clock, however wrong
 
     def __call__(self) -> float:
         return self._local() + self.offset_s
@@ -36,6 +40,7 @@ class RedisClock:
             log.warning("this host's clock is %.1f s %s the Redis server's: deadlines are measured on Redis's "
                         "clock; fix the host's time sync", abs(offset), "behind" if offset > 0 else "ahead of")
         self.offset_s = offset
+        self.synced = True
         return offset
 
     def sync(self, time_command: Callable[[], Any]) -> float:

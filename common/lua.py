@@ -35,12 +35,12 @@ end
 
 # Pop a window: LRANGE + LTRIM semantics, plus a copy of what was taken in this worker's in-flight list, the
 # worker's lease on it, and its registration (a worker holding work is always findable by the reaper).
-# Suspects (messages that were in flight when a worker died) are never batched: a window stops before the first
-# suspect; a suspect at the head is popped alone, and only when the caller starts a window (never while filling
-# one). Texts of requests whose client hung up (the cancelled set) are dropped here and never run: the worker
+# Suspects (messages in flight through at least `suspect deaths` worker deaths) are never batched: a window stops
+# before the first suspect; a suspect at the head is popped alone, and only when the caller starts a window (never
+# while filling one). Texts of requests whose client hung up (the cancelled set) are dropped here and never run: the worker
 # counts them (WorkerCounts.cancelled) with its next publish.
 # KEYS: requests, inflight:<worker>, deaths, lease:<worker>, workers, cancelled, queued_bytes.
-# ARGV: max items, suspect allowed (0/1), worker id, incarnation, lease ms, now (unix s).
+# ARGV: max items, suspect allowed (0/1), worker id, incarnation, lease ms, now (unix s), suspect deaths.
 # Returns {skipped, messages...}, or {-1} when another incarnation holds the worker id (nothing popped).
 POP_WINDOW = _READ_ITEM + """
 local registered = redis.call('HGET', KEYS[5], ARGV[3])
@@ -49,7 +49,7 @@ local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
 local take = #items
 if take > 0 and redis.call('HLEN', KEYS[3]) > 0 then
   for i, raw in ipairs(items) do
-    if redis.call('HEXISTS', KEYS[3], redis.sha1hex(raw)) == 1 then
+    if tonumber(redis.call('HGET', KEYS[3], redis.sha1hex(raw)) or '0') >= tonumber(ARGV[7]) then
       if i > 1 then take = i - 1 elseif ARGV[2] == '1' then take = 1 else take = 0 end
       break
     end

@@ -23,12 +23,19 @@ class ModelCard:
     problem_type: str | None = None  # the model config's problem_type, if it says
     segment_ids: bool = False  # the model takes token type ids: a text pair is told apart as two segments
     revision: str = ""  # the hub commit its files are of (MODEL_REVISION resolved); empty for a directory MODEL
+    # How the backend computes, as its runtime names it (float32, float16, bfloat16, int8, ...), and on what kind of
+    # device (cpu, cuda): BACKEND=torch is fp32 on a CPU and fp16 on a GPU, whose answers differ. Empty: not said
+    # (a simulated predictor, or a worker of an older version).
+    precision: str = ""
+    device_type: str = ""
 
     @property
     def answers(self) -> str:
         """Names what this worker answers: the same for two workers whose answers to the same text and options are
-        the same (same files, token limit and backend). Replies carry it; the response cache is keyed by it."""
-        return hashlib.sha256(f"{self.fingerprint}:{self.max_tokens}:{self.backend}".encode()).hexdigest()[:32]
+        the same (same files, token limit, backend, precision and kind of device). Replies carry it; the response
+        cache is keyed by it, so a cluster mixing GPU (fp16) and CPU (fp32) workers keeps their answers apart."""
+        named = f"{self.fingerprint}:{self.max_tokens}:{self.backend}:{self.precision}:{self.device_type}"
+        return hashlib.sha256(named.encode()).hexdigest()[:32]
 
     def refusal(self, options: Options, tokens: int) -> str | None:
         """Why this model cannot answer a text of ``tokens`` tokens as ``options`` ask (None: it can)."""
@@ -39,7 +46,8 @@ class ModelCard:
         return {"model": self.model, "model_fingerprint": self.fingerprint, "labels": json.dumps(list(self.labels)),
                 "max_tokens": str(self.max_tokens), "default_function": self.default_function,
                 "backend": self.backend, "problem_type": self.problem_type or "",
-                "segment_ids": str(int(self.segment_ids)), "model_revision": self.revision}
+                "segment_ids": str(int(self.segment_ids)), "model_revision": self.revision,
+                "precision": self.precision, "device_type": self.device_type}
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str]) -> ModelCard | None:
@@ -51,7 +59,9 @@ class ModelCard:
                        default_function=fields["default_function"], backend=fields["backend"],
                        problem_type=fields["problem_type"] or None,
                        segment_ids=fields["segment_ids"] == "1",
-                       revision=fields.get("model_revision") or "")  # absent from an older worker's heartbeat
+                       # absent from an older worker's heartbeat:
+                       revision=fields.get("model_revision") or "", precision=fields.get("precision") or "",
+                       device_type=fields.get("device_type") or "")
         except (KeyError, ValueError, TypeError):
             return None
         if not card.labels or card.default_function not in FUNCTIONS or not isinstance(labels, list):

@@ -15,6 +15,10 @@ FUNCTIONS = (SOFTMAX, SIGMOID, NONE)
 # Which end of a text too long for the model is cut off.
 RIGHT, LEFT = "right", "left"
 TRUNCATION_SIDES = (RIGHT, LEFT)
+# The most labels a request may ask for (top_k), whatever the model: every schema states it and refuses more before
+# anything is queued, also while no worker has told the API how many labels its model has. As many as one reply may
+# carry (common/protocol.py's MAX_LABELS); far above any classifier's labels, far below what msgpack can hold.
+MAX_TOP_K = 16_384
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +31,8 @@ class Options:
     def __post_init__(self) -> None:
         if self.top_k is not None and (type(self.top_k) is not int or self.top_k < 1):
             raise ValueError(f"top_k must be a positive integer or None, got {self.top_k!r}")
+        if self.top_k is not None and self.top_k > MAX_TOP_K:
+            raise ValueError(f"top_k must be at most {MAX_TOP_K}, got {self.top_k}")
         if self.function is not None and self.function not in FUNCTIONS:
             raise ValueError(f"function must be one of {', '.join(FUNCTIONS)} or None, got {self.function!r}")
         if type(self.truncate) is not bool:
@@ -57,11 +63,6 @@ class Query:
     text: str
     text_pair: str | None = None  # the second text of a pair
     options: Options = DEFAULT_OPTIONS
-
-    @property
-    def chars(self) -> int:
-        """Characters of text, what admission counts (common to both texts of a pair)."""
-        return len(self.text) + len(self.text_pair or "")
 
 
 def default_function(problem_type: str | None, num_labels: int) -> str:

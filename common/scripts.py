@@ -89,6 +89,16 @@ class DeadLetterPolicy:
     ttl_s: int
     keep_text: bool
 
+    @property
+    def suspect_deaths(self) -> int:
+        """Deaths after which a message is a suspect and runs alone (``POP_WINDOW``). A first death is presumed
+        the worker's (a kill, an OOM, a lost node, a freeze): its window runs again batched, so one crash does not
+        turn a full window into that many single-text passes at the head of everyone's queue. A second one
+        isolates: a poison message then kills no batch-mates again before it is dead-lettered — unless
+        MAX_DELIVERIES leaves no room for that (at most 2: isolated from the first death, as set aside at the
+        next)."""
+        return 2 if self.max_deliveries >= 3 else 1
+
 
 class Scripts:
     """The scripts bound to one client and one key prefix, with their arguments by name."""
@@ -110,13 +120,15 @@ class Scripts:
                                   args=[max_depth, max_bytes, *payloads])
 
     def pop_window(self, worker_id: str, incarnation: str, max_items: int, *, suspect_allowed: bool,
-                   lease_s: float, now: float) -> Any:
+                   suspect_deaths: int, lease_s: float, now: float) -> Any:
         """Up to ``max_items`` messages from the head, recorded in-flight for the worker under a lease of
         ``lease_s``: ``[skipped, messages...]`` (skipped: texts of cancelled requests), ``[-1]`` if the worker
-        id belongs to another incarnation."""
+        id belongs to another incarnation. A message with ``suspect_deaths`` or more deaths is a suspect
+        (``DeadLetterPolicy.suspect_deaths``)."""
         keys = [self._keys.requests, self._keys.inflight(worker_id), self._keys.deaths, self._keys.lease(worker_id),
                 self._keys.workers, self._keys.cancelled, self._keys.queued_bytes]
-        args = [max_items, int(suspect_allowed), worker_id, incarnation, lease_ms(lease_s), f"{now:.3f}"]
+        args = [max_items, int(suspect_allowed), worker_id, incarnation, lease_ms(lease_s), f"{now:.3f}",
+                suspect_deaths]
         return self._pop_window(keys=keys, args=args)
 
     def recover_inflight(self, worker_id: str, mode: RecoveryMode, policy: DeadLetterPolicy, *, reply_ttl_s: int,

@@ -83,7 +83,8 @@ class TransformersPredictor(OnePass):
                               labels=tuple(self.scorer.labels), max_tokens=self.max_length,
                               default_function=self.scorer.default_function, backend=backend,
                               problem_type=problem_type, segment_ids=self.encoder.takes_type_ids,
-                              revision=source.commit)
+                              revision=source.commit, precision=self.runtime.precision,
+                              device_type=self.device.split(":", 1)[0])
         if self.random_weights:
             log.warning(
                 "MODEL %s HAS RANDOM WEIGHTS (offline benchmark model): its labels and scores are "
@@ -94,7 +95,7 @@ class TransformersPredictor(OnePass):
         if settings.model_revision:
             at = f" at revision {settings.model_revision}" + (f" (commit {source.commit})" if source.commit else "")
         log.info("loaded %s%s on %s (backend %s, %s, %d threads, max %d tokens) in %.1fs", settings.model, at,
-                 self.device, self.backend, getattr(self.runtime, "precision", "?"), settings.torch_threads,
+                 self.device, self.backend, self.runtime.precision, settings.torch_threads,
                  self.max_length, time.perf_counter() - started)
 
     def tokenize(self, queries: Sequence[QueryLike]) -> list[Encoding]:

@@ -17,7 +17,7 @@ from typing import Protocol
 from common.counters import PhaseTimes, WorkerCounts
 from engine.batching import plan_batches
 from engine.predictor import Predictor
-from worker.lease import LeaseTerm
+from worker.lease import SLOWEST_PASS_MULTIPLE, LeaseTerm
 from worker.window import Held, Outbox, Popped, Window, request_ids
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class BatchLoop:
                 self._give_up(window, [h for later in batches[i + 1:] for h in later])
                 return True
         if window.outbox:  # no pass ran (all malformed, or planning failed): their answers still go out
-            self._publish(window.take_outbox(), holding=False)
+            self._publish(window.take_outbox(), lease_s=0.0)
         return True
 
     def _give_up(self, window: Window, unrun: list[Held]) -> None:
@@ -126,7 +126,7 @@ class BatchLoop:
         log.warning("this worker held its window past its lease (%.1f s) and it was given to other workers; "
                     "dropping its %d unrun text(s) of requests %s", self.lease.seconds, len(unrun), ids, extra=extra)
         window.outbox.counts.reclaimed += len(unrun)
-        self._publish(window.take_outbox(), holding=False)
+        self._publish(window.take_outbox(), lease_s=0.0)
 
     def _collect(self) -> Window | None:
         """Pop a window; with MAX_BATCH_WAIT_MS, wait for more while it is not full and the oldest item's wait
@@ -145,6 +145,8 @@ class BatchLoop:
         window = Window()
         with self._phases.measure("decode_s"):
             window.add(popped)
+        if window.held:
+            self.lease.bound(min(h.item.deadline - h.item.enqueued_at for h in window.held))
         while wait > 0 and window.taken < size and window.held and not self._stop.is_set():
             now = self._clock()
             remaining = min(window.oldest_enqueued_at(), now) + wait - now
@@ -208,8 +210,16 @@ class BatchLoop:
         if live:
             with self._phases.measure("infer_s"):
                 self._infer(window, live, picked_up)
-        self.lease.observe(time.perf_counter() - started)
-        return self._publish(window.take_outbox(), holding=holding)
+        pass_s = time.perf_counter() - started
+        held = self._publish(window.take_outbox(), lease_s=self.lease.seconds_after(pass_s) if holding else 0.0)
+        if held:  # taken back, it outlived its lease: a freeze, not how long passes take (worker/lease.py)
+            self.lease.observe(pass_s)
+            if self.lease.wanted_s > self.lease.ceiling_s:
+                log.warning("passes take up to %.2f s; the work lease is held at %.2f s, a third of the requests' "
+                            "time budget, so a slower pass is taken for a freeze and its window runs again "
+                            "elsewhere: raise REQUEST_TIMEOUT_S or lower MAX_BATCH_TOKENS / MAX_BATCH_SIZE",
+                            self.lease.wanted_s / SLOWEST_PASS_MULTIPLE, self.lease.ceiling_s)
+        return held
 
     def _infer(self, window: Window, held: list[Held], picked_up: float) -> None:
         started = time.perf_counter()
@@ -236,8 +246,9 @@ class BatchLoop:
             self._observer.record(held, started_ns=started_ns, ended_ns=time.time_ns(), picked_up=picked_up,
                                   tokenize_s=window.tokenize_s, failed=failed)
 
-    def _publish(self, outbox: Outbox, *, holding: bool) -> bool:
-        outbox.lease_s = self.lease.seconds if holding else 0.0
+    def _publish(self, outbox: Outbox, *, lease_s: float) -> bool:
+        """``lease_s``: how long the hold on what is still held lasts (0: nothing is)."""
+        outbox.lease_s = lease_s
         with self._phases.measure("publish_s"):
             held = self._queue.publish(outbox)
         self.last_progress = self._clock()

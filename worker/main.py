@@ -123,7 +123,7 @@ def build_loop(settings: WorkerSettings, predictor: Predictor, client: redis.Red
                clock: RedisClock) -> BatchLoop:
     """The batch loop over the Redis queue, with the batch policy of the settings."""
     queue = RedisRequestQueue(client, settings.keys(), settings.reply_ttl_s, who.worker_id, who.incarnation,
-                              clock=clock)
+                              suspect_deaths=settings.dead_letter_policy().suspect_deaths, clock=clock)
     # MAX_BATCH_TOKENS unset: the budget the predictor runs best with (BACKEND=auto measured it).
     max_batch_tokens = predictor.max_batch_tokens if settings.max_batch_tokens is None else settings.max_batch_tokens
     policy = BatchPolicy(settings.max_batch_size, settings.max_batch_wait_ms / 1000, settings.idle_block_s,

@@ -30,12 +30,14 @@ class WorkerIdTaken(RuntimeError):
 
 class RedisRequestQueue:
     def __init__(self, client: redis.Redis, keys: Keys, reply_ttl_s: int, worker_id: str, incarnation: str, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 suspect_deaths: int, clock: Callable[[], float] = time.time) -> None:
+        """``suspect_deaths``: deaths after which a message runs alone (``DeadLetterPolicy.suspect_deaths``)."""
         self._redis = client
         self._keys = keys
         self._reply_ttl_s = reply_ttl_s
         self.worker_id = worker_id
         self.incarnation = incarnation
+        self._suspect_deaths = suspect_deaths
         self._clock = clock
         self._scripts = Scripts(client, keys)
 
@@ -52,7 +54,8 @@ class RedisRequestQueue:
 
     def _pop(self, max_items: int, lease_s: float, suspect_allowed: bool) -> Popped:
         skipped, *messages = self._scripts.pop_window(self.worker_id, self.incarnation, max_items,
-                                                      suspect_allowed=suspect_allowed, lease_s=lease_s,
+                                                      suspect_allowed=suspect_allowed,
+                                                      suspect_deaths=self._suspect_deaths, lease_s=lease_s,
                                                       now=self._clock())
         if skipped < 0:
             raise WorkerIdTaken(f"worker id {self.worker_id!r} is registered by another process; give each worker "

@@ -45,7 +45,8 @@ class WorkerSettings(SharedSettings, ModelSettings):
         description="How long a worker holding a non-full batch waits for more texts, counted from the oldest "
         "text's enqueue time. 0 runs what is there at once: on a busy worker the queue fills during each "
         "pass anyway. Raise it on GPUs, where fuller batches are almost free. Redis wakes blocked clients "
-        "on its timer (`hz`, 10 by default: 100 ms steps; we run Redis with `hz 100`).",
+        "on its timer (`hz`, 10 by default: 100 ms steps; we run Redis with `hz 100`). Must stay under half of "
+        "WORK_LEASE_S: the wait is held under the lease.",
     )
     idle_block_s: float = Field(
         1.0,
@@ -88,7 +89,8 @@ class WorkerSettings(SharedSettings, ModelSettings):
         gt=0,
         le=600,
         description="Least time a worker may hold a window without progress (a published pass) before the others "
-        "take it back and run it; raised to 4x the slowest recent pass. A frozen worker's texts run again after "
+        "take it back and run it; raised to 4x the slowest recent pass, but not past a third of the requests' "
+        "time budget (REQUEST_TIMEOUT_S) unless this floor is higher. A frozen worker's texts run again after "
         "about this + HEARTBEAT_INTERVAL_S: keep both well inside the API's REQUEST_TIMEOUT_S. Too short re-runs "
         "windows of a healthy but slow worker (answers stay right: the first reply wins).",
     )
@@ -124,6 +126,17 @@ class WorkerSettings(SharedSettings, ModelSettings):
     def _heartbeat_outlives_interval(self) -> "WorkerSettings":
         if self.heartbeat_ttl_s <= self.heartbeat_interval_s:
             raise ValueError("heartbeat_ttl_s must be greater than heartbeat_interval_s")
+        return self
+
+    @model_validator(mode="after")
+    def _wait_fits_in_the_lease(self) -> "WorkerSettings":
+        # A worker waiting for batch-mates holds its window under the lease; a wait that outlasts it (plus the pass
+        # after it) is taken for a freeze by the reaper: the window runs twice and a death is counted against it.
+        if self.max_batch_wait_ms >= self.work_lease_s * 1000 / 2:
+            raise ValueError(f"MAX_BATCH_WAIT_MS ({self.max_batch_wait_ms:g}) must be under half of WORK_LEASE_S "
+                             f"({self.work_lease_s:g} s): a worker waiting for batch-mates holds its window under "
+                             "the lease, and a longer wait is taken for a freeze (the window runs twice). Lower "
+                             f"MAX_BATCH_WAIT_MS or raise WORK_LEASE_S above {2 * self.max_batch_wait_ms / 1000:g}")
         return self
 
     def dead_letter_policy(self) -> DeadLetterPolicy:

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, StrictInt, create_model
+from pydantic import ConfigDict, Field, create_model
 
 from api.protocols import tei
-from api.protocols.fields import Ranked
+from api.protocols.fields import Ranked, integer, top_k_maximum
 from api.protocols.spec import Build, Dialect, Job, Protocol
 from common.options import FUNCTIONS, NONE
 
@@ -19,8 +19,8 @@ def _fields(build: Build) -> dict[str, Any]:
     parameters = create_model(
         "InferenceParameters",
         __config__=ConfigDict(extra="forbid", json_schema_extra=None),
-        top_k=(StrictInt | None, Field(None, ge=1, le=build.max_top_k, description="Labels per input, best first; "
-                                       "absent or null: every label.")),
+        top_k=(integer(ge=1, le=top_k_maximum(build.max_top_k)) | None, Field(None, description=(
+            "Labels per input, best first; absent or null: every label."))),
         function_to_apply=(Literal[FUNCTIONS] | None, Field(None)),  # type: ignore[valid-type]
     )
     return {"parameters": (parameters | None, Field(None, description=(

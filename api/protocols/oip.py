@@ -13,8 +13,8 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from api.errors import OIP_PREFIX, ErrorKind, ServiceError, error_responses
-from api.handling import PREDICT_ERRORS, auth_errors, guard, live_view, run_job, services, timing_headers
+from api.errors import OIP_PREFIX, ErrorKind, ServiceError, error_responses, shown
+from api.handling import PREDICT_ERRORS, live_view, run_job, services, timing_headers
 from api.info import API_VERSION
 from api.protocols.fields import text_type
 from api.protocols.oip_codec import (
@@ -82,12 +82,12 @@ class ServedModel:
     def __init__(self, settings: ApiSettings) -> None:
         self.name = settings.served_model_name
         self.settings = settings
-        self.models = infer_models(text_type(settings), settings.max_batch_texts)
+        self.models = infer_models(text_type(settings), settings.max_batch_texts, settings.max_text_chars)
 
     def check(self, model: str, version: str) -> None:
         if model != self.name or version != VERSION:
-            raise ServiceError(ErrorKind.NOT_FOUND, f"no model {model!r} version {version!r} here: this server "
-                               f"serves {self.name!r} version {VERSION!r}")
+            raise ServiceError(ErrorKind.NOT_FOUND, f"no model {shown(model)} version {shown(version)} here: this "
+                               f"server serves {self.name!r} version {VERSION!r}")
 
     async def model_metadata(self, model: str, version: str = VERSION) -> dict[str, Any]:
         self.check(model, version)
@@ -141,9 +141,9 @@ def add_routes(app: FastAPI, settings: ApiSettings) -> None:
               status_errors=(ErrorKind.NOT_FOUND,))
         route(f"{model}/ready", served.model_ready, "The model can answer")
         route(f"{model}/infer", served.infer, "Classify a BYTES tensor of texts", method="POST",
-              status_errors=(*PREDICT_ERRORS, ErrorKind.NOT_FOUND, *auth_errors(settings)),
-              dependencies=guard(settings), response_class=JSONResponse, description=INFER_DOC,
-              ok={200: {"model": InferResponse, "description": "The outputs (JSON, or JSON + binary tensor data)"}},
+              status_errors=(*PREDICT_ERRORS, ErrorKind.NOT_FOUND), response_class=JSONResponse, description=INFER_DOC,
+              ok={200: {"model": InferResponse, "description": "The outputs (JSON, or JSON + binary tensor data)",
+                        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
               openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                   "schema": _inline(served.models.request.model_json_schema())}}}})
 

@@ -18,10 +18,11 @@ from array import array
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, TypeAdapter, ValidationError, create_model
 
-from api.errors import ErrorKind, ServiceError
-from common.options import FUNCTIONS, Options, Query
+from api.errors import ErrorKind, ServiceError, cut, shown
+from api.protocols.fields import check_json_values, integer
+from common.options import FUNCTIONS, MAX_TOP_K, Options, Query
 from common.protocol import Prediction
 
 TEXT, PAIR = "text", "text_pair"
@@ -29,12 +30,13 @@ LABEL, SCORE = "label", "score"
 OUTPUTS = {LABEL: "BYTES", SCORE: "FP32"}
 HEADER_LENGTH = "Inference-Header-Content-Length"
 _LENGTH = struct.Struct("<I")  # a BYTES element's length prefix in binary tensor data
+INT64_MAX = 2**63 - 1  # the protocol's shapes are int64: the bound of every dimension (and of a size)
 
 
 class TensorParameters(BaseModel):
     model_config = ConfigDict(extra="allow")
-    binary_data_size: StrictInt | None = Field(None, ge=0, description="Bytes of this tensor's binary data, sent "
-                                               "after the JSON (binary tensor data extension).")
+    binary_data_size: integer(ge=0, le=INT64_MAX) | None = Field(None, description=(  # type: ignore[valid-type]
+        "Bytes of this tensor's binary data, sent after the JSON (binary tensor data extension)."))
 
 
 class OutputParameters(BaseModel):
@@ -50,8 +52,8 @@ class RequestedOutput(BaseModel):
 
 class RequestParameters(BaseModel):
     model_config = ConfigDict(extra="allow")  # Triton's own (priority, timeout, sequence ids...) are accepted
-    top_k: StrictInt | None = Field(None, ge=1, description="Labels per text, best first (shape [..., top_k]); "
-                                    "absent: the top one (shape as the input's).")
+    top_k: integer(ge=1, le=MAX_TOP_K) | None = Field(None, description=(  # type: ignore[valid-type]
+        "Labels per text, best first (shape [..., top_k]); absent: the top one (shape as the input's)."))
     function_to_apply: Literal[FUNCTIONS] | None = None  # type: ignore[valid-type]
     binary_data_output: StrictBool = Field(False, description="Answer every output as binary tensor data.")
 
@@ -76,18 +78,17 @@ class InferModels:
     tensor: type[BaseModel]
     request: type[BaseModel]
     texts: TypeAdapter[list[str]]  # what every element of a BYTES input must be (the API's text rules)
+    max_text_bytes: int  # the longest a text may be in UTF-8: what bounds binary data before it is decoded
 
 
-def infer_models(text: Any, max_texts: int) -> InferModels:
-    """The infer request's models, with ``text`` the API's text type (api/protocols/fields.py) and at most
-    ``max_texts``."""
-    from pydantic import create_model
-
+def infer_models(text: Any, max_texts: int, max_text_chars: int) -> InferModels:
+    """The infer request's models, with ``text`` the API's text type (api/protocols/fields.py), at most
+    ``max_texts`` of at most ``max_text_chars`` characters."""
     tensor = create_model(
         "InferInputTensor",
         __config__=ConfigDict(extra="forbid"),
         name=(Literal["text", "text_pair"], Field(description="text, and text_pair for pairs (same shape).")),
-        shape=(Annotated[list[Annotated[StrictInt, Field(ge=0)]], Field(min_length=1, max_length=8)], ...),
+        shape=(Annotated[list[integer(ge=0, le=INT64_MAX)], Field(min_length=1, max_length=8)], ...),  # type: ignore[misc]
         datatype=(Literal["BYTES"], ...),
         parameters=(TensorParameters | None, None),
         data=(Annotated[list[text], Field(min_length=1, max_length=max_texts)] | None, Field(  # type: ignore[valid-type]
@@ -102,7 +103,8 @@ def infer_models(text: Any, max_texts: int) -> InferModels:
         inputs=(Annotated[list[tensor], Field(min_length=1, max_length=2)], ...),  # type: ignore[valid-type]
         outputs=(Annotated[list[RequestedOutput], Field(min_length=1, max_length=2)] | None, None),
     )
-    return InferModels(tensor=tensor, request=request, texts=TypeAdapter(list[text]))
+    return InferModels(tensor=tensor, request=request, texts=TypeAdapter(list[text]),
+                       max_text_bytes=4 * max_text_chars)  # UTF-8: at most 4 bytes a character
 
 
 @dataclass(frozen=True)
@@ -121,11 +123,12 @@ def _invalid(message: str) -> ServiceError:
 def parse_infer(raw: bytes, header_length: str | None, models: InferModels, max_texts: int) -> InferCall:
     """Read an infer request (JSON, or JSON + binary tensor data). Raises ServiceError (422) saying what is wrong."""
     header, binary = _split(raw, header_length)
+    check_json_values(header, max_texts)  # before the parser builds a value of a list no request has
     try:
         request: Any = models.request.model_validate_json(header)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first.get("loc", ())) or "body"
+        first = exc.errors(include_url=False, include_input=False)[0]  # the first problem, told once
+        where = ".".join(cut(part) for part in first.get("loc", ())) or "body"
         raise _invalid(f"{where}: {first.get('msg', 'invalid')}") from None
     tensors, shape = _inputs(request.inputs, binary, models, max_texts)
     params = request.parameters or RequestParameters()
@@ -144,7 +147,8 @@ def parse_infer(raw: bytes, header_length: str | None, models: InferModels, max_
 def _inputs(inputs: list[Any], binary: bytes, models: InferModels,
             max_texts: int) -> tuple[dict[str, list[str]], list[int]]:
     """The texts of each input tensor, by name, read from its data or its share of the binary data (which they must
-    use up), and the shape of ``text`` (``text_pair``'s must be the same)."""
+    use up), and the shape of ``text`` (``text_pair``'s must be the same). Each tensor's element count, from its
+    shape, is checked against the limits and its binary data's size before any element is read."""
     tensors: dict[str, list[str]] = {}
     shapes: dict[str, list[int]] = {}
     for tensor in inputs:
@@ -153,17 +157,21 @@ def _inputs(inputs: list[Any], binary: bytes, models: InferModels,
         size = tensor.parameters.binary_data_size if tensor.parameters else None
         if (tensor.data is None) == (size is None):
             raise _invalid(f"input {tensor.name!r} needs its texts in 'data' or as binary data (one of the two)")
+        count = math.prod(tensor.shape)  # at most 8 dimensions of at most 2^63 - 1: a small product
+        if not 1 <= count <= max_texts:
+            raise _invalid(f"input {tensor.name!r} must hold 1 to {max_texts} texts, has {count}")
         if size is not None:
             if size > len(binary):
                 raise _invalid(f"input {tensor.name!r} declares {size} bytes of binary data; {len(binary)} left")
-            texts, binary = _texts_of(binary[:size], tensor.name, models), binary[size:]
+            if size > (most := count * (_LENGTH.size + models.max_text_bytes)):
+                raise _invalid(f"input {tensor.name!r} declares {size} bytes of binary data, more than its {count} "
+                               f"element(s) can take: at most {most} (a 4-byte length and at most "
+                               f"{models.max_text_bytes} bytes of UTF-8 text each)")
+            texts, binary = _texts_of(binary[:size], tensor.name, count, models), binary[size:]
         else:
             texts = tensor.data
-        count = math.prod(tensor.shape)
         if count != len(texts):
             raise _invalid(f"input {tensor.name!r} has shape {tensor.shape} ({count} elements) but {len(texts)} texts")
-        if not 1 <= count <= max_texts:
-            raise _invalid(f"input {tensor.name!r} must hold 1 to {max_texts} texts, has {count}")
         tensors[tensor.name], shapes[tensor.name] = texts, tensor.shape
     if binary:
         raise _invalid(f"{len(binary)} bytes of binary data follow the inputs' own")
@@ -180,16 +188,20 @@ def _split(raw: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     try:
         length = int(header_length)
     except ValueError:
-        raise _invalid(f"{HEADER_LENGTH} must be an integer, got {header_length!r}") from None
+        raise _invalid(f"{HEADER_LENGTH} must be an integer, got {shown(header_length)}") from None
     if not 0 < length <= len(raw):
-        raise _invalid(f"{HEADER_LENGTH} is {length} but the body has {len(raw)} bytes")
+        raise _invalid(f"{HEADER_LENGTH} is {cut(length)} but the body has {len(raw)} bytes")
     return raw[:length], raw[length:]
 
 
-def _texts_of(data: bytes, name: str, models: InferModels) -> list[str]:
-    """The elements of a BYTES tensor in binary form: each a 4-byte little-endian length, then that many bytes."""
+def _texts_of(data: bytes, name: str, count: int, models: InferModels) -> list[str]:
+    """The elements of a BYTES tensor in binary form (each a 4-byte little-endian length, then that many bytes), of
+    which its shape says there are ``count``: refused at the first one more, so that at most ``count`` are decoded
+    (from at most ``count`` texts' worth of bytes: the caller checked ``data``'s size)."""
     texts, at = [], 0
     while at < len(data):
+        if len(texts) == count:
+            raise _invalid(f"input {name!r}: binary data holds more than the {count} element(s) of its shape")
         if at + _LENGTH.size > len(data):
             raise _invalid(f"input {name!r}: binary data ends inside an element's length")
         (length,) = _LENGTH.unpack_from(data, at)
@@ -204,7 +216,7 @@ def _texts_of(data: bytes, name: str, models: InferModels) -> list[str]:
     try:
         return models.texts.validate_python(texts)
     except ValidationError as exc:
-        first = exc.errors()[0]
+        first = exc.errors(include_url=False, include_input=False)[0]
         raise _invalid(f"input {name!r}: element {first['loc'][0]}: {first['msg']}") from None
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, create_model
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, create_model
 
-from api.protocols.fields import DIRECTIONS, PredictionOut, Ranked, labels_of, options, top_of
+from api.protocols.fields import DIRECTIONS, PredictionOut, Ranked, integer, labels_of, options, top_k_maximum, top_of
 from api.protocols.spec import BodyRoute, Build, Job, Protocol, Shape
 from common.options import FUNCTIONS, Query
 from common.protocol import Prediction
@@ -28,7 +28,7 @@ class BatchPredictionOut(BaseModel):
 def _options_fields(max_top_k: int | None) -> dict[str, Any]:
     """The pipeline's options and the truncation options, as fields of a request model."""
     return {
-        "top_k": (StrictInt | None, Field(1, ge=1, le=max_top_k, description=(
+        "top_k": (integer(ge=1, le=top_k_maximum(max_top_k)) | None, Field(1, description=(
             "Answer this many labels, best first, as a list (null: every label). Absent: the top label alone, as "
             "an object (the pipeline's default). More than the model's labels: 422 (GET /info lists them)."),
             examples=[2])),

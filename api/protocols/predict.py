@@ -7,14 +7,16 @@ tagged union of the /predict bodies, and the routes, which hand each body's job 
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Annotated, Any, Union
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.params import Depends
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Discriminator, Tag
 
 from api.errors import ErrorKind, error_responses
-from api.protocols.fields import text_type
+from api.protocols.fields import check_json_values, json_values_limit, text_type
 from api.protocols.spec import Answer, BodyRoute, Build, Job, Protocol, Shape
 from common.settings import InputLimits
 
@@ -30,6 +32,7 @@ class RequestModels:
     answer_type: Any  # POST /predict's answers, for OpenAPI
     answers_doc: str
     routes: tuple[BodyRoute, ...]
+    max_texts: int  # MAX_BATCH_TEXTS: what bounds a body's JSON values before it is parsed
 
 
 def request_models(protocols: Sequence[Protocol], limits: InputLimits,
@@ -57,6 +60,7 @@ def request_models(protocols: Sequence[Protocol], limits: InputLimits,
         answer_type=Union[answers],  # noqa: UP007 (a union of a tuple of types needs Union[])
         answers_doc="; ".join(p.answers_doc for p in protocols if p.answers_doc),
         routes=tuple(route for p in protocols for route in p.body_routes),
+        max_texts=limits.max_batch_texts,
     )
 
 
@@ -110,15 +114,48 @@ def add_body_routes(app: FastAPI, models: RequestModels, answer: Answer, *, depe
     itself: an included APIRouter adds a second layer of route matching to every request (FastAPI 0.165; seen in
     a profile of /predict)."""
     documented = error_responses(*errors)
-    app.add_api_route("/predict", _handler(models.predict, models.job_of, answer), methods=["POST"], name="predict",
-                      response_model=None, dependencies=dependencies, summary=PREDICT_SUMMARY,
-                      responses={200: {"description": models.answers_doc, "model": models.answer_type}, **documented})
+    add = partial(app.router.add_api_route, methods=["POST"], response_model=None, dependencies=dependencies,
+                  route_class_override=_bounded_route(models.max_texts))  # the router's: it takes a route class
+    add("/predict", _handler(models.predict, models.job_of, answer), name="predict", summary=PREDICT_SUMMARY,
+        responses={200: {"description": models.answers_doc, "model": models.answer_type}, **documented})
     for route in models.routes:
         shape = models.shapes[route.key]
-        app.add_api_route(route.path, _handler(shape.model, shape.job_of, answer), methods=["POST"],
-                          name=route.path.strip("/").replace("/", "_"), response_model=None,
-                          dependencies=dependencies, summary=route.summary,
-                          responses={200: {"model": route.answer, "description": route.answer_doc}, **documented})
+        add(route.path, _handler(shape.model, shape.job_of, answer), name=route.path.strip("/").replace("/", "_"),
+            summary=route.summary,
+            responses={200: {"model": route.answer, "description": route.answer_doc}, **documented})
+
+
+def _is_json(content_type: str | None) -> bool:
+    """Whether FastAPI parses a body of this Content-Type as JSON (application/json or application/*+json)."""
+    if content_type == "application/json":  # what nearly every client sends
+        return True
+    if not content_type:
+        return False
+    kind = content_type.partition(";")[0].strip().lower()
+    return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
+
+
+def _bounded_route(max_texts: int) -> type[APIRoute]:
+    """Routes whose JSON body is refused before FastAPI parses it when it holds more values than any request of at
+    most ``max_texts`` texts (fields.check_json_values): FastAPI's parser builds every value first, pydantic counts
+    a list's items after."""
+    small = json_values_limit(max_texts)
+
+    class BoundedRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Any]:
+            handle = super().get_route_handler()
+
+            async def bounded(request: Request) -> Response:
+                body = await request.body()  # read once: FastAPI's own read gets it from the request
+                # A body of fewer bytes than values allowed needs no look (nor its type: a body not sent as JSON
+                # gets FastAPI's 415 unparsed).
+                if len(body) > small and _is_json(request.headers.get("content-type")):
+                    check_json_values(body, max_texts)
+                return await handle(request)
+
+            return bounded
+
+    return BoundedRoute
 
 
 def _handler(model: Any, job_of: Callable[[Any], Job], answer: Answer) -> Callable[..., Any]:

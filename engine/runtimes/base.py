@@ -34,6 +34,7 @@ class ModelFiles(Protocol):
 class Runtime(Protocol):
     backend: str  # the BACKEND it implements
     device: str  # "cpu", "cuda:0"
+    precision: str  # how it computes, e.g. "float32", "float16" (BACKEND=torch on CUDA), "int8": answers differ
 
     def logits(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         """One forward pass: int64 arrays (texts, tokens) in, float32 logits (texts, labels) out."""

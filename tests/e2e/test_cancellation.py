@@ -69,8 +69,9 @@ def test_cancelled_waits_never_deliver_an_answer_to_the_wrong_request(redis_serv
     async def scenario():
         proxy = await delaying_proxy(redis_server.port, seed=2)
         port = proxy.sockets[0].getsockname()[1]
+        # One gateway caller stands for CONCURRENCY clients: the per-client share is lifted (MAX_CLIENT_SHARE=1).
         settings = ApiSettings(redis_url=f"redis://127.0.0.1:{port}/0", key_prefix=worker, request_timeout_s=20,
-                               max_in_flight=CONCURRENCY)
+                               max_in_flight=CONCURRENCY, max_client_share=1.0)
         client = async_client(settings, longest_block_s=20, max_connections=CONCURRENCY + 16)
         gateway = Gateway(client, Keys(worker), settings)
         semaphore = asyncio.Semaphore(CONCURRENCY)

@@ -21,9 +21,10 @@ from tests.helpers import Process, RedisServer, free_port, python_env, report, s
 def test_clients_that_hang_up_free_their_slots_at_once_and_their_texts_are_skipped(redis_server, tiny_model, tmp_path):
     """MAX_IN_FLIGHT=4 (a small API, as a user would size one): 4 clients post 64 texts each to a busy worker and
     hang up after 0.5 s. The next client is served, not refused with 429, and the texts nobody waits for any more
-    are skipped by the worker instead of computed."""
+    are skipped by the worker instead of computed. The clients share one address, so the per-client share is lifted
+    (MAX_CLIENT_SHARE=1): the process's own slots are under test."""
     svc = start_service(redis_server.url, tiny_model, tmp_path, workers=1, worker_module="tests.e2e.faulty_worker",
-                        FAULT_SLOW_S="0.2", MAX_BATCH_SIZE="16", MAX_IN_FLIGHT="4")
+                        FAULT_SLOW_S="0.2", MAX_BATCH_SIZE="16", MAX_IN_FLIGHT="4", MAX_CLIENT_SHARE="1")
     client = redis.Redis.from_url(svc.redis_url)
     try:
         async def scenario():

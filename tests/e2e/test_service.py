@@ -7,14 +7,22 @@ import signal
 import httpx
 import redis
 
+from api.settings import ApiSettings
 from harness.service import Service
 from tests.answers import assert_discriminating, expected_answers, same_answer
 from tests.helpers import sentences, wait_until
 
+# One address is one client: with the default settings it may have MAX_CLIENT_SHARE x MAX_IN_FLIGHT requests in
+# flight (more: 429). Its other requests wait for a connection, as a client's own pool would make them.
+_FIELDS = ApiSettings.model_fields
+CLIENT_SLOTS = int(_FIELDS["max_client_share"].default * _FIELDS["max_in_flight"].default)
+
 
 async def fire(url: str, texts: list[str], *, batch_every: int = 5) -> list[tuple[list[str], httpx.Response]]:
-    """Concurrent requests: most single /predict, every batch_every-th a /predict/batch of 3 texts."""
-    limits = httpx.Limits(max_connections=len(texts), max_keepalive_connections=len(texts))
+    """Concurrent requests (up to CLIENT_SLOTS at a time): most single /predict, every batch_every-th a
+    /predict/batch of 3 texts."""
+    connections = min(len(texts), CLIENT_SLOTS)
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
         async def one(i: int, text: str):
             if i % batch_every == 0:
@@ -68,7 +76,7 @@ def test_sigterm_to_a_worker_under_load_finishes_its_window_and_fails_no_request
     inflight = service.keys.inflight(worker_id_of(service, victim.pid))
 
     async def scenario():
-        load = asyncio.create_task(fire(service.url, sentences(400, seed=11)))  # under MAX_IN_FLIGHT (512)
+        load = asyncio.create_task(fire(service.url, sentences(400, seed=11)))
         await asyncio.to_thread(wait_until, lambda: client.llen(inflight) > 0, 20, "the victim to hold a window",
                                 0.001)
         victim.signal(signal.SIGTERM)  # while it holds a window

@@ -148,6 +148,17 @@ def test_each_runtime_reports_its_backend_device_and_precision(backend, precisio
     assert (runtime.backend, runtime.device, runtime.precision) == (backend, "cpu", precision)
 
 
+def test_a_workers_card_names_its_precision_and_device_so_the_cache_keeps_their_answers_apart(tiny_model,
+                                                                                            tiny_predictor):
+    """The card a worker publishes (the response cache's key, common/model_card.py) carries what its runtime
+    computes in and on what kind of device: BACKEND=torch is fp16 on CUDA and fp32 on a CPU, whose answers differ."""
+    card = tiny_predictor.card
+    assert (card.backend, card.precision, card.device_type) == ("torch", "float32", "cpu")
+    bf16 = TransformersPredictor(ModelSettings(model=str(tiny_model), backend="torch-bf16", device="cpu",
+                                               torch_threads=1)).card
+    assert (bf16.precision, bf16.device_type) == ("bfloat16", "cpu") and bf16.answers != card.answers
+
+
 def test_openvino_runs_on_the_cpu_with_the_threads_asked_for(tiny_model, export_cache_dir):
     """OpenVINO's CPU default is every core: TORCH_THREADS must reach it (and its AUTO device would not take it)."""
     if not installed("openvino"):

@@ -17,12 +17,24 @@ def test_suspects_are_never_batched(env):
     client, keys = env
     (a, b, c, d), _ = messages(["a", "b", "c", "d"])
     client.rpush(keys.requests, a, b, c, d)
-    client.hset(keys.deaths, digest(c), 1)  # c was in flight when a worker died
+    client.hset(keys.deaths, digest(c), 2)  # c was in flight when two workers died
     q = queue(client, keys, "w1")
     assert pop(q, 10) == [a, b]  # the window stops before the suspect
     assert pop(q, 10, suspect_allowed=False) == []  # filling a window: a suspect never joins it
     assert pop(q, 10) == [c]  # a suspect at the head runs alone, in a window of its own
     assert pop(q, 10) == [d]
+
+
+def test_a_first_death_does_not_make_a_suspect_its_window_runs_again_batched(env):
+    """One crash (a kill, an OOM) must not turn a full window into single-text passes at the head of the queue:
+    the window of a worker that died once runs again as a window."""
+    client, keys = env
+    window, _ = messages([f"t{i}" for i in range(64)])
+    client.rpush(keys.requests, *window)
+    assert pop(queue(client, keys, "victim"), 64) == window
+    assert recovery(client, keys).reap(lock_ttl_s=5)["victim"] == (64, 0)  # no connection of "victim": gone
+    assert all(int(n) == 1 for n in client.hvals(keys.deaths))
+    assert pop(queue(client, keys, "w2"), 64) == window  # all of it, at once
 
 
 def test_texts_of_cancelled_requests_are_skipped_and_counted(env):

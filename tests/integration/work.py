@@ -14,6 +14,9 @@ from worker.recovery import Recovery
 from worker.redis_queue import RedisRequestQueue
 from worker.settings import WorkerSettings
 
+# With the default MAX_DELIVERIES, a message runs alone from its second death on.
+SUSPECT_DEATHS = WorkerSettings.model_construct().dead_letter_policy().suspect_deaths
+
 
 def enqueue(client: redis.Redis, keys: Keys, texts: Sequence[str], *, timeout: float = 30.0,
             request_id: str | None = None) -> str:
@@ -31,7 +34,7 @@ def replies(client: redis.Redis, keys: Keys, rid: str) -> list[Reply]:
 
 def worker_queue(client: redis.Redis, keys: Keys, worker_id: str) -> RedisRequestQueue:
     """A worker's queue under ``worker_id``, incarnation ``<worker_id>-i``."""
-    return RedisRequestQueue(client, keys, 30, worker_id, f"{worker_id}-i")
+    return RedisRequestQueue(client, keys, 30, worker_id, f"{worker_id}-i", suspect_deaths=SUSPECT_DEATHS)
 
 
 def pop(queue: RedisRequestQueue, n: int, lease_s: float = 30.0, **kwargs: bool) -> list[bytes]:

@@ -15,7 +15,7 @@ from common.protocol import Prediction, Reply, decode_item, encode_reply
 KEYS = Keys("unit")
 # What the fake worker says it serves (its heartbeat's model card).
 CARD = ModelCard(model="fake-model", fingerprint="f" * 64, labels=("NEGATIVE", "POSITIVE"), max_tokens=16,
-                 default_function="softmax", backend="fake")
+                 default_function="softmax", backend="fake", precision="float32", device_type="cpu")
 
 
 def settings(**overrides) -> ApiSettings:

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from api.access import client_identity, identity_header
 from tests.unit.api_harness import run, running, settings
 
 HEX_ID = re.compile(r"[0-9a-f]{32}")
@@ -111,17 +112,46 @@ def test_access_log_off_writes_no_line_but_ids_are_still_echoed(caplog):
     assert access_lines(caplog) == []
 
 
-def test_the_client_is_the_configured_headers_first_value_and_paths_cannot_forge_lines(caplog):
+def test_the_client_is_what_the_trusted_proxy_appended_and_paths_cannot_forge_lines(caplog):
     async def scenario():
         async with running(settings(client_id_header="X-Forwarded-For"), worker=False) as (http, _):
             with caplog.at_level(logging.INFO, logger="api.access"):
+                # The client sent the first value itself; the one proxy in front of the API appended the second.
                 await http.get("/healthz", headers={"X-Forwarded-For": "203.0.113.9, 10.0.0.1"})
                 await http.get("/a%0Afake%20line")  # a newline, once the path is percent-decoded
 
     run(scenario())
     first, second = access_lines(caplog)
-    assert first.client == "203.0.113.9"
+    assert first.client == "10.0.0.1"
     assert "\n" not in second.message and second.path == "/a\\nfake line"
+
+
+def scope(*headers: tuple[bytes, bytes], peer: str | None = "192.0.2.1") -> dict:
+    return {"headers": list(headers), "client": (peer, 40000) if peer else None}
+
+
+XFF = b"x-forwarded-for"
+
+
+@pytest.mark.parametrize("values,hops,client", [
+    ([b"203.0.113.9"], 1, "203.0.113.9"),  # one proxy, a client that sent nothing
+    ([b"1.2.3.4, 5.6.7.8,203.0.113.9"], 1, "203.0.113.9"),  # whatever the client put in front is ignored
+    ([b"1.2.3.4, 203.0.113.9, 10.0.0.2"], 2, "203.0.113.9"),  # two proxies: the outer one's value
+    ([b"203.0.113.9, 10.0.0.2"], 2, "203.0.113.9"),  # exactly as many values as proxies
+    ([b"10.0.0.2"], 2, "192.0.2.1"),  # fewer: it did not come through both proxies, the peer it is
+    ([b"1.2.3.4", b"203.0.113.9"], 1, "203.0.113.9"),  # a proxy's own line counts as appended
+    ([b"1.2.3.4, 5.6.7.8", b"203.0.113.9, 10.0.0.2"], 2, "203.0.113.9"),
+    ([b"1.2.3.4, "], 1, "192.0.2.1"),  # an empty value names nobody: the peer
+    ([], 1, "192.0.2.1"),  # no header: the peer
+])
+def test_the_client_identity_is_the_value_the_outermost_trusted_proxy_appended(values, hops, client):
+    assert client_identity(scope(*[(XFF, v) for v in values], (b"x-other", b"9.9.9.9")), XFF, hops) == client
+
+
+def test_without_a_header_configured_the_client_is_the_peer_and_none_when_unknown():
+    assert client_identity(scope((XFF, b"203.0.113.9")), None, 1) == "192.0.2.1"
+    assert client_identity(scope(peer=None), XFF, 1) is None
+    assert identity_header("X-Forwarded-For") == XFF and identity_header(None) is None
 
 
 def test_in_json_the_lines_fields_are_keys_of_their_own():

@@ -204,7 +204,7 @@ def test_metrics_expose_queue_wait_inference_time_and_the_workers_batch_histogra
         server = fakeredis.FakeServer()
         s = settings()
         # Two passes published the way a worker publishes them (same MULTI as replies).
-        queue = RedisRequestQueue(fakeredis.FakeRedis(server=server), s.keys(), 60, "w1", "i1")
+        queue = RedisRequestQueue(fakeredis.FakeRedis(server=server), s.keys(), 60, "w1", "i1", suspect_deaths=2)
         queue.publish(Outbox(counts=WorkerCounts(batches=1, texts=4, tokens=60, padded_tokens=80), inference_s=0.03))
         queue.publish(Outbox(counts=WorkerCounts(batches=1, texts=16, tokens=400, padded_tokens=400),
                              inference_s=0.12))

@@ -62,11 +62,13 @@ def test_a_declared_length_over_the_limit_is_refused_before_the_body_is_read():
 
 def test_in_flight_limit_is_429_with_retry_after_not_a_pool_error():
     async def scenario():
-        s = settings(max_in_flight=2, request_timeout_s=1.0, retry_after_s=3)
+        # Three clients told apart behind a proxy: one alone would stop at its share of the 2 slots (1).
+        s = settings(max_in_flight=2, request_timeout_s=1.0, retry_after_s=3, client_id_header="X-Forwarded-For")
         async with running(s, worker=False) as (http, _):
-            waiting = [asyncio.create_task(http.post("/predict", json={"text": f"t{i}"})) for i in range(2)]
+            waiting = [asyncio.create_task(http.post("/predict", json={"text": f"t{i}"},
+                                                     headers={"X-Forwarded-For": f"10.0.0.{i}"})) for i in range(2)]
             await asyncio.sleep(0.2)
-            r = await http.post("/predict", json={"text": "one too many"})
+            r = await http.post("/predict", json={"text": "one too many"}, headers={"X-Forwarded-For": "10.0.0.9"})
             assert r.status_code == 429 and "already serving 2" in r.json()["error"]["message"]
             assert r.headers["Retry-After"] == "3"
             assert [t.status_code for t in await asyncio.gather(*waiting)] == [504, 504]
@@ -175,8 +177,9 @@ def test_one_client_at_its_share_gets_429_while_another_is_admitted():
                      client_id_header="X-Forwarded-For")
         async with running(s, worker=False) as (http, _):
             def post(client):
+                # What the client sent, then its address as the proxy in front of the API appended it.
                 return http.post("/predict/batch", json={"texts": ["a", "b", "c", "d", "e"]},
-                                 headers={"X-Forwarded-For": f"{client}, 10.0.0.254"})
+                                 headers={"X-Forwarded-For": f"10.0.0.254, {client}"})
 
             holding = asyncio.create_task(post("10.0.0.1"))  # 5 texts: client 1's whole share
             await asyncio.sleep(0.1)

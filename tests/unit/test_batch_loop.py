@@ -256,6 +256,26 @@ def test_pops_take_the_lease_and_publishes_renew_it_from_measured_passes():
     assert queue.leases[1] >= 4 * 0.02  # the next pop: as measured so far
 
 
+def test_a_pass_that_outlived_its_lease_does_not_lengthen_the_lease():
+    """A frozen pass (its publish finds the window taken back) says nothing about how long passes take: counted,
+    a 6 s SIGSTOP made a 24 s lease, and a second freeze was never taken back in time."""
+    queue = FakeQueue(items(["a", "b"]))
+    queue.reclaim_after = 0  # the first pass's publish finds the window gone: it outlived its lease
+    loop = BatchLoop(queue, FakePredictor(pass_s=0.05), BatchPolicy(1, lease_floor_s=0.01), clock=Clock())
+    loop.run(max_batches=2)
+    assert queue.leases == [0.01, 0.01]  # the next window's lease: still the floor
+
+
+def test_the_lease_stays_within_a_third_of_the_requests_time_budget():
+    """However slow recent passes were, a frozen window is taken back early enough for its texts to run again
+    before their deadline (items carry their budget: deadline - enqueue time)."""
+    queue = FakeQueue(items(["a", "b", "c"], timeout=0.3))
+    policy = BatchPolicy(1, lease_floor_s=0.01)
+    loop = BatchLoop(queue, FakePredictor(pass_s=0.05), policy, clock=Clock(1000.0))
+    loop.run(max_batches=3)
+    assert queue.leases[0] == 0.01 and queue.leases[1:] == [pytest.approx(0.1)] * 2  # not 4 x 50 ms
+
+
 def test_a_window_taken_back_while_the_worker_stalled_is_not_run_any_further():
     texts = ["a", "b b", "c c c", "d d d d"]
     queue = FakeQueue(items(texts))

@@ -84,11 +84,14 @@ def test_a_failing_cache_redis_is_counted_and_logged_as_a_read_or_a_write_with_i
                                "response cache write failed (answered by the workers instead): cache Redis is down"]
 
 
-# Cards of workers whose answers can differ from CARD's: other weights, another token limit, another backend.
+# Cards of workers whose answers can differ from CARD's: other weights, another token limit, another backend, the
+# same backend in another precision or on another kind of device (BACKEND=torch: fp32 on a CPU, fp16 on a GPU).
 OTHER_CARDS = [dataclasses.replace(CARD, fingerprint="e" * 64),
                dataclasses.replace(CARD, max_tokens=CARD.max_tokens + 1),
-               dataclasses.replace(CARD, backend="openvino-bf16")]
-OTHER_IDS = ["fingerprint", "token-limit", "backend"]
+               dataclasses.replace(CARD, backend="openvino-bf16"),
+               dataclasses.replace(CARD, precision="float16"),
+               dataclasses.replace(CARD, device_type="cuda")]
+OTHER_IDS = ["fingerprint", "token-limit", "backend", "precision", "device"]
 
 
 @pytest.mark.parametrize("other", OTHER_CARDS, ids=OTHER_IDS)
@@ -131,3 +134,9 @@ def test_the_api_serves_no_cached_answer_once_its_worker_serves_another_card(car
             return again.headers["x-cache"], len(seen)
 
     assert asyncio.run(scenario()) == (("hit", 1) if served_from_cache else ("miss", 2))
+
+
+def test_a_card_of_an_older_worker_says_no_precision_nor_device_and_shares_no_entries():
+    older = {k: v for k, v in CARD.fields().items() if k not in ("precision", "device_type")}
+    card = ModelCard.from_fields(older)
+    assert card is not None and (card.precision, card.device_type) == ("", "") and card.answers != CARD.answers

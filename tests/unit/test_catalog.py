@@ -14,11 +14,14 @@ from common.protocol import Prediction
 from tests.unit.api_harness import CARD, KEYS, running, settings
 from tests.unit.test_api_shapes import ready
 
-# Workers whose answers can differ from CARD's: other weights, another token limit, another backend.
+# Workers whose answers can differ from CARD's: other weights, another token limit, another backend, another
+# precision or kind of device of the same backend.
 DISAGREEING = [dataclasses.replace(CARD, fingerprint="e" * 64),
                dataclasses.replace(CARD, max_tokens=CARD.max_tokens + 1),
-               dataclasses.replace(CARD, backend="openvino-bf16")]
-DISAGREEING_IDS = ["fingerprint", "token-limit", "backend"]
+               dataclasses.replace(CARD, backend="openvino-bf16"),
+               dataclasses.replace(CARD, precision="float16"),
+               dataclasses.replace(CARD, device_type="cuda")]
+DISAGREEING_IDS = ["fingerprint", "token-limit", "backend", "precision", "device"]
 
 
 def heartbeat(card: ModelCard, worker: str) -> dict[str, str]:
@@ -75,3 +78,22 @@ def test_the_cache_is_off_while_live_workers_disagree(other, served_from_cache):
         assert (x_cache, answer, queued) == ("hit", {"label": "POSITIVE", "score": 0.99}, 0)
     else:  # answered by a worker
         assert (x_cache, answer, queued) == ("miss", {"label": "POSITIVE", "score": 0.5}, 1)
+
+
+def test_a_mixed_cluster_is_logged_with_what_tells_its_cards_apart(caplog):
+    """GPU (fp16) and CPU (fp32) workers of one model and backend: the warning says which is which."""
+    import logging
+
+    from api.catalog import Catalog
+
+    gpu = dataclasses.replace(CARD, precision="float16", device_type="cuda")
+
+    class Cluster:
+        async def described_workers(self):
+            return [heartbeat(CARD, "w1"), heartbeat(gpu, "w2")]
+
+    with caplog.at_level(logging.WARNING, logger="api.catalog"):
+        view = asyncio.run(Catalog(Cluster()).refresh())
+    assert view.answers is None
+    assert caplog.messages == ["live workers serve 2 different models or backends (a rollout?): fake-model (fake "
+                               "float32 on cpu, ffffffffffff), fake-model (fake float16 on cuda, ffffffffffff)"]

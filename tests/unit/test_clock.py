@@ -64,3 +64,17 @@ def test_warnings_start_above_the_threshold_and_repeat_only_when_the_offset_move
         clock.sync(lambda: (1001, 500_001))  # moved by exactly half the threshold: silent
         clock.sync(lambda: (1002, 200))  # moved by more than half of it: said again
     assert len(caplog.records) == 2
+
+
+def test_the_clock_is_unchecked_until_a_measurement_succeeds():
+    """``synced`` is what the API waits on before stamping a deadline (api/gateway.py)."""
+    clock = RedisClock(local=lambda: 1000.0)
+
+    def unreachable():
+        raise ConnectionError("Redis away")
+
+    with pytest.raises(ConnectionError):
+        clock.sync(unreachable)
+    assert not clock.synced and clock() == 1000.0
+    clock.sync(lambda: (1030, 0))
+    assert clock.synced and clock() == 1030.0

@@ -53,6 +53,24 @@ def test_a_client_that_hangs_up_frees_its_slot_and_cancels_its_queued_texts():
     run(scenario())
 
 
+def test_the_cancelled_set_is_pruned_and_expires_without_any_worker_popping():
+    """No worker pops (all down): entries past their time go when the next client hangs up, and the set expires
+    with its last entry."""
+    async def scenario():
+        s = settings(request_timeout_s=30)
+        client = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+        await client.zadd(KEYS.cancelled, {f"gone-{i}": time.time() - 60 + i for i in range(50)})
+        app = create_app(s, client)
+        async with app.router.lifespan_context(app):
+            await hang_up_after(app, {"texts": ["a"]}, 0.1)
+            [(_, deadline)] = await client.zrange(KEYS.cancelled, 0, -1, withscores=True)
+            expires_at = time.time() + await client.ttl(KEYS.cancelled)
+            # EXPIREAT takes whole seconds (the entry's time rounded up) and TTL reports whole seconds: ±2 s
+            assert deadline - 2 < expires_at <= deadline + 2
+
+    run(scenario())
+
+
 def test_a_client_that_stays_is_answered_and_nothing_is_cancelled():
     from tests.unit.api_harness import running
 

@@ -3,6 +3,7 @@ and every way a request can be wrong."""
 
 import json
 import struct
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from common.protocol import Prediction
 from tests.unit.api_harness import settings
 
 LIMITS = settings()  # max_text_chars=100, max_batch_texts=5
-MODELS = infer_models(request_models(LIMITS).text, LIMITS.max_batch_texts)
+MODELS = infer_models(request_models(LIMITS).text, LIMITS.max_batch_texts, LIMITS.max_text_chars)
 
 
 def parse(body, header_length=None):
@@ -136,7 +137,7 @@ def test_a_wrong_request_is_422_saying_what_is_wrong(body, header_length, messag
     (binary_bytes(["   "]), None, "element 0: Value error, text must contain at least one non-whitespace"),
     (binary_bytes(["ok"]) + b"extra", len(binary_bytes(["ok"])), "5 bytes of binary data follow the inputs' own"),
     (binary_bytes(["ok"]), 100, "declares 100 bytes of binary data; 6 left"),
-    (binary_bytes(["ok"]) + struct.pack("<I", 0), None, "element 1: String should have at least 1 character"),
+    (struct.pack("<I", 0), None, "element 0: String should have at least 1 character"),
 ])
 def test_broken_binary_tensor_data_is_422(blob, declared, message):
     raw, length = with_binary({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES",
@@ -174,3 +175,122 @@ def test_broken_binary_data_names_the_input_it_is_in():
     with pytest.raises(ServiceError) as info:
         parse(raw, length)
     assert info.value.message == "input 'text_pair': binary data ends inside an element"
+
+
+def peak_bytes(call):
+    """What ``call()`` allocated at most at once, and what it raised (or returned)."""
+    tracemalloc.start()
+    try:
+        try:
+            outcome = call()
+        except ServiceError as exc:
+            outcome = exc
+        return tracemalloc.get_traced_memory()[1], outcome
+    finally:
+        tracemalloc.stop()
+
+
+def binary_request(blob, shape, declared=None):
+    return with_binary({"inputs": [{"name": "text", "shape": shape, "datatype": "BYTES",
+                                    "parameters": {"binary_data_size": len(blob) if declared is None else declared}}]},
+                       blob)
+
+
+def test_a_mebibyte_of_empty_elements_under_shape_1_is_refused_by_its_size_before_any_is_read():
+    # 262,000 empty elements: decoding and validating each cost ~1 s and ~300 MB; the shape says 1 element, and 1
+    # element of at most MAX_TEXT_CHARS=100 characters is at most 4 + 400 bytes.
+    raw, length = binary_request(b"\0\0\0\0" * 262_000, [1])
+    peak, outcome = peak_bytes(lambda: parse(raw, length))
+    assert isinstance(outcome, ServiceError) and outcome.kind == ErrorKind.VALIDATION
+    assert outcome.message == ("input 'text' declares 1048000 bytes of binary data, more than its 1 element(s) can "
+                               "take: at most 404 (a 4-byte length and at most 400 bytes of UTF-8 text each)")
+    assert peak < 2 * len(raw) + 256 * 1024  # the body split in two; not one object per element
+
+
+def test_binary_data_holding_more_elements_than_its_shape_is_refused_at_the_first_extra_one():
+    # Within the size 5 elements can take (5 x 404 bytes), 505 empty elements: refused at the sixth length read,
+    # before any element is decoded (an element's refusal would otherwise name element 0, the empty one).
+    raw, length = binary_request(b"\0\0\0\0" * 505, [5])
+    peak, outcome = peak_bytes(lambda: parse(raw, length))
+    assert outcome.message == "input 'text': binary data holds more than the 5 element(s) of its shape"
+    assert peak < 64 * 1024
+
+
+@pytest.mark.parametrize("shape", [[6], [3, 2], [2**62, 2**62], [2**63 - 1] * 8, [0]], ids=str)
+def test_a_shape_holding_more_than_max_batch_texts_is_refused_before_its_data_is_read(shape):
+    raw, length = binary_request(b"\0\0\0\0" * 505, shape)  # data that would be refused for another reason
+    with pytest.raises(ServiceError) as info:
+        parse(raw, length)
+    assert info.value.message.startswith("input 'text' must hold 1 to 5 texts, has ")
+
+
+@pytest.mark.parametrize("body", [
+    {"inputs": [tensor(data=[""] * 300_000, shape=[1])]},
+    {"inputs": [tensor()], "parameters": {"junk": [[]] * 200_000}},  # Triton's own parameters are accepted: any JSON
+    {"inputs": [tensor(parameters={"junk": [{}] * 200_000})]},
+], ids=["300k-empty-texts", "200k-lists-in-parameters", "200k-objects-in-tensor-parameters"])
+def test_json_with_more_values_than_any_request_has_is_refused_before_it_is_parsed(body):
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    peak, outcome = peak_bytes(lambda: parse(raw))
+    assert isinstance(outcome, ServiceError)
+    assert outcome.message.startswith("request body could not be parsed as JSON within its limits: more than 84 "
+                                      "values")  # 4 per text of MAX_BATCH_TEXTS=5, and 64
+    assert peak < 256 * 1024  # the JSON parser built nothing (200,000 lists are ~15 MB)
+
+
+def test_the_largest_requests_have_fewer_values_than_the_limit():
+    texts = ["a, [b], {c}, \"d\""] * 5  # commas and brackets inside strings are not values
+    options = {"parameters": {"top_k": 2, "function_to_apply": "none", "binary_data_output": False, "priority": 1,
+                              "timeout": 1000, "sequence_id": 7}}
+    outputs = [{"name": "label", "parameters": {"binary_data": False}}, {"name": "score"}]
+    call = parse({"id": "r", "inputs": [tensor(data=texts, shape=[1, 1, 1, 1, 1, 1, 1, 5], parameters={"x": 1}),
+                                        tensor(name="text_pair", data=texts, shape=[1, 1, 1, 1, 1, 1, 1, 5])],
+                  "outputs": outputs, **options})
+    assert len(call.queries) == 5 and call.top_k == 2
+
+
+@pytest.mark.parametrize("field,value", [("top_k", 2.0), ("shape", [2.0]), ("binary_data_size", float(len(
+    binary_bytes(["great", "awful"]))))])
+def test_an_integral_float_is_an_integer_as_json_schema_says(field, value):
+    blob = binary_bytes(["great", "awful"])
+    size = value if field == "binary_data_size" else len(blob)
+    header = {"inputs": [{"name": "text", "shape": value if field == "shape" else [2], "datatype": "BYTES",
+                          "parameters": {"binary_data_size": size}}],
+              "parameters": {"top_k": value if field == "top_k" else 1}}
+    call = parse(*with_binary(header, blob))
+    assert [q.text for q in call.queries] == ["great", "awful"] and call.shape == [2]
+
+
+@pytest.mark.parametrize("top_k,message", [
+    (1.5, "parameters.top_k: Input should be a valid integer"),
+    (True, "parameters.top_k: Input should be a valid integer"),
+    ("2", "parameters.top_k: Input should be a valid integer"),
+    (2**64, "parameters.top_k: Input should be less than or equal to 16384"),
+    (16_385, "parameters.top_k: Input should be less than or equal to 16384"),
+])
+def test_top_k_is_an_integer_up_to_its_documented_maximum(top_k, message):
+    with pytest.raises(ServiceError) as info:
+        parse({"inputs": [tensor()], "parameters": {"top_k": top_k}})
+    assert info.value.message == message
+
+
+def test_a_shape_dimension_beyond_int64_is_refused_without_being_echoed():
+    with pytest.raises(ServiceError) as info:
+        parse({"inputs": [tensor(shape=[10**4000])]})
+    assert info.value.message == "inputs.0.shape.0: Input should be less than or equal to 9223372036854775807"
+
+
+def test_a_long_header_is_not_echoed_whole():
+    with pytest.raises(ServiceError) as info:
+        parse(json.dumps({"inputs": [tensor()]}).encode(), "x" * 5000)
+    assert info.value.message == f"{HEADER_LENGTH} must be an integer, got {'x' * 100!r}…"
+    raw = json.dumps({"inputs": [tensor()]}).encode()
+    with pytest.raises(ServiceError) as info:
+        parse(raw, "9" * 4000)
+    assert info.value.message == f"{HEADER_LENGTH} is {'9' * 100}… but the body has {len(raw)} bytes"
+
+
+def test_a_long_key_is_named_by_its_start():
+    with pytest.raises(ServiceError) as info:
+        parse({"inputs": [tensor()], "k" * 5000: 1})
+    assert info.value.message == f"{'k' * 100}…: Extra inputs are not permitted"

@@ -1,13 +1,21 @@
-"""Redis failures on the request path become one documented 503, and a broken connection resets the pool."""
+"""Redis failures on the request path become one documented 503, a broken connection resets the pool, and an outage
+is logged once per interval, not once per failure."""
 
 import asyncio
+import io
 import logging
 
+import fakeredis
 import pytest
 import redis
 
+import api.app
+import api.catalog
 from api.errors import ErrorKind, ServiceError
 from api.redis_errors import UnavailableOnRedisError
+from common.log_repeats import RepeatLimiter
+from tests.unit.api_harness import running, settings
+from tests.unit.test_log_repeats import FakeClock
 
 
 class Pool:
@@ -66,3 +74,40 @@ def test_other_redis_errors_are_503_without_touching_the_pool():
 def test_errors_that_are_not_redis_errors_pass_through():
     error = ValueError("a bug")
     assert raise_inside(error, Pool()) is error
+
+
+def test_an_api_with_redis_down_writes_one_warning_then_one_line_per_interval_with_a_count(monkeypatch):
+    """Requests, probes and the background tasks (the catalog's refresh, the clock's retries) all fail while Redis
+    is away, many times a second: the log gets one warning, then one per interval saying how many were held back, and
+    nothing else at WARNING."""
+    monkeypatch.setattr(api.catalog, "REFRESH_INTERVAL_S", 0.01)  # many more tries than a real second holds
+    monkeypatch.setattr(api.app, "CLOCK_FIRST_SYNC_RETRY_S", 0.01)
+    clock, out = FakeClock(), io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setLevel(logging.WARNING)
+    handler.addFilter(RepeatLimiter(10.0, clock=clock))  # what setup_logging puts on every process's handler
+    server = fakeredis.FakeServer()
+    server.connected = False
+
+    async def scenario():
+        statuses = []
+        async with running(settings(), worker=False, server=server) as (http, _):
+            for round_ in range(2):
+                clock.now += 10.0 * round_  # the second round: an interval later
+                for _ in range(10):
+                    statuses.append((await http.post("/predict", json={"text": "good"})).status_code)
+                    statuses.append((await http.get("/readyz")).status_code)
+                    await asyncio.sleep(0.01)
+        return statuses
+
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        statuses = asyncio.run(scenario())
+    finally:
+        root.removeHandler(handler)
+    assert set(statuses) == {503}
+    first, summary = out.getvalue().splitlines()
+    assert first == "Redis unavailable: ConnectionError: FakeRedis is emulating a connection error."
+    held_back = int(summary.rsplit("(and ", 1)[1].split(" ")[0])
+    assert summary.startswith(first) and summary.endswith("more like it in 10 s)") and held_back >= 19

@@ -18,7 +18,8 @@ def client():
 
 
 def make(client, worker="w1", incarnation="i1"):
-    return RedisRequestQueue(client, KEYS, reply_ttl_s=30, worker_id=worker, incarnation=incarnation)
+    return RedisRequestQueue(client, KEYS, reply_ttl_s=30, worker_id=worker, incarnation=incarnation,
+                             suspect_deaths=2)
 
 
 def pop(queue, n, **kwargs):

@@ -50,6 +50,19 @@ def test_bad_values_fail_at_start(monkeypatch, name, value):
         WorkerSettings()
 
 
+@pytest.mark.parametrize("wait_ms,lease_s", [("1000", "2"), ("2500", "2"), ("5000", "8")])
+def test_a_batch_wait_the_work_lease_cannot_cover_is_refused_with_the_fix_named(monkeypatch, wait_ms, lease_s):
+    """A worker waiting for batch-mates holds its window under the lease: a wait past it was taken for a freeze,
+    and the window ran twice with a death counted against each text."""
+    monkeypatch.setenv("MAX_BATCH_WAIT_MS", wait_ms)
+    monkeypatch.setenv("WORK_LEASE_S", lease_s)
+    with pytest.raises(ValidationError, match="MAX_BATCH_WAIT_MS .* must be under half of WORK_LEASE_S .*raise "
+                                              "WORK_LEASE_S above"):
+        WorkerSettings()
+    monkeypatch.setenv("WORK_LEASE_S", str(2 * float(wait_ms) / 1000 + 0.1))  # the fix it names
+    assert WorkerSettings().max_batch_wait_ms == float(wait_ms)
+
+
 def test_the_readme_settings_table_names_real_settings_with_their_defaults():
     """The README lists the settings people change, each linking to its row of the generated configuration page
     (docs/configuration.md, where every setting is: tests/unit/test_configuration.py) with the default the code has."""
@@ -123,16 +136,19 @@ def test_a_longer_text_limit_alone_says_which_variable_to_raise_and_to_what(monk
                           timeout=60, check=False)
     assert done.returncode == 2, done.stderr
     needed = 64 * (2 * 4 * 5000 + MESSAGE_OVERHEAD_BYTES)  # 64 pairs of 5000 characters of up to 4 bytes
-    chars, texts = (1_048_576 // 64 - MESSAGE_OVERHEAD_BYTES) // 8, 1_048_576 // (8 * 5000 + MESSAGE_OVERHEAD_BYTES)
+    # One client's share (MAX_CLIENT_SHARE=0.5, of MAX_QUEUE_BYTES=2097152) must hold that call too.
+    share = 1_048_576
+    chars, texts = (share // 64 - MESSAGE_OVERHEAD_BYTES) // 8, share // (8 * 5000 + MESSAGE_OVERHEAD_BYTES)
     assert done.stderr == (
-        f"invalid settings: MAX_QUEUE_BYTES=1048576 is below the {needed} bytes a full-size batch call can take "
+        f"invalid settings: MAX_QUEUE_BYTES=2097152 is below the {needed} bytes a full-size batch call can take "
         "(MAX_BATCH_TEXTS=64 text pairs of MAX_TEXT_CHARS=5000 characters, up to 4 bytes each in UTF-8, plus "
         f"{MESSAGE_OVERHEAD_BYTES} bytes per message): it could never be admitted (429 forever). Fix: set "
-        f"MAX_QUEUE_BYTES to at least {needed}, or lower MAX_TEXT_CHARS to at most {chars} or MAX_BATCH_TEXTS to at "
-        f"most {texts}\n")
+        f"MAX_QUEUE_BYTES to at least {2 * needed}, or lower MAX_TEXT_CHARS to at most {chars} or MAX_BATCH_TEXTS to "
+        f"at most {texts}\n")
     assert "s3cret" not in done.stderr
     monkeypatch.setenv("MAX_TEXT_CHARS", "5000")  # each value it names works
-    for fix in ({"MAX_QUEUE_BYTES": str(needed)}, {"MAX_TEXT_CHARS": str(chars)}, {"MAX_BATCH_TEXTS": str(texts)}):
+    for fix in ({"MAX_QUEUE_BYTES": str(2 * needed)}, {"MAX_TEXT_CHARS": str(chars)},
+                {"MAX_BATCH_TEXTS": str(texts)}):
         with monkeypatch.context() as patch:
             for name, value in fix.items():
                 patch.setenv(name, value)
