@@ -192,12 +192,12 @@ class Recovery:
 
 
 def run_scenario(batch: int, schedule: list[tuple[float, str, float]], seconds: float, *,
-                 timed: bool = True) -> Scenario:
+                 timed: bool = True, settings: dict[str, str] | None = None) -> Scenario:
     """``timed``: a recovery slower than TARGET_S is unacceptable (not in the quick mode, which the suite runs beside
     other tests on 2 cores: there the API and the load starve now and then, and latency says more of that than of
     the recovery; it checks the rest)."""
     sentences, _ = load_sentences()
-    env = {**ENV, "MAX_BATCH_SIZE": str(batch)}
+    env = {**ENV, **(settings or {}), "MAX_BATCH_SIZE": str(batch)}
     with tempfile.TemporaryDirectory(prefix="recovery-") as tmp:
         chaos = Chaos(Path(tmp), env, workers=2, clients=0, seed=1, right=simulated_judge)
         try:
@@ -230,7 +230,7 @@ def markdown(result: dict) -> str:
     return (f"# Recovery after a worker holding a full window is killed or frozen\n\nCPU: {result['cpu']}; commit "
             f"{result['commit']}; 2 workers (BACKEND=simulated, 100 ms + 2 ms/text), {RATE:g} texts/s open-loop "
             "background load plus a burst filling the windows before each event; default settings but "
-            "MAX_BATCH_SIZE.\n\n| MAX_BATCH_SIZE | event | texts held | taken back after (s) | background "
+            f"MAX_BATCH_SIZE{''.join(f', {k}={v}' for k, v in result.get('settings', {}).items())}.\n\n| MAX_BATCH_SIZE | event | texts held | taken back after (s) | background "
             f"answered within {LATE_S:g} s again, after the take-back (s) | lowest throughput (texts answered in 1 s, "
             f"of the offered rate) | throughput below {SHARE:.0%}, in all (s) |\n|---|---|---|---|---|---|---|\n"
             + "\n".join(rows) + f"\n\nOutcomes (requests): {outcomes}.\n\nUnacceptable: {unacceptable}.\n")
@@ -240,12 +240,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="batch 64 only: a kill, a freeze, the same worker again")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where recovery[-quick].{json,md} go")
+    parser.add_argument("--name", help="results file name (default recovery, recovery-quick)")
+    parser.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE",
+                        help="a setting for every process, e.g. MAX_DELIVERIES=2 (a death makes suspects at once)")
     args = parser.parse_args(argv)
+    settings = dict(item.split("=", 1) for item in args.set)
     plan = [(64, QUICK, QUICK_SECONDS)] if args.quick else [(64, FULL, FULL_SECONDS), (128, FULL, FULL_SECONDS)]
-    scenarios = [run_scenario(batch, schedule, seconds, timed=not args.quick) for batch, schedule, seconds in plan]
+    scenarios = [run_scenario(batch, schedule, seconds, timed=not args.quick, settings=settings)
+                 for batch, schedule, seconds in plan]
     result = {"cpu": cpu_model(), "commit": git_commit(), "rate": RATE, "late_s": LATE_S, "target_s": TARGET_S,
-              "scenarios": [asdict(sc) for sc in scenarios], "ok": not any(sc.unacceptable for sc in scenarios)}
-    name = "recovery-quick" if args.quick else "recovery"
+              "settings": settings, "scenarios": [asdict(sc) for sc in scenarios],
+              "ok": not any(sc.unacceptable for sc in scenarios)}
+    name = args.name or ("recovery-quick" if args.quick else "recovery")
     save_report(args.out / name, result, markdown(result))
     return 0 if result["ok"] else 1
 
