@@ -22,7 +22,10 @@ async def fire(url: str, texts: list[str], *, batch_every: int = 5) -> list[tupl
     """Concurrent requests (up to CLIENT_SLOTS at a time): most single /predict, every batch_every-th a
     /predict/batch of 3 texts."""
     connections = min(len(texts), CLIENT_SLOTS)
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    # Idle connections are dropped before the API's keep-alive timeout (uvicorn's 5 s) closes them: a request sent
+    # on a connection the server is closing fails (ReadError), and httpx does not retry a POST. With 400 requests
+    # on 256 connections, some wait seconds for one on a loaded 2-core machine.
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=2.0)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
         async def one(i: int, text: str):
             if i % batch_every == 0:
