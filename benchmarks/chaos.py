@@ -47,11 +47,12 @@ def random_schedule(seconds: float, rng: random.Random) -> list[tuple[float, str
 
 QUICK_SECONDS = 14.0
 # One event of each kind, none overlapping another; the kill and the freeze each strike a worker holding work
-# (Chaos: holding_victims). The freeze lasts 5 s: past the work lease (WORK_LEASE_S, 2 s) plus a reaper run
-# (HEARTBEAT_INTERVAL_S, 1 s), with room for a busy machine, so that its window is taken back as a stalled one's.
-# The kill comes after the frozen worker resumed (killed while frozen, its window would be taken back as a dead
-# one's instead); the restarts follow, and the last 2 s run on the restarted Redis.
-QUICK_SCHEDULE = [(1.5, "sigstop:5"), (7.5, "sigkill"), (9.5, "restart"), (11.0, "redis")]
+# (Chaos: holding_victims). The freeze lasts 6.5 s: past the longest lease (a third of REQUEST_TIMEOUT_S, 3.3 s, where
+# the first passes ran slow on a busy machine; WORK_LEASE_S, 2 s, otherwise) plus a reaper run (HEARTBEAT_INTERVAL_S,
+# 1 s), with 2 s to spare, so that its window is taken back as a stalled one's. The kill comes after the frozen
+# worker resumed (killed while frozen, its window would be taken back as a dead one's instead); the restarts follow,
+# and the last 2.5 s run on the restarted Redis.
+QUICK_SCHEDULE = [(1.5, "sigstop:6.5"), (8.5, "sigkill"), (10.0, "restart"), (11.5, "redis")]
 
 
 def recoveries(logs: Path) -> Counter[str]:
