@@ -20,7 +20,7 @@ from harness.service import Service, start_service
 
 REDIS_GRACE_S = 2.0  # a request ending this long after Redis came back may still carry the outage's 503
 HANG_S = 30.0  # a request without an answer after this long is a hang (the API's own deadline is 10 s)
-HOLDER_TRIES = 200  # workers stopped in turn to find one holding work (``holding_victims``)
+HOLDER_WAIT_S = 5.0  # how long workers are stopped in turn to find one holding work (``holding_victims``)
 COUNTERS = ("texts", "cancelled", "expired", "reclaimed", "failed", "malformed")
 
 # Whether an answer (label, score) is the right one for a text.
@@ -62,31 +62,32 @@ class Chaos:
         """Whether ``worker`` (default WORKER_ID: <hostname>-<pid>) holds messages: its in-flight list."""
         return bool(self.redis.client.llen(self.service.keys.inflight(f"{socket.gethostname()}-{worker.pid}")))
 
-    def stopped_holder(self) -> Process:
+    async def stopped_holder(self) -> Process:
         """A live worker at random, stopped (SIGSTOP) while it holds work: one stopped and checked at a time,
-        resumed if it held none (under load most are mid-pass). Past HOLDER_TRIES, the last one tried, stopped."""
-        for _ in range(HOLDER_TRIES):
+        resumed if it held none (under load most are mid-pass). Between tries the event loop runs (the load is its
+        tasks: blocked, it would let the queue drain and every worker go idle). Past HOLDER_WAIT_S, the last one
+        tried, stopped."""
+        give_up = time.monotonic() + HOLDER_WAIT_S
+        while True:
             victim = self.rng.choice(self.live())
             victim.signal(signal.SIGSTOP)
             while victim.alive() and process_state(victim.pid) not in ("T", "t"):  # the stop lands in microseconds
                 pass
-            if self.holds_work(victim):
-                break
+            if self.holds_work(victim) or time.monotonic() > give_up:
+                return victim
             victim.signal(signal.SIGCONT)
-        else:
-            victim.signal(signal.SIGSTOP)
-        return victim
+            await asyncio.sleep(0.002)
 
-    def victim(self) -> Process:
-        return self.stopped_holder() if self.holding_victims else self.rng.choice(self.live())
+    async def victim(self) -> Process:
+        return await self.stopped_holder() if self.holding_victims else self.rng.choice(self.live())
 
     async def kill(self) -> None:
-        self.victim().signal(signal.SIGKILL)
+        (await self.victim()).signal(signal.SIGKILL)
         await asyncio.sleep(1.0)
         self.replace_dead()
 
     async def freeze(self, seconds: float) -> None:
-        victim = self.victim()
+        victim = await self.victim()
         victim.signal(signal.SIGSTOP)  # (a stopped holder: already)
         await asyncio.sleep(seconds)
         victim.signal(signal.SIGCONT)
