@@ -33,6 +33,7 @@ from engine.batching import plan_batches
 from engine.cpu import cpu_flags, cpu_model
 from engine.model_source import ModelSource
 from engine.runtimes import BACKENDS, REFERENCE, ModelLoadError, Runtime, installed, not_installed_note
+from engine.runtimes.onnx_export import EXPORT_FORMAT
 from engine.scoring import softmax
 from engine.tokenizing import Encoding, Tokenizer
 
@@ -152,9 +153,11 @@ def throughput(runtime: Runtime, tokenizer: Tokenizer, encodings: list[Encoding]
 
 def decision_inputs(source: ModelSource, tokenizer: Tokenizer, policy: ProbePolicy, *, device: str,
                     threads: int) -> dict[str, object]:
-    """Everything a decision depends on: a change in any of them measures again."""
+    """Everything a decision depends on: a change in any of them measures again (a candidate that failed, too: a
+    newer export may export a model an older one could not)."""
     return {
-        "model": source.fingerprint, "max_length": tokenizer.max_length, "device": device, "threads": threads,
+        "model": source.fingerprint, "max_length": tokenizer.max_length, "inputs": list(tokenizer.input_names),
+        "export": EXPORT_FORMAT, "device": device, "threads": threads,
         "cpu": cpu_identity(), "window": policy.window, "max_batch_tokens": policy.max_batch_tokens,
         "allow_approximate": policy.allow_approximate,
         "versions": {package: package_version(package) for package in ("torch", "onnxruntime", "openvino")},

@@ -3,8 +3,9 @@ imports this one only (engine.runtimes, the registry, imports the backends)."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -17,6 +18,14 @@ def first_line(exc: BaseException) -> str:
     """An exception's message, first line only: what an error message quotes of a library's."""
     text = str(exc).strip().splitlines()
     return text[0].rstrip(".") if text else type(exc).__name__
+
+
+def forward_inputs(model: Any) -> frozenset[str]:
+    """The inputs the model's ``forward`` names as parameters. A tokenizer may emit more than its model takes (a
+    DistilBERT saved with a BERT tokenizer emits ``token_type_ids``): such an input must reach the model neither by
+    position (into another parameter's place) nor through its ``**kwargs`` (which are for other things)."""
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return frozenset(name for name, p in inspect.signature(model.forward).parameters.items() if p.kind in kinds)
 
 
 class ModelFiles(Protocol):

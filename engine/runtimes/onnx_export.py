@@ -26,12 +26,12 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from engine.runtimes.base import ModelFiles, ModelLoadError, first_line
+from engine.runtimes.base import ModelFiles, ModelLoadError, first_line, forward_inputs
 
 log = logging.getLogger(__name__)
 
 OPSET = 17
-EXPORT_FORMAT = 1  # bump when the export's code changes what it writes
+EXPORT_FORMAT = 2  # bump when the export's code changes what it writes (2: inputs by name, only those forward takes)
 GRAPH = "model.onnx"
 MANIFEST = "manifest.json"
 # An export must reproduce the PyTorch model it came from on shapes other than the one it was traced with.
@@ -43,7 +43,8 @@ def entry_key(source: ModelFiles) -> str:
 
 
 def exported_onnx(source: ModelFiles, cache_dir: Path, input_names: tuple[str, ...]) -> Path:
-    """The cached ONNX graph of ``source``, exported first if the cache has no valid entry."""
+    """The cached ONNX graph of ``source``, exported first if the cache has no valid entry. ``input_names``: what
+    the tokenizer emits; the graph takes those the model's ``forward`` accepts (the runtimes feed it by name)."""
     root = cache_dir / "onnx"
     entry = root / entry_key(source)
     if _valid(entry):
@@ -92,17 +93,20 @@ def _export(source: ModelFiles, into: Path, input_names: tuple[str, ...]) -> Non
     # the model's code skip it, and the trace would bake that in).
     example = tokenizer(["a short one", "a longer example sentence, so that the first one is padded"],
                         padding=True, return_tensors="pt")
-    axes = {name: {0: "texts", 1: "tokens"} for name in input_names} | {"logits": {0: "texts"}}
+    names = tuple(name for name in input_names if name in forward_inputs(model))
+    axes = {name: {0: "texts", 1: "tokens"} for name in names} | {"logits": {0: "texts"}}
     graph = into / GRAPH
     try:
-        args = tuple(example[name] for name in input_names)
+        # By name: a model's forward lists its parameters in its own order (DistilBERT's third is head_mask or
+        # inputs_embeds, BERT's token_type_ids), so a positional tuple would put an input in another's place.
+        kwargs = {name: example[name] for name in names}
         with warnings.catch_warnings():
             # The tracer warns about the model's Python-level checks on tensors; _verify below checks on other
             # shapes that the graph did not bake in what it saw.
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, args, str(graph), input_names=list(input_names), output_names=["logits"],
+            torch.onnx.export(model, (), str(graph), kwargs=kwargs, input_names=list(names), output_names=["logits"],
                               dynamic_axes=axes, opset_version=OPSET, do_constant_folding=True, dynamo=False)
-        _verify(model, tokenizer, graph, input_names)
+        _verify(model, tokenizer, graph, names)
     except (RuntimeError, ValueError, TypeError, KeyError, AttributeError, torch.onnx.errors.OnnxExporterError) as exc:
         raise ModelLoadError(f"could not export model {source.ref!r} to ONNX: {first_line(exc)}; {fix}") from exc
     data = graph.read_bytes()

@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 
-from engine.runtimes.base import ModelFiles, ModelLoadError, first_line
+from engine.runtimes.base import ModelFiles, ModelLoadError, first_line, forward_inputs
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +43,14 @@ class TorchRuntime:
         if backend == "torch-int8":
             self.model = quantize_int8(self.model, self.device)
         self.precision = str(self.dtype).removeprefix("torch.") if backend != "torch-int8" else "int8"
+        # What forward names; a tokenizer's extra input (token_type_ids for DistilBERT) is left out, as in the export
+        self.accepted = forward_inputs(model)
 
     def logits(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         import torch
 
-        tensors = {name: torch.from_numpy(array).to(self.device) for name, array in inputs.items()}
+        tensors = {name: torch.from_numpy(array).to(self.device) for name, array in inputs.items()
+                   if name in self.accepted}
         with torch.inference_mode():
             return self.model(**tensors).logits.float().cpu().numpy()
 

@@ -123,12 +123,60 @@ def test_auto_picks_an_exact_backend_and_the_next_start_reads_its_decision(tiny_
     assert second.choice.from_cache
 
 
-def test_a_failed_export_names_the_model_and_the_fix_and_leaves_no_entry(tiny_model, tmp_path):
-    # DistilBERT takes no segment ids: asking the export for them fails like an unsupported architecture does.
+def test_a_failed_export_names_the_model_and_the_fix_and_leaves_no_entry(tiny_model, tmp_path, monkeypatch):
+    import torch
+
+    def unsupported(*args, **kwargs):  # what the exporter says of an architecture it cannot trace
+        raise torch.onnx.errors.OnnxExporterError("Unsupported: ONNX export of operator aten::made_up")
+
+    monkeypatch.setattr(torch.onnx, "export", unsupported)
     with pytest.raises(ModelLoadError) as info:
-        exported_onnx(resolve_model(str(tiny_model)), tmp_path, (*INPUTS, "token_type_ids"))
+        exported_onnx(resolve_model(str(tiny_model)), tmp_path, INPUTS)
     assert str(tiny_model) in str(info.value) and "BACKEND=torch" in str(info.value)
     assert [p for p in (tmp_path / "onnx").iterdir() if p.is_dir()] == []
+
+
+@pytest.fixture(scope="module")
+def tiny_model_with_a_bert_tokenizer(tiny_model, tmp_path_factory):
+    """The tiny DistilBERT saved with a BERT tokenizer of the same vocabulary: the tokenizer also emits
+    token_type_ids, which DistilBERT's forward does not take (its third parameter is inputs_embeds)."""
+    import shutil
+
+    from transformers import AutoTokenizer, BertTokenizerFast
+
+    copy = tmp_path_factory.mktemp("bert-tokenizer") / "tiny"
+    shutil.copytree(tiny_model, copy)
+    own = AutoTokenizer.from_pretrained(tiny_model)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        (copy / name).unlink(missing_ok=True)
+    BertTokenizerFast(vocab=own.get_vocab(), do_lower_case=True, model_max_length=512).save_pretrained(copy)
+    return copy
+
+
+@pytest.mark.parametrize("backend", ["torch", *EXACT])
+def test_a_model_whose_tokenizer_emits_an_input_it_does_not_take_is_served_by_every_backend(
+        backend, tiny_model_with_a_bert_tokenizer, tiny_predictor, tmp_path):
+    """Inputs reach the model by name, only those its forward takes: passed by position, token_type_ids would take
+    another parameter's place (the export failed: "You must specify exactly one of input_ids or inputs_embeds")."""
+    if not installed(backend):
+        pytest.skip(f"{backend} is not installed")
+    predictor = TransformersPredictor(ModelSettings(model=str(tiny_model_with_a_bert_tokenizer), backend=backend,
+                                                    torch_threads=1, export_cache_dir=str(tmp_path)))
+    assert "token_type_ids" in predictor.encoder.input_names  # the tokenizer does emit it
+    assert predictor.backend == backend
+    expected = expected_answers(tiny_predictor, sentences(40, seed=17))  # the same weights, the same token ids
+    assert_discriminating(expected)
+    texts = list(expected)
+    for text, got in zip(texts, predictor.predict(texts)):  # padded
+        assert same_answer(got.label, got.score, expected[text]), text
+    for text in texts[:5]:  # alone, unpadded
+        [got] = predictor.predict([text])
+        assert same_answer(got.label, got.score, expected[text]), text
+    if backend != "torch":
+        import onnx
+
+        [graph] = (tmp_path / "onnx").glob("*/model.onnx")
+        assert [i.name for i in onnx.load(str(graph)).graph.input] == list(INPUTS)
 
 
 def open_tiny(backend, tiny_model, cache_dir, device="cpu"):

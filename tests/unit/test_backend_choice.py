@@ -121,6 +121,21 @@ def test_decide_measures_picks_and_reuses_its_decision(source, tmp_path, monkeyp
     assert {m.backend: m.kind for m in allowed.table}["openvino-bf16"] == "approximate"
 
 
+def test_a_decision_made_by_an_older_export_is_measured_again_failed_candidates_too(source, tmp_path, monkeypatch):
+    """A fix to the export (EXPORT_FORMAT) can make a model export that failed before: the cached decision, which
+    recorded the failure, must not outlive it."""
+    from engine.autotune import probe
+
+    monkeypatch.setattr(auto, "installed", lambda backend: True)
+    policy = ProbePolicy(window=8, max_batch_tokens=128, seconds=0.05)
+    before, _ = run_decide(source, tmp_path, {"torch": FakeRuntime("torch", 2e-4)}, policy)
+    assert before.backend == "torch" and {m.backend: m.kind for m in before.table}["onnxruntime"] == "failed"
+    monkeypatch.setattr(probe, "EXPORT_FORMAT", probe.EXPORT_FORMAT + 1)
+    runtimes = {"torch": FakeRuntime("torch", 2e-4), "onnxruntime": FakeRuntime("onnxruntime", 1e-5)}
+    after, opened = run_decide(source, tmp_path, runtimes, policy)
+    assert not after.from_cache and "onnxruntime" in opened and after.backend == "onnxruntime"
+
+
 def test_a_set_token_budget_is_used_as_is(source, tmp_path, monkeypatch):
     monkeypatch.setattr(auto, "installed", lambda backend: backend in ("torch", "onnxruntime"))
     runtimes = {"torch": FakeRuntime("torch", 1e-4), "onnxruntime": FakeRuntime("onnxruntime", 2e-4)}
