@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings
@@ -58,10 +58,29 @@ class ModelSettings(BaseSettings):
         description="The naive server's default is `torch` (the seed's experiment); `auto` measures the "
         "installed backends and runs the fastest exact one (see the worker's BACKEND). " + BACKENDS_HELP,
     )
+    precision: Literal["exact", "faithful", "fastest"] = Field(
+        "exact",
+        description="BACKEND=auto only: which answers it may serve. `exact`: PyTorch fp32's (every probability "
+        "within 1e-4); approximate backends are measured too and the start logs what `faithful` would gain. "
+        "`faithful`: an approximate backend (bf16, int8) may win where its probe against PyTorch fp32 shows at most "
+        "FAITHFUL_MAX_LABEL_FLIPS label flips and no probability more than FAITHFUL_MAX_PROB_DIFF off: several times "
+        "faster on CPUs with bf16 units (AMX / AVX512-BF16), answers close to fp32's. `fastest`: any backend that "
+        "runs, whatever it answers (int8 flips labels).",
+    )
+    faithful_max_label_flips: int = Field(
+        0, ge=0,
+        description="PRECISION=faithful: probe texts (of 24) whose label may differ from PyTorch fp32's. 0 refuses any "
+        "backend that flipped one; more lets a faster one win at the price of rare flips.",
+    )
+    faithful_max_prob_diff: float = Field(
+        0.02, gt=0, le=1,
+        description="PRECISION=faithful: how far a probability may be from PyTorch fp32's on the probe texts. bf16 "
+        "stays well within 0.02 on DistilBERT-size models; int8 does not.",
+    )
     backend_allow_approximate: bool = Field(
         False,
-        description="BACKEND=auto only: let approximate backends (bf16, int8) compete too. Faster on CPUs with "
-        "bf16 / int8 units, at the price of scores that differ from PyTorch fp32 (and rare label flips).",
+        description="Deprecated: the old name of PRECISION=fastest. True with PRECISION unset means fastest (the "
+        "start says so); with PRECISION set to another, the process refuses to start.",
     )
     export_cache_dir: str = Field(
         default_factory=default_cache_dir,
@@ -81,6 +100,18 @@ class ModelSettings(BaseSettings):
         description="Truncate texts to this many tokens; 0 uses the model's own limit (512 for DistilBERT). "
         "Lower bounds the cost of a batch with one very long text, at the price of ignoring its tail.",
     )
+
+    @property
+    def effective_precision(self) -> str:
+        """PRECISION, or `fastest` where only the deprecated BACKEND_ALLOW_APPROXIMATE=true says so."""
+        return "fastest" if self.backend_allow_approximate else self.precision
+
+    @model_validator(mode="after")
+    def _one_name_for_precision(self) -> ModelSettings:
+        if self.backend_allow_approximate and "precision" in self.model_fields_set and self.precision != "fastest":
+            raise ValueError(f"BACKEND_ALLOW_APPROXIMATE=true (the old name of PRECISION=fastest) contradicts "
+                             f"PRECISION={self.precision}: unset BACKEND_ALLOW_APPROXIMATE")
+        return self
 
     @model_validator(mode="after")
     def _revision_of_a_hub_model(self) -> ModelSettings:

@@ -63,6 +63,6 @@ def create_naive_app_from_env() -> FastAPI:
     settings = NaiveSettings()
     setup_logging(settings.log_level, "naive", settings.log_format)
     # BACKEND=auto measures candidates the way this server runs them: one text per pass.
-    predictor = TransformersPredictor(settings, probe=ProbePolicy(1, 0, settings.backend_allow_approximate))
+    predictor = TransformersPredictor(settings, probe=ProbePolicy.of(settings, 1, 0))
     predictor.warm_up(1)
     return create_naive_app(settings, predictor)

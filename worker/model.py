@@ -22,5 +22,5 @@ def load_predictor(settings: WorkerSettings) -> Predictor:
     from engine.autotune.probe import ProbePolicy
     from engine.hf_predictor import TransformersPredictor
 
-    probe = ProbePolicy(settings.max_batch_size, settings.max_batch_tokens, settings.backend_allow_approximate)
+    probe = ProbePolicy.of(settings, settings.max_batch_size, settings.max_batch_tokens)
     return TransformersPredictor(settings, probe=probe)

@@ -30,8 +30,8 @@ class SentimentAPI(ls.LitAPI):
 
     def setup(self, device: str) -> None:
         # BACKEND=auto measures candidates the way LitServe batches: arrival order, up to max_batch_size.
-        self.predictor = TransformersPredictor(self.settings, probe=ProbePolicy(
-            self.max_batch_size, 0, self.settings.backend_allow_approximate))
+        self.predictor = TransformersPredictor(self.settings, probe=ProbePolicy.of(
+            self.settings, self.max_batch_size, 0))
         self.predictor.warm_up(self.max_batch_size)
 
     def decode_request(self, request: dict) -> str:

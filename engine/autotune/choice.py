@@ -19,7 +19,29 @@ EXACT_TOLERANCE = 1e-4
 # Another token budget replaces the default only when it measures this much faster: the probe is short, and a
 # few per cent is within its noise.
 BUDGET_MARGIN = 1.05
-CHOICE_FORMAT = 1
+CHOICE_FORMAT = 2  # 2: label flips counted, the precision policy in the key
+
+EXACT, FAITHFUL, FASTEST = "exact", "faithful", "fastest"
+PRECISIONS = (EXACT, FAITHFUL, FASTEST)
+
+
+@dataclass(frozen=True, slots=True)
+class Precision:
+    """What a user accepts of answers (PRECISION): ``exact`` (PyTorch fp32's, within EXACT_TOLERANCE), ``faithful``
+    (an approximate backend too, where the probe shows at most ``max_label_flips`` labels differing from PyTorch
+    fp32's and no probability more than ``max_prob_diff`` from its), or ``fastest`` (any backend that runs)."""
+
+    mode: str = EXACT
+    max_label_flips: int = 0
+    max_prob_diff: float = 0.02
+
+    def accepts(self, m: Measured) -> bool:
+        if m.error:
+            return False
+        if m.exact or self.mode == FASTEST:
+            return True
+        return (self.mode == FAITHFUL and m.label_flips <= self.max_label_flips
+                and m.max_prob_diff <= self.max_prob_diff)
 
 
 @dataclass(slots=True)
@@ -28,10 +50,14 @@ class Measured:
 
     backend: str
     full_precision: bool  # declared: fp32 compute
-    labels_equal: bool = False  # with PyTorch fp32, on every probe text
+    label_flips: int = -1  # probe texts whose label differs from PyTorch fp32's (-1: not compared)
     max_prob_diff: float = float("inf")
     sentences_per_s: float = 0.0
     error: str = ""  # it failed to load or run: not a candidate
+
+    @property
+    def labels_equal(self) -> bool:
+        return self.label_flips == 0
 
     @property
     def exact(self) -> bool:
@@ -56,13 +82,28 @@ class NoCandidate(RuntimeError):
     pass
 
 
-def choose(measured: list[Measured], *, allow_approximate: bool) -> Measured:
-    """The fastest exact candidate; approximate ones compete too when allowed. Failed ones never win."""
-    usable = [m for m in measured if m.exact or (allow_approximate and not m.error)]
+def choose(measured: list[Measured], precision: Precision) -> Measured:
+    """The fastest candidate ``precision`` accepts (exact ones always). Failed ones never win."""
+    usable = [m for m in measured if precision.accepts(m)]
     if not usable:
         raise NoCandidate("no backend could run the model: " + "; ".join(f"{m.backend}: {m.error or m.kind}"
                                                                           for m in measured))
     return max(usable, key=lambda m: m.sentences_per_s)
+
+
+def gain_note(choice: Choice, precision: Precision, would: Precision) -> str | None:
+    """What PRECISION=``would.mode`` would run instead of ``choice`` on this CPU, when it would run something
+    faster; None otherwise."""
+    chosen = next((m for m in choice.table if m.backend == choice.backend), None)
+    usable = [m for m in choice.table if would.accepts(m) and not precision.accepts(m)]
+    if chosen is None or not usable:
+        return None
+    best = max(usable, key=lambda m: m.sentences_per_s)
+    if best.sentences_per_s <= chosen.sentences_per_s:
+        return None
+    return (f"PRECISION={would.mode} would run {best.backend} at {best.sentences_per_s:.1f} sentences/s, "
+            f"{best.sentences_per_s / chosen.sentences_per_s:.2f}x {choice.backend}'s {chosen.sentences_per_s:.1f} "
+            f"(probe: {best.label_flips} label flip(s), max |dP| {best.max_prob_diff:.1e} from PyTorch fp32)")
 
 
 def best_budget(rates: dict[int, float], default: int) -> int:
@@ -72,13 +113,13 @@ def best_budget(rates: dict[int, float], default: int) -> int:
 
 
 def table_lines(choice: Choice) -> list[str]:
-    lines = [f"{'backend':14s} {'kind':12s} {'labels':7s} {'max |dP|':>9s} {'sent/s':>8s}"]
+    lines = [f"{'backend':14s} {'kind':12s} {'flips':>5s} {'max |dP|':>9s} {'sent/s':>8s}"]
     for m in choice.table:
         if m.error:
             lines.append(f"{m.backend:14s} {'failed':12s} {m.error}")
             continue
         mark = "  <- chosen" if m.backend == choice.backend else ""
-        lines.append(f"{m.backend:14s} {m.kind:12s} {'equal' if m.labels_equal else 'differ':7s} "
+        lines.append(f"{m.backend:14s} {m.kind:12s} {m.label_flips:5d} "
                      f"{m.max_prob_diff:9.1e} {m.sentences_per_s:8.1f}{mark}")
     if choice.budgets:
         lines.append("token budgets for " + choice.backend + ": " + ", ".join(

@@ -18,16 +18,28 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from filelock import FileLock
 
 from common.logs import current_setup, setup_logging
 from common.options import Query
-from engine.autotune.choice import Choice, DecisionCache, Measured, best_budget, choose, table_lines
+from engine.autotune.choice import (
+    EXACT,
+    FAITHFUL,
+    Choice,
+    DecisionCache,
+    Measured,
+    Precision,
+    best_budget,
+    choose,
+    gain_note,
+    table_lines,
+)
 from engine.autotune.probe_texts import PROBE_TEXTS
 from engine.batching import plan_batches
 from engine.cpu import cpu_flags, cpu_model
@@ -36,6 +48,9 @@ from engine.runtimes import BACKENDS, REFERENCE, ModelLoadError, Runtime, instal
 from engine.runtimes.onnx_export import EXPORT_FORMAT
 from engine.scoring import softmax
 from engine.tokenizing import Encoding, Tokenizer
+
+if TYPE_CHECKING:
+    from engine.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +63,17 @@ AGREEMENT_PASS = 8  # texts per pass in the agreement check: padded passes, like
 class ProbePolicy:
     window: int  # texts per window: the worker's MAX_BATCH_SIZE (1 for the naive server)
     max_batch_tokens: int | None  # set: measured with it; None: the winner's budget is tuned
-    allow_approximate: bool = False
+    precision: Precision = Precision()
     seconds: float = 1.5  # timing per candidate and budget (less for small models: 20 windows, 0.3 s at least)
+
+    @classmethod
+    def of(cls, settings: ModelSettings, window: int, max_batch_tokens: int | None) -> ProbePolicy:
+        """The policy a model process's settings ask for (PRECISION and its bounds)."""
+        if settings.backend_allow_approximate:
+            log.warning("BACKEND_ALLOW_APPROXIMATE=true is deprecated: it means PRECISION=fastest (any backend, "
+                        "whatever it answers); set PRECISION=faithful (bf16 where it agrees with fp32) or fastest")
+        return cls(window, max_batch_tokens, Precision(settings.effective_precision, settings.faithful_max_label_flips,
+                                                       settings.faithful_max_prob_diff))
 
 
 OpenRuntime = Callable[[str], Runtime]
@@ -80,13 +104,17 @@ def decide(source: ModelSource, tokenizer: Tokenizer, open_runtime: OpenRuntime,
         path = cache.save(key, choice, parts)
     log.info("BACKEND=auto measured the installed backends (decision saved in %s):\n  %s", path,
              "\n  ".join(table_lines(choice)))
+    if policy.precision.mode == EXACT:
+        note = gain_note(choice, policy.precision, replace(policy.precision, mode=FAITHFUL))
+        if note:
+            log.info("BACKEND=auto: %s; answers of PRECISION=exact are PyTorch fp32's (docs/backends.md)", note)
     return choice
 
 
 def not_installed(policy: ProbePolicy) -> list[str]:
     """The backends that would compete under ``policy`` but are not installed (their package extra is not)."""
     return [b for b, spec in BACKENDS.items()
-            if (spec.full_precision or policy.allow_approximate) and not installed(b)]
+            if (spec.full_precision or policy.precision.mode != EXACT) and not installed(b)]
 
 
 def measure_in_child(source: ModelSource, tokenizer: Tokenizer, open_runtime: OpenRuntime,
@@ -105,8 +133,8 @@ def measure(source: ModelSource, tokenizer: Tokenizer, open_runtime: OpenRuntime
     encodings = tokenizer.encode([Query(text) for text in PROBE_TEXTS])
     agreement_passes = [encodings[i:i + AGREEMENT_PASS] for i in range(0, len(encodings), AGREEMENT_PASS)]
     budget = DEFAULT_BATCH_TOKENS if policy.max_batch_tokens is None else policy.max_batch_tokens
-    candidates = [b for b, spec in BACKENDS.items()
-                  if installed(b) and (spec.full_precision or policy.allow_approximate)]
+    # Approximate backends are measured at PRECISION=exact too, never chosen: the start says what they would gain.
+    candidates = [b for b in BACKENDS if installed(b)]
     reference: np.ndarray | None = None
     table: list[Measured] = []
     runtimes: dict[str, Runtime] = {}  # all stay loaded until the choice: this runs in a child that then exits
@@ -118,7 +146,7 @@ def measure(source: ModelSource, tokenizer: Tokenizer, open_runtime: OpenRuntime
             probs = np.concatenate([softmax(runtime.logits(tokenizer.pad(p))) for p in agreement_passes])
             if reference is None:
                 reference = probs
-            entry.labels_equal = bool((probs.argmax(-1) == reference.argmax(-1)).all())
+            entry.label_flips = int((probs.argmax(-1) != reference.argmax(-1)).sum())
             entry.max_prob_diff = float(np.abs(probs - reference).max())
             entry.sentences_per_s = throughput(runtime, tokenizer, encodings, policy, budget)
         except (ModelLoadError, RuntimeError, ValueError, OSError) as exc:
@@ -128,7 +156,7 @@ def measure(source: ModelSource, tokenizer: Tokenizer, open_runtime: OpenRuntime
             log.warning("BACKEND=auto: %s cannot run this model: %s", backend, entry.error)
             continue
         runtimes[backend] = runtime
-    choice = Choice(choose(table, allow_approximate=policy.allow_approximate).backend, budget, table)
+    choice = Choice(choose(table, policy.precision).backend, budget, table)
     chosen = runtimes[choice.backend]
     if policy.max_batch_tokens is None and policy.window > 1:
         choice.budgets = {b: throughput(chosen, tokenizer, encodings, policy, b) for b in BUDGETS}
@@ -159,7 +187,7 @@ def decision_inputs(source: ModelSource, tokenizer: Tokenizer, policy: ProbePoli
         "model": source.fingerprint, "max_length": tokenizer.max_length, "inputs": list(tokenizer.input_names),
         "export": EXPORT_FORMAT, "device": device, "threads": threads,
         "cpu": cpu_identity(), "window": policy.window, "max_batch_tokens": policy.max_batch_tokens,
-        "allow_approximate": policy.allow_approximate,
+        "precision": asdict(policy.precision),
         "versions": {package: package_version(package) for package in ("torch", "onnxruntime", "openvino")},
     }
 

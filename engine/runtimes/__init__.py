@@ -7,7 +7,7 @@ entry in ``BACKENDS`` and one module.
 Every backend is **exact** or **approximate**. Exact ones compute in fp32 like the PyTorch reference and must
 give its answers (labels equal, scores within 1e-4: measured by ``benchmarks/agreement.py`` and at start-up by
 ``BACKEND=auto``, never assumed from documentation); approximate ones trade precision for speed and are only
-used when asked for by name or allowed by ``BACKEND_ALLOW_APPROXIMATE``.
+used when asked for by name or accepted by ``PRECISION`` (faithful: within bounds of PyTorch fp32; fastest).
 """
 
 from __future__ import annotations

@@ -8,7 +8,16 @@ import pytest
 
 from common.options import Query
 from engine.autotune import probe as auto
-from engine.autotune.choice import EXACT_TOLERANCE, Choice, DecisionCache, Measured, NoCandidate, best_budget, choose
+from engine.autotune.choice import (
+    EXACT_TOLERANCE,
+    Choice,
+    DecisionCache,
+    Measured,
+    NoCandidate,
+    Precision,
+    best_budget,
+    choose,
+)
 from engine.autotune.probe import ProbePolicy, decide
 from engine.autotune.probe_texts import PROBE_TEXTS
 from engine.model_source import ModelSource
@@ -16,32 +25,48 @@ from engine.runtimes import BACKENDS, ModelLoadError
 from engine.tokenizing import Tokenizer
 from tests.unit.test_tokenizing import FakeHfTokenizer
 
+EXACT, FAITHFUL, FASTEST = Precision("exact"), Precision("faithful"), Precision("fastest")
 
-def measured(backend, rate, *, full=True, diff=0.0, labels=True, error=""):
-    return Measured(backend, full, labels, diff, rate, error)
+
+def measured(backend, rate, *, full=True, diff=0.0, flips=0, error=""):
+    return Measured(backend, full, flips, diff, rate, error)
 
 
 def test_the_fastest_exact_backend_wins():
     table = [measured("torch", 80), measured("onnxruntime", 150), measured("openvino", 170)]
-    assert choose(table, allow_approximate=False).backend == "openvino"
+    assert choose(table, EXACT).backend == "openvino"
 
 
-def test_approximate_ones_compete_only_when_allowed():
+def test_approximate_ones_compete_only_at_a_precision_that_accepts_them():
     table = [measured("torch", 80), measured("openvino", 170),
-             measured("openvino-bf16", 300, full=False, diff=5e-3),  # reduced precision
+             measured("openvino-bf16", 300, full=False, diff=5e-3),  # reduced precision, close to fp32
              measured("onnxruntime", 400, diff=2e-4)]  # fp32, but measured off the reference: approximate
     assert [m.kind for m in table] == ["exact", "exact", "approximate", "approximate"]
-    assert choose(table, allow_approximate=False).backend == "openvino"
-    assert choose(table, allow_approximate=True).backend == "onnxruntime"
+    assert choose(table, EXACT).backend == "openvino"
+    assert choose(table, FAITHFUL).backend == "onnxruntime"
+    assert choose(table, FASTEST).backend == "onnxruntime"
+
+
+def test_faithful_takes_an_approximate_backend_only_within_its_bounds_and_fastest_takes_any():
+    flips = measured("torch-int8", 500, full=False, diff=0.04, flips=1)  # one label flipped, a probability 0.04 off
+    far = measured("openvino-bf16", 400, full=False, diff=0.03)  # no flip, a probability 0.03 off
+    close = measured("torch-bf16", 300, full=False, diff=0.019)
+    table = [measured("torch", 80), flips, far, close]
+    assert choose(table, EXACT).backend == "torch"
+    assert choose(table, FAITHFUL).backend == "torch-bf16"
+    assert choose(table, Precision("faithful", max_label_flips=1)).backend == "torch-bf16"  # int8: 0.04 off too
+    assert choose(table, Precision("faithful", max_label_flips=1, max_prob_diff=0.05)).backend == "torch-int8"
+    assert choose(table, Precision("faithful", max_prob_diff=0.05)).backend == "openvino-bf16"
+    assert choose(table, FASTEST).backend == "torch-int8"
 
 
 def test_a_flipped_label_or_a_failure_is_never_exact():
-    assert not measured("openvino", 999, labels=False).exact
+    assert not measured("openvino", 999, flips=1).exact
     failed = measured("onnxruntime", 999, error="cannot export")
     assert failed.kind == "failed"
-    assert choose([measured("torch", 1), failed], allow_approximate=True).backend == "torch"
+    assert choose([measured("torch", 1), failed], FASTEST).backend == "torch"
     with pytest.raises(NoCandidate, match="onnxruntime: cannot export"):
-        choose([failed], allow_approximate=True)
+        choose([failed], FASTEST)
 
 
 def test_another_token_budget_needs_a_clear_margin():
@@ -107,8 +132,10 @@ def test_decide_measures_picks_and_reuses_its_decision(source, tmp_path, monkeyp
     policy = ProbePolicy(window=16, max_batch_tokens=None, seconds=0.05)
     choice, opened = run_decide(source, tmp_path, runtimes, policy)
     assert choice.backend == "onnxruntime" and not choice.from_cache
-    assert opened == ["torch", "onnxruntime", "openvino"]  # the reference first; approximate ones not even loaded
-    assert {m.backend: m.kind for m in choice.table} == {"torch": "exact", "onnxruntime": "exact", "openvino": "failed"}
+    assert opened == ["torch", *[b for b in BACKENDS if b != "torch"]]  # the reference first; approximate ones too
+    assert {m.backend: m.kind for m in choice.table} == {
+        "torch": "exact", "onnxruntime": "exact", "openvino-bf16": "approximate",
+        **{b: "failed" for b in BACKENDS if b not in runtimes}}
     assert set(choice.budgets) == {256, 512, 1024} and choice.max_batch_tokens in choice.budgets
 
     again, opened = run_decide(source, tmp_path, runtimes, policy)
@@ -116,9 +143,24 @@ def test_decide_measures_picks_and_reuses_its_decision(source, tmp_path, monkeyp
                                                                [])  # nothing measured again
     assert again.from_cache
 
-    allowed, _ = run_decide(source, tmp_path, runtimes, ProbePolicy(16, None, allow_approximate=True, seconds=0.05))
-    assert allowed.backend == "openvino-bf16" and not allowed.from_cache  # another setting: another decision
-    assert {m.backend: m.kind for m in allowed.table}["openvino-bf16"] == "approximate"
+    faithful, _ = run_decide(source, tmp_path, runtimes, ProbePolicy(16, None, FAITHFUL, seconds=0.05))
+    assert faithful.backend == "openvino-bf16" and not faithful.from_cache  # another setting: another decision
+    assert {m.backend: m.kind for m in faithful.table}["openvino-bf16"] == "approximate"
+
+
+def test_at_exact_the_start_says_what_faithful_would_gain(source, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(auto, "installed", lambda backend: True)
+    runtimes = {"torch": FakeRuntime("torch", 4e-4), "torch-bf16": FakeRuntime("torch-bf16", 1e-4, noise=1e-3),
+                "torch-int8": FakeRuntime("torch-int8", 1e-5, noise=2.0)}  # the fastest, but far off: not faithful
+    with caplog.at_level("INFO", logger=auto.__name__):
+        choice, _ = run_decide(source, tmp_path, runtimes, ProbePolicy(8, 128, seconds=0.05))
+    assert choice.backend == "torch"
+    (note,) = [r.getMessage() for r in caplog.records if "would run" in r.getMessage()]
+    assert note.startswith("BACKEND=auto: PRECISION=faithful would run torch-bf16 at ") and "x torch's" in note
+    caplog.clear()
+    with caplog.at_level("INFO", logger=auto.__name__):
+        run_decide(source, tmp_path / "slow", {"torch": FakeRuntime("torch", 1e-5)}, ProbePolicy(8, 128, seconds=0.05))
+    assert "would run" not in caplog.text  # nothing faithful is faster: nothing to say
 
 
 def test_a_decision_made_by_an_older_export_is_measured_again_failed_candidates_too(source, tmp_path, monkeypatch):
@@ -219,7 +261,7 @@ def test_a_backend_wrong_on_one_probe_text_is_approximate_and_never_chosen_as_ex
     kinds = {m.backend: m.kind for m in choice.table}
     assert kinds == {"torch": "exact", "onnxruntime": "approximate"}
     assert choice.backend == "torch"  # approximate backends are not allowed
-    allowed, _ = run_decide(source, tmp_path, runtimes, ProbePolicy(8, 128, allow_approximate=True, seconds=0.05))
+    allowed, _ = run_decide(source, tmp_path, runtimes, ProbePolicy(8, 128, FASTEST, seconds=0.05))
     assert allowed.backend == "onnxruntime"  # it runs, and is the faster one, when approximate ones may win
 
 
@@ -240,15 +282,16 @@ def test_auto_measures_only_the_installed_backends_and_says_how_to_add_the_other
     runtimes = {"torch": FakeRuntime("torch", 2e-4), "onnxruntime": FakeRuntime("onnxruntime", 1e-4)}
     with caplog.at_level("WARNING", logger=auto.__name__):
         choice, opened = run_decide(source, tmp_path, runtimes, ProbePolicy(8, 128, seconds=0.05))
-    assert choice.backend == "torch" and opened == ["torch"]  # onnxruntime would run, but it is not installed
-    assert [m.backend for m in choice.table] == ["torch"]
+    torches = [b for b in BACKENDS if BACKENDS[b].family == "torch"]
+    assert choice.backend == "torch" and opened == torches  # onnxruntime would run, but it is not installed
+    assert [m.backend for m in choice.table] == torches
     (note,) = [r.getMessage() for r in caplog.records if "not installed" in r.getMessage()]
     assert note == ("BACKEND=auto: not installed, so not measured: onnxruntime (pip install 'sentimentalyzer[onnx]'); "
                     "openvino (pip install 'sentimentalyzer[openvino]'); or every fast runtime: "
                     "pip install 'sentimentalyzer[all]'")
     caplog.clear()
     with caplog.at_level("WARNING", logger=auto.__name__):
-        run_decide(source, tmp_path, runtimes, ProbePolicy(8, 128, allow_approximate=True, seconds=0.05))
+        run_decide(source, tmp_path, runtimes, ProbePolicy(8, 128, FAITHFUL, seconds=0.05))
     assert "openvino, openvino-bf16 (pip install 'sentimentalyzer[openvino]')" in caplog.text
 
     monkeypatch.setattr(auto, "installed", lambda backend: True)  # everything installed: nothing to say

@@ -239,3 +239,22 @@ def test_a_url_with_a_capitalised_scheme_is_refused_without_its_password(monkeyp
     err = capsys.readouterr().err
     assert err.startswith(f"invalid setting REDIS_URL={url.replace('s3cret', '***')}: String should match pattern")
     assert "s3cret" not in err
+
+
+def test_precision_is_exact_unless_asked_and_the_old_name_means_fastest(monkeypatch):
+    assert WorkerSettings().effective_precision == "exact"
+    monkeypatch.setenv("PRECISION", "faithful")
+    assert WorkerSettings().effective_precision == "faithful"
+    monkeypatch.delenv("PRECISION")
+    monkeypatch.setenv("BACKEND_ALLOW_APPROXIMATE", "true")  # the deprecated name: any backend may win
+    assert WorkerSettings().effective_precision == NaiveSettings().effective_precision == "fastest"
+
+
+@pytest.mark.parametrize("precision", ["exact", "faithful"])
+def test_the_old_approximate_switch_contradicting_precision_is_refused_with_the_fix(monkeypatch, precision):
+    monkeypatch.setenv("BACKEND_ALLOW_APPROXIMATE", "true")
+    monkeypatch.setenv("PRECISION", precision)
+    with pytest.raises(ValidationError, match=f"contradicts PRECISION={precision}: unset BACKEND_ALLOW_APPROXIMATE"):
+        WorkerSettings()
+    monkeypatch.setenv("PRECISION", "fastest")
+    assert WorkerSettings().effective_precision == "fastest"
