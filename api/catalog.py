@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from api.cluster import ClusterView, backend_counts
 from api.errors import ServiceError
-from common.model_card import ModelCard
+from common.model_card import BACKEND_CHOICE_FIELD, ModelCard
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ class ModelView:
     backends: dict[str, int] = field(default_factory=dict)  # live workers per backend
     max_batch_size: int | None = None  # the workers' batching settings (the first worker's, if they differ)
     max_batch_tokens: int | None = None
+    backend_choice: str = ""  # BACKEND=auto's decision (JSON) of the first live worker that made one
 
     @property
     def card(self) -> ModelCard | None:
@@ -54,7 +55,9 @@ def view_of(described: list[dict[str, str]]) -> ModelView:
     batching = next(iter(described), {})
     return ModelView(cards=tuple(cards), workers=len(described), backends=backend_counts(described),
                      max_batch_size=_int(batching.get("max_batch_size")),
-                     max_batch_tokens=_int(batching.get("max_batch_tokens")))
+                     max_batch_tokens=_int(batching.get("max_batch_tokens")),
+                     backend_choice=next((f[BACKEND_CHOICE_FIELD] for f in described if f.get(BACKEND_CHOICE_FIELD)),
+                                         ""))
 
 
 def _int(value: str | None) -> int | None:

@@ -11,11 +11,13 @@ import redis.asyncio
 from api.redis_errors import UnavailableOnRedisError
 from common.batch_metrics import BATCH_HISTOGRAM_NAMES
 from common.keys import Keys
+from common.model_card import BACKEND_CHOICE_FIELD
 from common.model_card import FIELDS as CARD_FIELDS
 from common.scripts import Scripts, WorkerState, worker_states
 
-# What the catalog (api/catalog.py) reads of each live worker's heartbeat: its model card and batching settings.
-DESCRIBED_FIELDS = (*CARD_FIELDS, "max_batch_size", "max_batch_tokens")
+# What the catalog (api/catalog.py) reads of each live worker's heartbeat: its model card, batching settings and
+# BACKEND=auto's decision (the table /info shows).
+DESCRIBED_FIELDS = (*CARD_FIELDS, "max_batch_size", "max_batch_tokens", BACKEND_CHOICE_FIELD)
 
 
 def backend_counts(described: list[dict[str, str]]) -> dict[str, int]:

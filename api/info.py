@@ -36,6 +36,25 @@ class ServedModelOut(BaseModel):
     labels: list[str]
 
 
+class MeasuredOut(BaseModel):
+    backend: str
+    kind: str = Field(description="exact (PyTorch fp32's answers), approximate, or failed (see error).")
+    label_flips: int | None = Field(description="Probe texts whose label differed from PyTorch fp32's.")
+    max_prob_diff: float | None = Field(description="The largest probability difference from PyTorch fp32's.")
+    sentences_per_s: float | None = Field(description="Probe sentences per second, in windows run as the worker "
+                                          "runs them.")
+    error: str | None = Field(description="Why it could not run the model.")
+
+
+class AutoChoiceOut(BaseModel):
+    backend: str = Field(description="The backend chosen.")
+    max_batch_tokens: int = Field(description="The token budget chosen (or MAX_BATCH_TOKENS as set).")
+    measured_at_start: bool = Field(description="Measured at this worker's start (false: read from the decision "
+                                    "cached in EXPORT_CACHE_DIR, measured at an earlier start).")
+    table: list[MeasuredOut] = Field(description="Every installed backend as the probe saw it.")
+    budgets: dict[str, float] = Field(description="Token budget -> sentences/s of the chosen backend, when tuned.")
+
+
 class InfoOut(BaseModel):
     model_id: str = Field(description="MODEL: the hub id or directory the workers loaded.", examples=["models/bench"])
     model_sha: str = Field(description="sha256 of the model's weights, config and tokenizer files: its revision's "
@@ -58,6 +77,8 @@ class InfoOut(BaseModel):
     backends: dict[str, int] = Field(description="Live workers per backend they run.")
     models: list[ServedModelOut] = Field(description="Every distinct model the live workers serve: one, unless a "
                                          "rollout is under way (then model_id etc. describe the first).")
+    auto_choice: AutoChoiceOut | None = Field(None, description="BACKEND=auto's decision, as the first live worker "
+                                              "that made one measured it (docs/backends.md); null for a named BACKEND.")
     served_model_name: str = Field(description="SERVED_MODEL_NAME: the model's name in the /v2 routes.")
     response_cache_ttl_s: int = Field(description="CACHE_TTL_S (0: no response cache).")
     version: str = Field(API_VERSION, description="The HTTP API's version.")
@@ -81,8 +102,18 @@ def info_of(view: ModelView, settings: ApiSettings) -> InfoOut | None:
         backends=view.backends,
         models=[ServedModelOut(model_id=c.model, model_sha=c.fingerprint, model_revision=c.revision or None,
                                backend=c.backend, labels=list(c.labels)) for c in view.cards],
+        auto_choice=_auto_choice(view.backend_choice),
         served_model_name=settings.served_model_name, response_cache_ttl_s=settings.cache_ttl_s,
     )
+
+
+def _auto_choice(raw: str) -> AutoChoiceOut | None:
+    if not raw:
+        return None
+    try:
+        return AutoChoiceOut.model_validate_json(raw)
+    except ValueError:  # a worker of another version: its table is left out, the rest of /info stands
+        return None
 
 
 # Request models whose top_k the OpenAPI document bounds by the model's labels, where they are in it.

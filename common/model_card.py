@@ -11,6 +11,10 @@ from dataclasses import dataclass
 
 from common.options import FUNCTIONS, Options, refusal
 
+# Beside the card in the heartbeat: BACKEND=auto's decision (JSON: engine.autotune.choice.summary), shown at /info.
+# Empty where the backend was named, not measured.
+BACKEND_CHOICE_FIELD = "backend_choice"
+
 
 @dataclass(frozen=True, slots=True)
 class ModelCard:

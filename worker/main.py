@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import socket
@@ -17,10 +18,12 @@ import redis
 from common.cli import parse_into_environment
 from common.clock import RedisClock
 from common.logs import setup_logging
+from common.model_card import BACKEND_CHOICE_FIELD
 from common.redis_factory import sync_client
 from common.scripts import RecoveryMode
 from common.settings import load_or_exit
 from common.tracing import check_or_exit, tracer_provider_from_env
+from engine.autotune.choice import summary
 from engine.predictor import Predictor
 from engine.runtimes import ModelLoadError
 from worker.heartbeat import Heartbeat, default_worker_id
@@ -74,6 +77,12 @@ def serve(loop: BatchLoop, recovery: Recovery, worker_id: str, incarnation: str,
                     log.error("could not give back in-flight messages yet: %s", again)
 
 
+def backend_choice(predictor: Predictor) -> str:
+    """BACKEND=auto's decision as JSON (the table /info shows); empty for a named backend or the simulated one."""
+    choice = getattr(predictor, "choice", None)  # TransformersPredictor's, when it measured (or read) one
+    return json.dumps(summary(choice)) if choice is not None else ""
+
+
 def describe(worker_id: str, settings: WorkerSettings, predictor: Predictor, loop: BatchLoop,
              clock: RedisClock) -> Callable[[], dict[str, str | int]]:
     """The heartbeat hash: who the worker is, then what it has done (its counters and where its time went)."""
@@ -83,6 +92,7 @@ def describe(worker_id: str, settings: WorkerSettings, predictor: Predictor, loo
         **predictor.card.fields(),  # model, labels, token limit, fingerprint, backend (BACKEND=auto: the one it chose)
         "device": predictor.device,
         "backend_setting": settings.backend,
+        BACKEND_CHOICE_FIELD: backend_choice(predictor),
         "max_batch_size": settings.max_batch_size,
         "max_batch_tokens": loop.policy.max_batch_tokens,
         "started_at": f"{time.time():.3f}",

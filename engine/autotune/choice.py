@@ -112,6 +112,20 @@ def best_budget(rates: dict[int, float], default: int) -> int:
     return best if rates[best] > BUDGET_MARGIN * rates.get(default, 0.0) else default
 
 
+def summary(choice: Choice) -> dict[str, object]:
+    """The decision as a worker's heartbeat carries it (JSON) and ``GET /info`` shows it: each candidate as the probe
+    saw it, the winner and its token budget."""
+    def measured(m: Measured) -> dict[str, object]:
+        ran = not m.error
+        return {"backend": m.backend, "kind": m.kind, "label_flips": m.label_flips if ran else None,
+                "max_prob_diff": m.max_prob_diff if ran else None,
+                "sentences_per_s": round(m.sentences_per_s, 1) if ran else None, "error": m.error or None}
+
+    return {"backend": choice.backend, "max_batch_tokens": choice.max_batch_tokens,
+            "measured_at_start": not choice.from_cache, "table": [measured(m) for m in choice.table],
+            "budgets": {str(b): round(r, 1) for b, r in sorted(choice.budgets.items())}}
+
+
 def table_lines(choice: Choice) -> list[str]:
     lines = [f"{'backend':14s} {'kind':12s} {'flips':>5s} {'max |dP|':>9s} {'sent/s':>8s}"]
     for m in choice.table:

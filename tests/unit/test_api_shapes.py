@@ -154,6 +154,39 @@ def test_info_describes_the_model_the_live_workers_serve():
     run(scenario())
 
 
+def test_info_shows_the_table_backend_auto_measured_as_the_worker_describes_it():
+    from types import SimpleNamespace
+
+    from common.model_card import BACKEND_CHOICE_FIELD
+    from engine.autotune.choice import Choice, Measured
+    from worker.main import backend_choice
+
+    choice = Choice("openvino-bf16", 256, [Measured("torch", True, 0, 0.0, 468.6),
+                                           Measured("openvino-bf16", False, 0, 5.1e-3, 1419.2),
+                                           Measured("onnxruntime", True, error="could not export")],
+                    {512: 1497.2, 256: 1598.8}, from_cache="/cache/choices/x.json")
+    assert backend_choice(SimpleNamespace(choice=None)) == ""  # a named backend: nothing measured
+
+    async def scenario():
+        async with running(settings()) as (http, client):
+            await ready(http)
+            assert (await http.get("/info")).json()["auto_choice"] is None
+            await client.hset(KEYS.heartbeat("fake-1"), BACKEND_CHOICE_FIELD,
+                              backend_choice(SimpleNamespace(choice=choice)))
+            return (await http.get("/info")).json()["auto_choice"]
+
+    shown = run(scenario())
+    assert (shown["backend"], shown["max_batch_tokens"], shown["measured_at_start"]) == ("openvino-bf16", 256, False)
+    assert shown["table"] == [
+        {"backend": "torch", "kind": "exact", "label_flips": 0, "max_prob_diff": 0.0, "sentences_per_s": 468.6,
+         "error": None},
+        {"backend": "openvino-bf16", "kind": "approximate", "label_flips": 0, "max_prob_diff": 5.1e-3,
+         "sentences_per_s": 1419.2, "error": None},
+        {"backend": "onnxruntime", "kind": "failed", "label_flips": None, "max_prob_diff": None,
+         "sentences_per_s": None, "error": "could not export"}]
+    assert shown["budgets"] == {"256": 1598.8, "512": 1497.2}
+
+
 def test_info_without_a_live_worker_is_503():
     async def scenario():
         async with running(settings(), worker=False) as (http, _):

@@ -1,7 +1,6 @@
 """MODEL_REVISION: a hub revision (branch, tag or commit) passed to the download, shown in the model card and /info;
 refused with a directory MODEL."""
 
-from types import SimpleNamespace
 
 import pytest
 
@@ -67,11 +66,12 @@ def test_the_commit_travels_in_the_model_card_and_an_older_card_has_none():
 
 
 def test_info_shows_the_revision(tmp_path):
+    from api.catalog import ModelView
     from api.info import info_of
     from api.settings import ApiSettings
 
-    def view(card: ModelCard) -> SimpleNamespace:
-        return SimpleNamespace(cards=[card], max_batch_size=8, max_batch_tokens=512, workers=1, backends={"torch": 1})
+    def view(card: ModelCard) -> ModelView:
+        return ModelView(cards=(card,), max_batch_size=8, max_batch_tokens=512, workers=1, backends={"torch": 1})
 
     info = info_of(view(ModelCard("org/model", "f" * 64, ("A", "B"), 8, "softmax", "torch", revision="0123abcd")),
                    ApiSettings())
