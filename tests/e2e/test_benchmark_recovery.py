@@ -16,7 +16,7 @@ def test_a_killed_or_twice_frozen_worker_s_window_is_taken_back_and_the_cluster_
     assert [s["kind"] for s in scenario["strikes"]] == ["kill", "freeze", "again"]
     for strike in scenario["strikes"]:
         assert strike["held"] == 64  # each struck a worker holding a full window
-        # A kill is noticed by the next reaper run (HEARTBEAT_INTERVAL_S, 1 s); a freeze when its lease runs out
+        # A kill is noticed by the next reaper run (every second by default); a freeze when its lease runs out
         # (WORK_LEASE_S, 2 s) plus a reaper run — the second freeze too: the first did not lengthen the lease.
         limit_s = 2.0 if strike["kind"] == "kill" else 4.0
         assert strike["taken_back_s"] is not None and strike["taken_back_s"] <= limit_s
