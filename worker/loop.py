@@ -212,7 +212,9 @@ class BatchLoop:
                 self._infer(window, live, picked_up)
         pass_s = time.perf_counter() - started
         held = self._publish(window.take_outbox(), lease_s=self.lease.seconds_after(pass_s) if holding else 0.0)
-        if held:  # taken back, it outlived its lease: a freeze, not how long passes take (worker/lease.py)
+        # Only a pass whose window was still held counts: one taken back outlived its lease, a freeze rather than
+        # how long passes take (worker/lease.py).
+        if held:
             self.lease.observe(pass_s)
             if self.lease.wanted_s > self.lease.ceiling_s:
                 log.warning("passes take up to %.2f s; the work lease is held at %.2f s, a third of the requests' "
