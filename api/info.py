@@ -51,8 +51,6 @@ class AutoChoiceOut(BaseModel):
     max_batch_tokens: int = Field(description="The token budget chosen (or MAX_BATCH_TOKENS as set).")
     measured_at_start: bool = Field(description="Measured at this worker's start (false: read from the decision "
                                     "cached in EXPORT_CACHE_DIR, measured at an earlier start).")
-    others_cpu_share: float | None = Field(None, description="The share of the machine's CPUs other processes used "
-                                           "while it was measured (over 0.25: the figures may be off).")
     table: list[MeasuredOut] = Field(description="Every installed backend as the probe saw it.")
     budgets: dict[str, float] = Field(description="Token budget -> sentences/s of the chosen backend, when tuned.")
 

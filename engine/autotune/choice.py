@@ -76,7 +76,6 @@ class Choice:
     table: list[Measured] = field(default_factory=list)
     budgets: dict[int, float] = field(default_factory=dict)  # token budget -> sentences/s, for the winner
     from_cache: str = ""  # the decision file it was read from, if it was not measured now
-    others_cpu_share: float | None = None  # of the machine's CPUs, what other processes used while it was measured
 
 
 class NoCandidate(RuntimeError):
@@ -123,8 +122,7 @@ def summary(choice: Choice) -> dict[str, object]:
                 "sentences_per_s": round(m.sentences_per_s, 1) if ran else None, "error": m.error or None}
 
     return {"backend": choice.backend, "max_batch_tokens": choice.max_batch_tokens,
-            "measured_at_start": not choice.from_cache, "others_cpu_share": choice.others_cpu_share,
-            "table": [measured(m) for m in choice.table],
+            "measured_at_start": not choice.from_cache, "table": [measured(m) for m in choice.table],
             "budgets": {str(b): round(r, 1) for b, r in sorted(choice.budgets.items())}}
 
 
@@ -164,9 +162,7 @@ class DecisionCache:
                 return None
             table = [Measured(**m) for m in raw["table"]]
             budgets = {int(b): float(r) for b, r in raw.get("budgets", {}).items()}
-            share = raw.get("others_cpu_share")
-            return Choice(str(raw["backend"]), int(raw["max_batch_tokens"]), table, budgets, from_cache=str(path),
-                          others_cpu_share=None if share is None else float(share))
+            return Choice(str(raw["backend"]), int(raw["max_batch_tokens"]), table, budgets, from_cache=str(path))
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -176,8 +172,7 @@ class DecisionCache:
     def save(self, key: str, choice: Choice, parts: dict[str, object]) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
         raw = {"key": key, "inputs": parts, "backend": choice.backend, "max_batch_tokens": choice.max_batch_tokens,
-               "table": [asdict(m) for m in choice.table], "budgets": choice.budgets,
-               "others_cpu_share": choice.others_cpu_share}
+               "table": [asdict(m) for m in choice.table], "budgets": choice.budgets}
         fd, temp = tempfile.mkstemp(dir=self.directory, prefix=".choice.", suffix=".json")
         with os.fdopen(fd, "w") as f:
             json.dump(raw, f, indent=2, default=str)

@@ -42,7 +42,7 @@ from engine.autotune.choice import (
 )
 from engine.autotune.probe_texts import PROBE_TEXTS
 from engine.batching import plan_batches
-from engine.cpu import OthersLoad, cpu_flags, cpu_model
+from engine.cpu import cpu_flags, cpu_model
 from engine.model_source import ModelSource
 from engine.runtimes import BACKENDS, REFERENCE, ModelLoadError, Runtime, installed, not_installed_note
 from engine.runtimes.onnx_export import EXPORT_FORMAT
@@ -57,10 +57,6 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH_TOKENS = 512
 BUDGETS = (256, 512, 1024)
 AGREEMENT_PASS = 8  # texts per pass in the agreement check: padded passes, like real ones
-# Measured while other processes used more than this share of the machine's CPUs, the figures are theirs as much as
-# the backends': the start says so, and a later start that finds the machine quieter measures again.
-BUSY_SHARE = 0.25
-LOAD_SAMPLE_S = 0.3  # how long a start with such a decision samples the machine's load
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,44 +93,22 @@ def decide(source: ModelSource, tokenizer: Tokenizer, open_runtime: OpenRuntime,
     cache.directory.mkdir(parents=True, exist_ok=True)
     with FileLock(str(cache.path(key).with_suffix(".lock"))):
         cached = cache.load(key)
-        if cached is None:
-            why = "first start with this model, CPU and settings"
-        elif not installed(cached.backend):
-            why = f"{cached.backend}, chosen earlier, is not installed now"
-        elif quieter_now(cached):
-            why = "the machine is quieter than when they were last measured"
-        else:
+        if cached is not None and installed(cached.backend):
             log.info("BACKEND=auto: %s, token budget %d (decided earlier: %s; delete it to measure again)",
                      cached.backend, cached.max_batch_tokens, cached.from_cache)
             return cached
-        log.info("BACKEND=auto: measuring the installed backends on %s (%s)", source.ref, why)
+        log.info("BACKEND=auto: measuring the installed backends on %s (first start with this model, CPU and "
+                 "settings)", source.ref)
         choice = measure_in_child(source, tokenizer, open_runtime, policy) if isolate else measure(
             source, tokenizer, open_runtime, policy)
         path = cache.save(key, choice, parts)
     log.info("BACKEND=auto measured the installed backends (decision saved in %s):\n  %s", path,
              "\n  ".join(table_lines(choice)))
-    if busy(choice):
-        log.warning("BACKEND=auto measured while other processes used %.0f%% of this machine's CPUs: its figures, "
-                    "and so its choice, may be off; a later start that finds the machine quieter measures again",
-                    100 * (choice.others_cpu_share or 0.0))
     if policy.precision.mode == EXACT:
         note = gain_note(choice, policy.precision, replace(policy.precision, mode=FAITHFUL))
         if note:
             log.info("BACKEND=auto: %s; answers of PRECISION=exact are PyTorch fp32's (docs/backends.md)", note)
     return choice
-
-
-def busy(choice: Choice) -> bool:
-    return choice.others_cpu_share is not None and choice.others_cpu_share > BUSY_SHARE
-
-
-def quieter_now(cached: Choice) -> bool:
-    """Whether a decision measured on a busy machine should be measured again: the machine is not busy now."""
-    if not busy(cached):
-        return False
-    with OthersLoad() as load:
-        time.sleep(LOAD_SAMPLE_S)
-    return load.share is not None and load.share <= BUSY_SHARE
 
 
 def not_installed(policy: ProbePolicy) -> list[str]:
@@ -161,34 +135,32 @@ def measure(source: ModelSource, tokenizer: Tokenizer, open_runtime: OpenRuntime
     budget = DEFAULT_BATCH_TOKENS if policy.max_batch_tokens is None else policy.max_batch_tokens
     # Approximate backends are measured at PRECISION=exact too, never chosen: the start says what they would gain.
     candidates = [b for b in BACKENDS if installed(b)]
-    with OthersLoad() as load:
-        reference: np.ndarray | None = None
-        table: list[Measured] = []
-        runtimes: dict[str, Runtime] = {}  # all stay loaded until the choice: this runs in a child that then exits
-        for backend in [REFERENCE] + [b for b in candidates if b != REFERENCE]:
-            entry = Measured(backend, BACKENDS[backend].full_precision)
-            table.append(entry)
-            try:
-                runtime = open_runtime(backend)
-                probs = np.concatenate([softmax(runtime.logits(tokenizer.pad(p))) for p in agreement_passes])
-                if reference is None:
-                    reference = probs
-                entry.label_flips = int((probs.argmax(-1) != reference.argmax(-1)).sum())
-                entry.max_prob_diff = float(np.abs(probs - reference).max())
-                entry.sentences_per_s = throughput(runtime, tokenizer, encodings, policy, budget)
-            except (ModelLoadError, RuntimeError, ValueError, OSError) as exc:
-                if backend == REFERENCE:
-                    raise
-                entry.error = str(exc).splitlines()[0][:200]
-                log.warning("BACKEND=auto: %s cannot run this model: %s", backend, entry.error)
-                continue
-            runtimes[backend] = runtime
-        choice = Choice(choose(table, policy.precision).backend, budget, table)
-        chosen = runtimes[choice.backend]
-        if policy.max_batch_tokens is None and policy.window > 1:
-            choice.budgets = {b: throughput(chosen, tokenizer, encodings, policy, b) for b in BUDGETS}
-            choice.max_batch_tokens = best_budget(choice.budgets, DEFAULT_BATCH_TOKENS)
-    choice.others_cpu_share = load.share
+    reference: np.ndarray | None = None
+    table: list[Measured] = []
+    runtimes: dict[str, Runtime] = {}  # all stay loaded until the choice: this runs in a child that then exits
+    for backend in [REFERENCE] + [b for b in candidates if b != REFERENCE]:
+        entry = Measured(backend, BACKENDS[backend].full_precision)
+        table.append(entry)
+        try:
+            runtime = open_runtime(backend)
+            probs = np.concatenate([softmax(runtime.logits(tokenizer.pad(p))) for p in agreement_passes])
+            if reference is None:
+                reference = probs
+            entry.label_flips = int((probs.argmax(-1) != reference.argmax(-1)).sum())
+            entry.max_prob_diff = float(np.abs(probs - reference).max())
+            entry.sentences_per_s = throughput(runtime, tokenizer, encodings, policy, budget)
+        except (ModelLoadError, RuntimeError, ValueError, OSError) as exc:
+            if backend == REFERENCE:
+                raise
+            entry.error = str(exc).splitlines()[0][:200]
+            log.warning("BACKEND=auto: %s cannot run this model: %s", backend, entry.error)
+            continue
+        runtimes[backend] = runtime
+    choice = Choice(choose(table, policy.precision).backend, budget, table)
+    chosen = runtimes[choice.backend]
+    if policy.max_batch_tokens is None and policy.window > 1:
+        choice.budgets = {b: throughput(chosen, tokenizer, encodings, policy, b) for b in BUDGETS}
+        choice.max_batch_tokens = best_budget(choice.budgets, DEFAULT_BATCH_TOKENS)
     return choice
 
 

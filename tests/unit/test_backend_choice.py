@@ -110,25 +110,6 @@ def source(tmp_path):
     return ModelSource(str(model), model)
 
 
-class Load:
-    """engine.cpu.OthersLoad as a test sets it: the share of the CPUs other processes used while measuring."""
-
-    share: float | None = 0.0
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
-
-
-@pytest.fixture(autouse=True)
-def quiet_machine(monkeypatch):
-    """The machine is quiet unless a test says otherwise (the suite's other processes are not what is tested)."""
-    monkeypatch.setattr(auto, "OthersLoad", Load)
-    monkeypatch.setattr(Load, "share", 0.0)
-
-
 def run_decide(source, cache_dir, runtimes, policy):
     opened = []
 
@@ -194,27 +175,6 @@ def test_a_decision_made_by_an_older_export_is_measured_again_failed_candidates_
     runtimes = {"torch": FakeRuntime("torch", 2e-4), "onnxruntime": FakeRuntime("onnxruntime", 1e-5)}
     after, opened = run_decide(source, tmp_path, runtimes, policy)
     assert not after.from_cache and "onnxruntime" in opened and after.backend == "onnxruntime"
-
-
-def test_a_decision_measured_on_a_busy_machine_is_said_to_be_and_measured_again_once_it_is_quieter(
-        source, tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(auto, "installed", lambda backend: backend == "torch")
-    monkeypatch.setattr(auto, "LOAD_SAMPLE_S", 0.0)
-    runtimes = {"torch": FakeRuntime("torch", 2e-4)}
-    policy = ProbePolicy(8, 128, seconds=0.05)
-    monkeypatch.setattr(Load, "share", 0.6)  # other processes used 60 % of the CPUs while it measured
-    with caplog.at_level("WARNING", logger=auto.__name__):
-        busy, _ = run_decide(source, tmp_path, runtimes, policy)
-    assert not busy.from_cache and busy.others_cpu_share == 0.6
-    assert "measured while other processes used 60% of this machine's CPUs" in caplog.text
-
-    still_busy, opened = run_decide(source, tmp_path, runtimes, policy)  # as busy as then: nothing better to do
-    assert still_busy.from_cache and opened == []
-    monkeypatch.setattr(Load, "share", 0.05)
-    quiet, opened = run_decide(source, tmp_path, runtimes, policy)  # quieter: measured again
-    assert not quiet.from_cache and opened == ["torch"] and quiet.others_cpu_share == 0.05
-    again, opened = run_decide(source, tmp_path, runtimes, policy)
-    assert again.from_cache and opened == []  # a decision measured on a quiet machine stands
 
 
 def test_a_set_token_budget_is_used_as_is(source, tmp_path, monkeypatch):
