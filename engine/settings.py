@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings
 
 from common.settings import EMPTY_IS_UNSET, SETTINGS_CONFIG
+from engine.autotune.choice import FAITHFUL_MAX_FLIPS, FAITHFUL_MAX_PROB_DIFF
 from engine.model_source import revision_refusal
 from engine.runtimes import BACKENDS
 
@@ -68,12 +69,12 @@ class ModelSettings(BaseSettings):
         "runs, whatever it answers (int8 flips labels).",
     )
     faithful_max_label_flips: int = Field(
-        0, ge=0,
+        FAITHFUL_MAX_FLIPS, ge=0,
         description="PRECISION=faithful: probe texts (of 24) whose label may differ from PyTorch fp32's. 0 refuses any "
         "backend that flipped one; more lets a faster one win at the price of rare flips.",
     )
     faithful_max_prob_diff: float = Field(
-        0.02, gt=0, le=1,
+        FAITHFUL_MAX_PROB_DIFF, gt=0, le=1,
         description="PRECISION=faithful: how far a probability may be from PyTorch fp32's on the probe texts. bf16 "
         "stays well within 0.02 on DistilBERT-size models; int8 does not.",
     )
