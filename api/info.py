@@ -42,7 +42,10 @@ class MeasuredOut(BaseModel):
     label_flips: int | None = Field(description="Probe texts whose label differed from PyTorch fp32's.")
     max_prob_diff: float | None = Field(description="The largest probability difference from PyTorch fp32's.")
     sentences_per_s: float | None = Field(description="Probe sentences per second, in windows run as the worker "
-                                          "runs them.")
+                                          "runs them: the median of its rounds.")
+    rounds: int | None = Field(None, description="Rounds it was timed in (every candidate in turn, per round).")
+    spread: float | None = Field(None, description="(fastest - slowest round) / median: rounds are added while "
+                                 "any candidate's exceeds 0.10, up to 7.")
     error: str | None = Field(description="Why it could not run the model.")
 
 
@@ -51,6 +54,10 @@ class AutoChoiceOut(BaseModel):
     max_batch_tokens: int = Field(description="The token budget chosen (or MAX_BATCH_TOKENS as set).")
     measured_at_start: bool = Field(description="Measured at this worker's start (false: read from the decision "
                                     "cached in EXPORT_CACHE_DIR, measured at an earlier start).")
+    host_busy: bool = Field(False, description="Other processes used more than a quarter of the CPUs while it "
+                            "measured: the figures may be off (delete the decision file to measure again).")
+    others_cpu_share: float | None = Field(None, description="The share of all CPUs other processes used while it "
+                                           "measured (Linux /proc/stat); null where unknown.")
     table: list[MeasuredOut] = Field(description="Every installed backend as the probe saw it.")
     budgets: dict[str, float] = Field(description="Token budget -> sentences/s of the chosen backend, when tuned.")
 

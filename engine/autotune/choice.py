@@ -11,6 +11,8 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from engine.autotune.timing import BUSY_SHARE, spread
+
 log = logging.getLogger(__name__)
 
 # Exact: every probe label equal to PyTorch fp32's and every probability within this of it (the same bound
@@ -19,7 +21,7 @@ EXACT_TOLERANCE = 1e-4
 # Another token budget replaces the default only when it measures this much faster: the probe is short, and a
 # few per cent is within its noise.
 BUDGET_MARGIN = 1.05
-CHOICE_FORMAT = 2  # 2: label flips counted, the precision policy in the key
+CHOICE_FORMAT = 3  # 2: label flips counted, the precision policy in the key; 3: rounds, the host's load
 
 EXACT, FAITHFUL, FASTEST = "exact", "faithful", "fastest"
 # PRECISION=faithful's defaults (FAITHFUL_MAX_LABEL_FLIPS, FAITHFUL_MAX_PROB_DIFF): no label flipped on the probe,
@@ -55,8 +57,13 @@ class Measured:
     full_precision: bool  # declared: fp32 compute
     label_flips: int = -1  # probe texts whose label differs from PyTorch fp32's (-1: not compared)
     max_prob_diff: float = float("inf")
-    sentences_per_s: float = 0.0
+    sentences_per_s: float = 0.0  # the median of its rounds
     error: str = ""  # it failed to load or run: not a candidate
+    runs: list[float] = field(default_factory=list)  # sentences/s per round (engine.autotune.timing)
+
+    @property
+    def spread(self) -> float:
+        return spread(self.runs)
 
     @property
     def labels_equal(self) -> bool:
@@ -79,6 +86,11 @@ class Choice:
     table: list[Measured] = field(default_factory=list)
     budgets: dict[int, float] = field(default_factory=dict)  # token budget -> sentences/s, for the winner
     from_cache: str = ""  # the decision file it was read from, if it was not measured now
+    others_cpu_share: float | None = None  # share of all CPUs other processes used while it measured; None: unknown
+
+    @property
+    def host_busy(self) -> bool:
+        return self.others_cpu_share is not None and self.others_cpu_share > BUSY_SHARE
 
 
 class NoCandidate(RuntimeError):
@@ -122,25 +134,32 @@ def summary(choice: Choice) -> dict[str, object]:
         ran = not m.error
         return {"backend": m.backend, "kind": m.kind, "label_flips": m.label_flips if ran else None,
                 "max_prob_diff": m.max_prob_diff if ran else None,
-                "sentences_per_s": round(m.sentences_per_s, 1) if ran else None, "error": m.error or None}
+                "sentences_per_s": round(m.sentences_per_s, 1) if ran else None,
+                "rounds": len(m.runs) if ran else None, "spread": round(m.spread, 3) if ran else None,
+                "error": m.error or None}
 
+    share = choice.others_cpu_share
     return {"backend": choice.backend, "max_batch_tokens": choice.max_batch_tokens,
-            "measured_at_start": not choice.from_cache, "table": [measured(m) for m in choice.table],
+            "measured_at_start": not choice.from_cache, "host_busy": choice.host_busy,
+            "others_cpu_share": None if share is None else round(share, 3), "table": [measured(m) for m in choice.table],
             "budgets": {str(b): round(r, 1) for b, r in sorted(choice.budgets.items())}}
 
 
 def table_lines(choice: Choice) -> list[str]:
-    lines = [f"{'backend':14s} {'kind':12s} {'flips':>5s} {'max |dP|':>9s} {'sent/s':>8s}"]
+    lines = [f"{'backend':14s} {'kind':12s} {'flips':>5s} {'max |dP|':>9s} {'sent/s':>8s} {'rounds, spread':>15s}"]
     for m in choice.table:
         if m.error:
             lines.append(f"{m.backend:14s} {'failed':12s} {m.error}")
             continue
         mark = "  <- chosen" if m.backend == choice.backend else ""
         lines.append(f"{m.backend:14s} {m.kind:12s} {m.label_flips:5d} "
-                     f"{m.max_prob_diff:9.1e} {m.sentences_per_s:8.1f}{mark}")
+                     f"{m.max_prob_diff:9.1e} {m.sentences_per_s:8.1f} {len(m.runs):6d}, {100 * m.spread:5.1f} %{mark}")
     if choice.budgets:
         lines.append("token budgets for " + choice.backend + ": " + ", ".join(
             f"{b}: {r:.1f}/s" for b, r in sorted(choice.budgets.items())) + f" -> {choice.max_batch_tokens}")
+    if choice.others_cpu_share is not None:
+        lines.append(f"other processes used {100 * choice.others_cpu_share:.0f} % of the CPUs meanwhile"
+                     + (" (a busy host)" if choice.host_busy else ""))
     return lines
 
 
@@ -165,7 +184,9 @@ class DecisionCache:
                 return None
             table = [Measured(**m) for m in raw["table"]]
             budgets = {int(b): float(r) for b, r in raw.get("budgets", {}).items()}
-            return Choice(str(raw["backend"]), int(raw["max_batch_tokens"]), table, budgets, from_cache=str(path))
+            share = raw.get("others_cpu_share")
+            return Choice(str(raw["backend"]), int(raw["max_batch_tokens"]), table, budgets, from_cache=str(path),
+                          others_cpu_share=None if share is None else float(share))
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -175,7 +196,8 @@ class DecisionCache:
     def save(self, key: str, choice: Choice, parts: dict[str, object]) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
         raw = {"key": key, "inputs": parts, "backend": choice.backend, "max_batch_tokens": choice.max_batch_tokens,
-               "table": [asdict(m) for m in choice.table], "budgets": choice.budgets}
+               "table": [asdict(m) for m in choice.table], "budgets": choice.budgets,
+               "others_cpu_share": choice.others_cpu_share}
         fd, temp = tempfile.mkstemp(dir=self.directory, prefix=".choice.", suffix=".json")
         with os.fdopen(fd, "w") as f:
             json.dump(raw, f, indent=2, default=str)

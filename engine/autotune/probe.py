@@ -4,9 +4,10 @@ and how to add them.
 
 Each candidate is loaded, checked against PyTorch fp32 on fixed sentences (labels equal, probabilities within
 1e-4: exact), and timed on windows of those sentences run the way the worker runs them (grouped into passes by
-token length within the token budget). The winner's token budget is tuned the same way when MAX_BATCH_TOKENS is
-not set. The decision is cached per (model content, CPU, threads, batch policy, runtime versions), so later
-starts load only the chosen backend. Concurrent first starts take turns on a lock: one measures, the others read
+token length within the token budget), in rounds until the figures are stable (engine.autotune.timing). The
+winner's token budget is tuned the same way when MAX_BATCH_TOKENS is not set. The decision is cached per (model
+and tokenizer content, CPU and its flags, threads, batch policy, precision, versions of the runtimes and of the
+export), so later starts load only the chosen backend. Concurrent first starts take turns on a lock: one measures, the others read
 its decision.
 """
 
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,6 +43,7 @@ from engine.autotune.choice import (
     table_lines,
 )
 from engine.autotune.probe_texts import PROBE_TEXTS
+from engine.autotune.timing import time_in_rounds
 from engine.batching import plan_batches
 from engine.cpu import cpu_flags, cpu_model
 from engine.model_source import ModelSource
@@ -64,7 +67,7 @@ class ProbePolicy:
     window: int  # texts per window: the worker's MAX_BATCH_SIZE (1 for the naive server)
     max_batch_tokens: int | None  # set: measured with it; None: the winner's budget is tuned
     precision: Precision = Precision()
-    seconds: float = 1.5  # timing per candidate and budget (less for small models: 20 windows, 0.3 s at least)
+    seconds: float = 1.5  # timing per candidate and budget over the first rounds (less for small models)
 
     @classmethod
     def of(cls, settings: ModelSettings, window: int, max_batch_tokens: int | None) -> ProbePolicy:
@@ -104,6 +107,10 @@ def decide(source: ModelSource, tokenizer: Tokenizer, open_runtime: OpenRuntime,
         path = cache.save(key, choice, parts)
     log.info("BACKEND=auto measured the installed backends (decision saved in %s):\n  %s", path,
              "\n  ".join(table_lines(choice)))
+    if choice.host_busy:
+        log.warning("BACKEND=auto measured while other processes used %.0f%% of the CPUs: its figures may be off "
+                    "(how far its rounds spread is in the table); delete %s to measure again on a quieter host",
+                    100 * (choice.others_cpu_share or 0.0), path)
     if policy.precision.mode == EXACT:
         note = gain_note(choice, policy.precision, replace(policy.precision, mode=FAITHFUL))
         if note:
@@ -148,7 +155,7 @@ def measure(source: ModelSource, tokenizer: Tokenizer, open_runtime: OpenRuntime
                 reference = probs
             entry.label_flips = int((probs.argmax(-1) != reference.argmax(-1)).sum())
             entry.max_prob_diff = float(np.abs(probs - reference).max())
-            entry.sentences_per_s = throughput(runtime, tokenizer, encodings, policy, budget)
+            throughput(runtime, tokenizer, passes(encodings, policy, budget), policy.window, 0.0)  # runs at all?
         except (ModelLoadError, RuntimeError, ValueError, OSError) as exc:
             if backend == REFERENCE:
                 raise
@@ -156,26 +163,48 @@ def measure(source: ModelSource, tokenizer: Tokenizer, open_runtime: OpenRuntime
             log.warning("BACKEND=auto: %s cannot run this model: %s", backend, entry.error)
             continue
         runtimes[backend] = runtime
-    choice = Choice(choose(table, policy.precision).backend, budget, table)
+    window = passes(encodings, policy, budget)
+    timed = time_in_rounds({b: partial(throughput, r, tokenizer, window, policy.window) for b, r in runtimes.items()},
+                           policy.seconds)
+    for entry in table:
+        if entry.backend in runtimes:
+            entry.runs, entry.sentences_per_s = timed.runs[entry.backend], timed.median(entry.backend)
+    choice = Choice(choose(table, policy.precision).backend, budget, table, others_cpu_share=timed.others_cpu_share)
     chosen = runtimes[choice.backend]
     if policy.max_batch_tokens is None and policy.window > 1:
-        choice.budgets = {b: throughput(chosen, tokenizer, encodings, policy, b) for b in BUDGETS}
+        tuned = time_in_rounds({b: partial(throughput, chosen, tokenizer, passes(encodings, policy, b), policy.window)
+                                for b in BUDGETS}, policy.seconds)
+        choice.budgets = {b: tuned.median(b) for b in BUDGETS}
         choice.max_batch_tokens = best_budget(choice.budgets, DEFAULT_BATCH_TOKENS)
+        if tuned.others_cpu_share is not None:
+            choice.others_cpu_share = max(choice.others_cpu_share or 0.0, tuned.others_cpu_share)
     return choice
 
 
-def throughput(runtime: Runtime, tokenizer: Tokenizer, encodings: list[Encoding], policy: ProbePolicy,
-               budget: int) -> float:
-    """Sentences/s over windows of the probe texts, each split into passes as the worker splits it."""
+# A round lasts its share of ProbePolicy.seconds, or less for a small model: once it has run this many windows
+# and this long, its rate is known well enough.
+ENOUGH_ROUND_WINDOWS = 7
+ENOUGH_ROUND_S = 0.1
+
+
+def passes(encodings: list[Encoding], policy: ProbePolicy, budget: int) -> list[list[Encoding]]:
+    """One window of the probe texts (the worker's MAX_BATCH_SIZE of them), split into passes as the worker splits
+    it within ``budget`` padded tokens."""
     window = [encodings[i % len(encodings)] for i in range(policy.window)]
-    passes = [[window[i] for i in batch] for batch in plan_batches([len(e) for e in window], budget)]
-    for batch in passes:  # first runs of new shapes pay for allocation and kernel selection
+    return [[window[i] for i in batch] for batch in plan_batches([len(e) for e in window], budget)]
+
+
+def throughput(runtime: Runtime, tokenizer: Tokenizer, window: list[list[Encoding]], size: int,
+               seconds: float) -> float:
+    """Sentences/s over repeats of ``window`` (its passes; ``size`` texts in all) for about ``seconds``."""
+    for batch in window:  # first runs of new shapes pay for allocation and kernel selection
         runtime.logits(tokenizer.pad(batch))
     done, windows, started = 0, 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - started) < policy.seconds and not (windows >= 20 and elapsed > 0.3):
-        for batch in passes:
+    while (elapsed := time.perf_counter() - started) < seconds and not (
+            windows >= ENOUGH_ROUND_WINDOWS and elapsed >= ENOUGH_ROUND_S):
+        for batch in window:
             runtime.logits(tokenizer.pad(batch))
-        done, windows = done + len(window), windows + 1
+        done, windows = done + size, windows + 1
     return done / (time.perf_counter() - started)
 
 
@@ -184,11 +213,12 @@ def decision_inputs(source: ModelSource, tokenizer: Tokenizer, policy: ProbePoli
     """Everything a decision depends on: a change in any of them measures again (a candidate that failed, too: a
     newer export may export a model an older one could not)."""
     return {
-        "model": source.fingerprint, "max_length": tokenizer.max_length, "inputs": list(tokenizer.input_names),
+        "model": source.answers_fingerprint, "max_length": tokenizer.max_length, "inputs": list(tokenizer.input_names),
         "export": EXPORT_FORMAT, "device": device, "threads": threads,
         "cpu": cpu_identity(), "window": policy.window, "max_batch_tokens": policy.max_batch_tokens,
         "precision": asdict(policy.precision),
-        "versions": {package: package_version(package) for package in ("torch", "onnxruntime", "openvino")},
+        "versions": {package: package_version(package) for package in ("torch", "onnxruntime", "openvino", "transformers",
+                                                               "tokenizers")},
     }
 
 

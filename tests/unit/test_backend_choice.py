@@ -1,5 +1,6 @@
 """BACKEND=auto's choice (engine/autotune/) with fake candidates: no model, no runtime."""
 
+import statistics
 import time
 
 import numpy as np
@@ -19,6 +20,7 @@ from engine.autotune.choice import (
 )
 from engine.autotune.probe import ProbePolicy, decide
 from engine.autotune.probe_texts import PROBE_TEXTS
+from engine.autotune.timing import MIN_ROUNDS
 from engine.model_source import ModelSource
 from engine.runtimes import BACKENDS, ModelLoadError
 from engine.tokenizing import Tokenizer
@@ -136,6 +138,8 @@ def test_decide_measures_picks_and_reuses_its_decision(source, tmp_path, monkeyp
         "torch": "exact", "onnxruntime": "exact", "openvino-bf16": "approximate",
         **{b: "failed" for b in BACKENDS if b not in runtimes}}
     assert set(choice.budgets) == {256, 512, 1024} and choice.max_batch_tokens in choice.budgets
+    for m in choice.table:  # timed in rounds, each figure the median of its rounds
+        assert m.error or (len(m.runs) >= MIN_ROUNDS and m.sentences_per_s == statistics.median(m.runs))
 
     again, opened = run_decide(source, tmp_path, runtimes, policy)
     assert (again.backend, again.max_batch_tokens, opened) == ("onnxruntime", choice.max_batch_tokens,
@@ -175,6 +179,29 @@ def test_a_decision_made_by_an_older_export_is_measured_again_failed_candidates_
     runtimes = {"torch": FakeRuntime("torch", 2e-4), "onnxruntime": FakeRuntime("onnxruntime", 1e-5)}
     after, opened = run_decide(source, tmp_path, runtimes, policy)
     assert not after.from_cache and "onnxruntime" in opened and after.backend == "onnxruntime"
+
+
+def test_a_decision_is_measured_again_when_the_tokenizer_files_or_a_runtimes_version_change(tmp_path, monkeypatch):
+    """The tokenizer decides the passes' shapes (and so the speed), the versions the kernels: a decision keyed by
+    the weights alone would outlive either change."""
+    from engine.autotune import probe
+
+    monkeypatch.setattr(auto, "installed", lambda backend: True)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "vocab.txt").write_text("[PAD]\n[UNK]\n")
+    policy, runtimes = ProbePolicy(8, 128, seconds=0.05), {"torch": FakeRuntime("torch", 1e-5)}
+    first, _ = run_decide(ModelSource(str(model), model), tmp_path, runtimes, policy)
+    kept, _ = run_decide(ModelSource(str(model), model), tmp_path, runtimes, policy)
+    assert not first.from_cache and kept.from_cache
+    (model / "vocab.txt").write_text("[PAD]\n[UNK]\nnew\n")
+    retokenized, _ = run_decide(ModelSource(str(model), model), tmp_path, runtimes, policy)
+    assert not retokenized.from_cache
+    real = probe.package_version
+    monkeypatch.setattr(probe, "package_version", lambda p: "99.0" if p == "transformers" else real(p))
+    upgraded, _ = run_decide(ModelSource(str(model), model), tmp_path, runtimes, policy)
+    assert not upgraded.from_cache
 
 
 def test_a_set_token_budget_is_used_as_is(source, tmp_path, monkeypatch):
@@ -298,3 +325,19 @@ def test_auto_measures_only_the_installed_backends_and_says_how_to_add_the_other
     with caplog.at_level("WARNING", logger=auto.__name__):
         run_decide(source, tmp_path / "other", runtimes, ProbePolicy(8, 128, seconds=0.05))
     assert "not installed" not in caplog.text
+
+
+def test_a_round_lasts_its_share_of_the_probes_time_even_for_a_slow_model():
+    """A slow model's round ends when its time is up, however few windows it ran: the rounds of BACKEND=auto must not
+    multiply a first start's measuring time (a small model's ends sooner, once it has run enough windows)."""
+    from engine.autotune.probe import passes, throughput
+
+    tokenizer = Tokenizer(FakeHfTokenizer(), 64)
+    policy = ProbePolicy(window=16, max_batch_tokens=128)
+    window = passes(tokenizer.encode([Query(t) for t in PROBE_TEXTS]), policy, 128)
+    slow = FakeRuntime("torch", per_text_s=0.01)  # 0.16 s per window of 16 texts
+    started = time.perf_counter()
+    rate = throughput(slow, tokenizer, window, 16, 0.2)
+    # One window to warm up, then windows until 0.2 s have passed: 3 windows, 0.48 s (7 windows would be 1.1 s).
+    assert time.perf_counter() - started < 0.8
+    assert 16 / 0.2 < rate < 110  # ~100 sentences/s, timed over whole windows

@@ -29,10 +29,11 @@ def test_info_shows_the_table_backend_auto_measured_as_the_worker_describes_it()
     from engine.autotune.choice import Choice, Measured
     from worker.main import backend_choice
 
-    choice = Choice("openvino-bf16", 256, [Measured("torch", True, 0, 0.0, 468.6),
-                                           Measured("openvino-bf16", False, 0, 5.1e-3, 1419.2),
+    choice = Choice("openvino-bf16", 256, [Measured("torch", True, 0, 0.0, 468.6, runs=[470.0, 468.6, 420.0]),
+                                           Measured("openvino-bf16", False, 0, 5.1e-3, 1419.2,
+                                                    runs=[1419.2, 1400.0, 1430.0]),
                                            Measured("onnxruntime", True, error="could not export")],
-                    {512: 1497.2, 256: 1598.8}, from_cache="/cache/choices/x.json")
+                    {512: 1497.2, 256: 1598.8}, from_cache="/cache/choices/x.json", others_cpu_share=0.31)
     assert backend_choice(SimpleNamespace(choice=None)) == ""  # a named backend: nothing measured
 
     async def scenario():
@@ -45,13 +46,14 @@ def test_info_shows_the_table_backend_auto_measured_as_the_worker_describes_it()
 
     shown = run(scenario())
     assert (shown["backend"], shown["max_batch_tokens"], shown["measured_at_start"]) == ("openvino-bf16", 256, False)
+    assert (shown["host_busy"], shown["others_cpu_share"]) == (True, 0.31)  # measured on a busy host: it says so
     assert shown["table"] == [
         {"backend": "torch", "kind": "exact", "label_flips": 0, "max_prob_diff": 0.0, "sentences_per_s": 468.6,
-         "error": None},
+         "rounds": 3, "spread": round(50 / 468.6, 3), "error": None},
         {"backend": "openvino-bf16", "kind": "approximate", "label_flips": 0, "max_prob_diff": 5.1e-3,
-         "sentences_per_s": 1419.2, "error": None},
+         "sentences_per_s": 1419.2, "rounds": 3, "spread": round(30 / 1419.2, 3), "error": None},
         {"backend": "onnxruntime", "kind": "failed", "label_flips": None, "max_prob_diff": None,
-         "sentences_per_s": None, "error": "could not export"}]
+         "sentences_per_s": None, "rounds": None, "spread": None, "error": "could not export"}]
     assert shown["budgets"] == {"256": 1598.8, "512": 1497.2}
 
 
