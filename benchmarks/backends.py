@@ -2,9 +2,16 @@
 
 Rows (same model, texts, load, machine): the naive server with PyTorch fp32 (the seed's experiment) and with
 ``BACKEND=auto``; LitServe given the backend the service's ``auto`` chose (its batching tuned first with
-``benchmarks.peers.tune_litserve``); the batched service with each exact backend and with ``auto``. For each
-service row: the backend's in-process ceiling at the worker's policy, the worker's RSS, and its start-up time
-cold (an empty EXPORT_CACHE_DIR: export and, for auto, measuring) and warm (from the cache).
+``benchmarks.peers.tune_litserve``); the batched service with each exact backend, with ``auto`` (PRECISION=exact,
+the default) and with ``auto`` at PRECISION=faithful (the fast tier: bf16 or int8 where they agree with fp32). For
+each service row: the backend's in-process ceiling at the worker's policy (full runs: measured just before and just
+after the row's load, the median of both), the worker's RSS, its start-up time cold (an empty EXPORT_CACHE_DIR:
+export and, for auto, measuring) and warm (from the cache), and where the cores' time went under load (each
+process, the client, the worker's phases).
+
+The client is wrk (closed loop, ``--users`` connections, no think time: a C event loop whose CPU is small next to
+the servers'); ``--client locust`` runs the repo's locustfile instead (think time 0-1 s: it cannot saturate the fast
+tier with 100 users).
 
     python -m benchmarks.backends [--quick] [--model M] [--litserve-max-batch-size 16 --litserve-batch-timeout 0.01]
 """
@@ -27,16 +34,20 @@ from pathlib import Path
 import httpx
 
 from benchmarks.__main__ import ensure_model, measure_system
-from benchmarks.ceiling import measure_ceiling
+from benchmarks.ceiling import measure_ceiling, merge
 from benchmarks.environment import cpu_model, git_commit
 from benchmarks.report import save_report
 from benchmarks.systems import Lineup, System, litserve_system, naive_system, warm_up
+from benchmarks.wrk import measure_with_wrk, run_wrk
 from engine.cpu import cpu_bf16_support
 from harness.corpus import load_sentences
 from harness.processes import ROOT, RedisServer
 from harness.service import start_service
 
-SERVICE_BACKENDS = ("torch", "onnxruntime", "openvino", "auto")
+# Service rows: label -> (BACKEND, PRECISION).
+SERVICE_ROWS = {"service torch": ("torch", "exact"), "service onnxruntime": ("onnxruntime", "exact"),
+                "service openvino": ("openvino", "exact"), "service auto": ("auto", "exact"),
+                "service faithful": ("auto", "faithful")}
 
 
 def rss_mb(pid: int) -> float:
@@ -67,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--litserve-max-batch-size", type=int, default=8)
     parser.add_argument("--litserve-batch-timeout", type=float, default=0.01)
+    parser.add_argument("--client", choices=("wrk", "locust"), default="wrk",
+                        help="load generator: wrk (closed loop, no think time) or the repo's locustfile")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 2 s per row, one repeat, the rows started at once")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
@@ -87,15 +100,21 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {"name": name, "environment": {
         "model": model, "model_note": model_note, "texts": source, "cpu_model": cpu_model(), "cores": os.cpu_count(),
         "bf16": cpu_bf16_support() or "none", "users": args.users, "duration_s": args.duration,
-        "repeats": args.repeats, "torch_threads": args.torch_threads, "max_batch_size": args.max_batch_size,
+        "repeats": args.repeats, "client": args.client, "torch_threads": args.torch_threads, "max_batch_size": args.max_batch_size,
         "date": dt.datetime.now().isoformat(timespec="seconds"), "commit": git_commit()}, "rows": {}}
     users = [args.users]
 
     def record(label: str, system: System, extra: dict) -> None:
         warm_up(system.url, sentences)
-        levels, _, _ = measure_system(system, users, args, run_dir)
-        median = levels[str(args.users)]["median"]
-        result["rows"][label] = {**extra, **median}
+        if args.client == "wrk":
+            if args.warmup >= 1:
+                run_wrk(f"{system.url}/predict", sentences, args.users, int(args.warmup))
+            measured = measure_with_wrk(system, sentences, args.users, max(1, int(args.duration)), args.repeats)
+        else:
+            levels, _, _ = measure_system(system, users, args, run_dir)
+            measured = {**levels[str(args.users)]["median"], "cpu_pct": levels[str(args.users)]["cpu_pct"]}
+        result["rows"][label] = {**extra, **measured}
+        median = measured
         print(f"{label}: {median['rps']:.1f} req/s, p50 {median['p50_ms']:.0f} ms, p99 {median['p99_ms']:.0f} ms, "
               f"failures {median['failures']}", flush=True)
 
@@ -108,15 +127,16 @@ def main(argv: list[str] | None = None) -> int:
             redis.stop()
 
     @contextmanager
-    def service_row(backend: str) -> Iterator[tuple[System, dict]]:
-        """The service with ``backend``, started cold and stopped, then started warm: running, with its start-ups."""
+    def service_row(label: str) -> Iterator[tuple[System, dict]]:
+        """The service of row ``label``, started cold and stopped, then started warm: running, with its start-ups."""
         redis = lineup.get(redis_entry)
-        cache = caches / backend
-        env = {**base_env, "MODEL": model, "BACKEND": backend, "EXPORT_CACHE_DIR": str(cache),
+        backend, precision = SERVICE_ROWS[label]
+        cache = caches / label.removeprefix("service ")
+        env = {**base_env, "MODEL": model, "BACKEND": backend, "PRECISION": precision, "EXPORT_CACHE_DIR": str(cache),
                "MAX_BATCH_SIZE": str(args.max_batch_size), "REQUEST_TIMEOUT_S": "60", "MAX_QUEUE_DEPTH": "100000"}
         starts = {}
         for start in ("cold", "warm"):  # cold: empty cache; warm: what the cold start left
-            logs = run_dir / f"{backend}-{start}"
+            logs = run_dir / f"{label.removeprefix('service ')}-{start}"
             logs.mkdir(exist_ok=True)
             began = time.perf_counter()
             service = start_service(redis.url, logs, workers=1, env=env,
@@ -127,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             worker = service.workers[0].pid
             running, budget = running_backend(redis, service)
-            extra = {"backend": running, "max_batch_tokens": budget, "cold_start_s": starts["cold"],
+            extra = {"backend": running, "precision": precision, "max_batch_tokens": budget, "cold_start_s": starts["cold"],
                      "warm_start_s": starts["warm"], "worker_rss_mb_ready": rss_mb(worker)}
             processes = {"api": service.api.pid, "redis": redis.pid, "worker": worker}
             yield System("batched", service.url, processes, redis, service.keys), extra
@@ -153,15 +173,21 @@ def main(argv: list[str] | None = None) -> int:
                                                 "EXPORT_CACHE_DIR": str(caches / "auto")},
                                max_batch_size=args.litserve_max_batch_size, batch_timeout_s=args.litserve_batch_timeout)
 
+    def ceiling_of(row: dict, cache: str) -> dict:
+        return measure_ceiling(model, sentences, torch_threads=args.torch_threads, backend=row["backend"],
+                               max_batch_size=args.max_batch_size, max_batch_tokens=row["max_batch_tokens"],
+                               repeats=1 if args.quick else 3, n_batch1=16, n_batched=64 if args.quick else 512,
+                               export_cache_dir=str(caches / cache), worker_policy_only=True)
+
+    def set_ceiling(label: str, ceiling: dict) -> None:
+        row = result["rows"][label]
+        policy = ceiling["policies"][ceiling["worker_policy"]]
+        row["ceiling"], row["ceiling_runs"] = policy["sentences_per_s"], policy["runs"]
+        row["of_ceiling"] = row["rps"] / row["ceiling"]
+
     def measure_ceilings(labels: list[str]) -> None:
         for label in labels:
-            row = result["rows"][label]
-            ceiling = measure_ceiling(model, sentences, torch_threads=args.torch_threads, backend=row["backend"],
-                                      max_batch_size=args.max_batch_size, max_batch_tokens=row["max_batch_tokens"],
-                                      repeats=1 if args.quick else 3, n_batch1=16, n_batched=64 if args.quick else 512,
-                                      export_cache_dir=str(caches / "auto"), worker_policy_only=True)
-            row["ceiling"] = ceiling["policies"][ceiling["worker_policy"]]["sentences_per_s"]
-            row["of_ceiling"] = row["rps"] / row["ceiling"]
+            set_ceiling(label, ceiling_of(result["rows"][label], label.removeprefix("service ")))
 
     # In turn (full runs): one row's processes at a time, the ceilings at the end. Ahead (quick runs): the rows
     # start in the background (the service rows first, the auto ones early: they measure), each is measured as
@@ -170,16 +196,22 @@ def main(argv: list[str] | None = None) -> int:
     with Lineup(ahead=args.quick) as lineup, ThreadPoolExecutor(1, thread_name_prefix="ceiling") as ceilings:
         measured: list[Future[None]] = []
         redis_entry = lineup.add(redis_server)
-        started = {f"service {backend}": lineup.add(partial(service_row, backend))
-                   for backend in ("torch", "auto", "onnxruntime", "openvino")}
+        started = {label: lineup.add(partial(service_row, label))
+                   for label in ("service torch", "service auto", "service faithful", "service onnxruntime",
+                                 "service openvino")}
         started["naive auto"] = lineup.add(partial(naive_row, "auto"))
         started["litserve"] = lineup.add(peer_row)
         started["naive torch"] = lineup.add(partial(naive_row, "torch"))
-        service_rows = {f"service {backend}": started[f"service {backend}"] for backend in SERVICE_BACKENDS}
+        service_rows = {label: started[label] for label in SERVICE_ROWS}
         other_rows = {label: started[label] for label in ("naive torch", "naive auto", "litserve")}
 
         for label, (system, extra) in lineup.as_started(service_rows):
+            # In turn, the ceiling is measured just before and just after the row's load (its processes idle
+            # meanwhile): the machine's drift weighs on both alike.
+            before = None if lineup.ahead else ceiling_of(extra, label.removeprefix("service "))
             record(label, system, extra)
+            if before is not None:
+                set_ceiling(label, merge(before, ceiling_of(extra, label.removeprefix("service "))))
             result["rows"][label]["worker_rss_mb_after"] = rss_mb(system.processes["worker"])
             lineup.stop(service_rows[label])
             print(f"  start-up: cold {extra['cold_start_s']:.1f} s, warm {extra['warm_start_s']:.1f} s", flush=True)
@@ -200,8 +232,6 @@ def main(argv: list[str] | None = None) -> int:
             record(label, system, extra)
             lineup.stop(other_rows[label])
 
-        if not lineup.ahead:
-            measure_ceilings(list(service_rows))
         for ceiling in measured:
             ceiling.result()
         result["rows"] = {label: result["rows"][label] for label in (*service_rows, *other_rows)}  # table order
@@ -213,19 +243,31 @@ def markdown(result: dict) -> str:
     env, rows = result["environment"], result["rows"]
     naive = rows["naive torch"]["rps"]
     lines = [
-        f"# Backends: {env['users']} users, {env['duration_s']:g} s x {env['repeats']} (median), {env['texts']}",
+        f"# Backends: {env['users']} {env.get('client', 'locust')} clients, {env['duration_s']:g} s x {env['repeats']} "
+        f"(median), {env['texts']}",
         "", f"Model {env['model']} ({env['model_note']}); {env['cpu_model']}, {env['cores']} cores, bf16: {env['bf16']}; "
         f"{env['torch_threads']} threads per model process; window {env['max_batch_size']}; {env['date']}, "
         f"commit `{env['commit']}`.", "",
-        "| system | backend | token budget | RPS | x naive torch | p50 ms | p99 ms | failures | ceiling /s | "
-        "of ceiling | worker RSS MB | start cold / warm s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        "| system | precision | backend | token budget | RPS | x naive torch | p50 ms | p99 ms | failures | "
+        "ceiling /s | of ceiling | worker RSS MB | start cold / warm s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for label, r in rows.items():
         ceiling = f"{r['ceiling']:.1f} | {100 * r['of_ceiling']:.0f} %" if "ceiling" in r else "— | —"
         rss = r.get("worker_rss_mb_after", r.get("rss_mb"))
         start = f"{r['cold_start_s']:.1f} / {r['warm_start_s']:.1f}" if "cold_start_s" in r else "—"
-        lines.append(f"| {label} | {r['backend']} | {r.get('max_batch_tokens', '—')} | {r['rps']:.1f} | "
-                     f"{r['rps'] / naive:.2f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {r['failures']} | {ceiling} | "
-                     f"{f'{rss:.0f}' if rss else '—'} | {start} |")
+        lines.append(f"| {label} | {r.get('precision', '—')} | {r['backend']} | {r.get('max_batch_tokens', '—')} | "
+                     f"{r['rps']:.1f} | {r['rps'] / naive:.2f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | "
+                     f"{r['failures']} | {ceiling} | {f'{rss:.0f}' if rss else '—'} | {start} |")
+    lines += ["", "Where the cores' time went under load (% of one core, medians over the repeats; the worker's "
+              "phases in % of its wall time):", "",
+              "| system | RPS | processes (CPU %) | worker: forward / tokenize / publish / pop, decode |",
+              "|---|---|---|---|"]
+    for label, r in rows.items():
+        cpu = ", ".join(f"{role} {pct:.0f}" for role, pct in r.get("cpu_pct", {}).items())
+        phases = r.get("worker_phases_pct") or {}
+        split = (f"{phases['forward_s']:.0f} / {phases['tokenize_s']:.0f} / {phases['publish_s']:.0f} / "
+                 f"{phases['pop_s'] + phases['decode_s']:.0f}" if "forward_s" in phases else "—")
+        lines.append(f"| {label} | {r['rps']:.1f} | {cpu or '—'} | {split} |")
     return "\n".join(lines) + "\n"
 
 

@@ -9,11 +9,18 @@ latency percentiles, parsed here.
 from __future__ import annotations
 
 import json
+import resource
 import shutil
+import statistics
 import subprocess
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from benchmarks.systems import System
 
 _MARKER = "WRK_RESULT "
 
@@ -100,3 +107,33 @@ def run_wrk(url: str, texts: list[str], connections: int, duration_s: int, *, th
     return WrkResult(rps=r["requests"] / (r["duration_us"] / 1e6), requests=r["requests"], errors=errors,
                      p50_ms=r["p50_us"] / 1000, p90_ms=r["p90_us"] / 1000, p99_ms=r["p99_us"] / 1000,
                      max_ms=r["max_us"] / 1000)
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure_with_wrk(system: System, texts: list[str], connections: int, duration_s: int, repeats: int) -> dict:
+    """``repeats`` closed-loop runs against ``system``'s /predict: the median run (by RPS), and where the cores' time
+    went meanwhile (medians over the runs, % of one core): each of its processes, the client (wrk), and for the
+    batched service its worker's time per phase (% of the worker's wall time, from its heartbeat)."""
+    runs: list[WrkResult] = []
+    cpu_runs: list[dict[str, float]] = []
+    phase_runs: list[dict[str, float]] = []
+    for _ in range(repeats):
+        cpu0, phases0, client0, started = system.cpu(), system.worker_profile(), _children_cpu_s(), time.time()
+        runs.append(run_wrk(f"{system.url}/predict", texts, connections, duration_s))
+        elapsed = time.time() - started
+        cpu1, phases1 = system.cpu(), system.worker_profile()
+        cpu = {role: 100 * (cpu1[role] - cpu0[role]) / elapsed for role in cpu0}
+        cpu["client (wrk)"] = 100 * (_children_cpu_s() - client0) / elapsed
+        cpu_runs.append(cpu)
+        phase_runs.append({k: 100 * (phases1[k] - phases0.get(k, 0.0)) / elapsed for k in phases1})
+    summary = summarize(runs)
+    median = summary["median"]
+    return {**median, "rps_range": summary["rps_range"], "failures": sum(r.errors for r in runs),
+            "repeats": repeats, "runs": summary["runs"],
+            "cpu_pct": {role: statistics.median(c[role] for c in cpu_runs) for role in cpu_runs[0]},
+            "worker_phases_pct": {k: statistics.median(p[k] for p in phase_runs) for k in phase_runs[0]}
+            if phase_runs and phase_runs[0] else {}}

@@ -37,13 +37,19 @@ def test_quick_benchmark_writes_json_markdown_and_charts(tiny_model, tmp_path):
 def test_quick_backends_benchmark_measures_every_row_cold_and_warm(tiny_model, tmp_path):
     run_quick("benchmarks.backends", tiny_model, tmp_path, "backends", timeout=600)
     rows = json.loads((tmp_path / "backends.json").read_text())["rows"]
-    assert set(rows) == {"service torch", "service onnxruntime", "service openvino", "service auto", "naive torch",
-                         "naive auto", "litserve"}
+    assert set(rows) == {"service torch", "service onnxruntime", "service openvino", "service auto",
+                         "service faithful", "naive torch", "naive auto", "litserve"}
     assert all(r["failures"] == 0 and r["rps"] > 0 for r in rows.values())
-    for backend in ("torch", "onnxruntime", "openvino", "auto"):
+    for backend in ("torch", "onnxruntime", "openvino", "auto", "faithful"):
         row = rows[f"service {backend}"]
         assert row["ceiling"] > 0 and row["worker_rss_mb_ready"] > 0 and row["warm_start_s"] > 0
-        assert row["backend"] == backend or backend == "auto"
+        assert row["backend"] == backend or backend in ("auto", "faithful")
+        # Where the cores' time went: the service's processes, the client, the worker's phases.
+        assert {"api", "redis", "worker", "client (wrk)"} <= set(row["cpu_pct"]) and row["cpu_pct"]["worker"] > 0
+        assert row["worker_phases_pct"]["forward_s"] > 0
     assert rows["service auto"]["backend"] in ("torch", "onnxruntime", "openvino")  # exact ones only by default
+    assert rows["service faithful"]["precision"] == "faithful"  # the fast tier: whatever agrees with fp32 here
     assert rows["litserve"]["backend"] == rows["service auto"]["backend"]  # the peer gets the same backend
-    assert "| service auto |" in (tmp_path / "backends.md").read_text()
+    report = (tmp_path / "backends.md").read_text()
+    assert "| service auto | exact |" in report and "| service faithful | faithful |" in report
+    assert "Where the cores' time went" in report
