@@ -45,7 +45,7 @@ class MeasuredOut(BaseModel):
                                           "runs them: the median of its rounds.")
     rounds: int | None = Field(None, description="Rounds it was timed in (every candidate in turn, per round).")
     spread: float | None = Field(None, description="(fastest - slowest round) / median: rounds are added while "
-                                 "any candidate's exceeds 0.10, up to 7.")
+                                 "any candidate's exceeds 0.10, up to 5.")
     error: str | None = Field(description="Why it could not run the model.")
 
 

@@ -20,7 +20,7 @@ from typing import Generic, TypeVar
 K = TypeVar("K")
 
 MIN_ROUNDS = 3
-MAX_ROUNDS = 7
+MAX_ROUNDS = 5
 SPREAD_LIMIT = 0.10  # spread of the 3 rounds nearest the median: wider, and another round is taken (up to MAX_ROUNDS)
 BUSY_SHARE = 0.25  # other processes took more than this share of all CPUs while measuring: the host was busy
 
