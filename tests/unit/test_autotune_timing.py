@@ -8,7 +8,16 @@ import time
 
 import pytest
 
-from engine.autotune.timing import BUSY_SHARE, MAX_ROUNDS, MIN_ROUNDS, HostCpu, _proc_stat, spread, time_in_rounds
+from engine.autotune.timing import (
+    BUSY_SHARE,
+    MAX_ROUNDS,
+    MIN_ROUNDS,
+    SPREAD_LIMIT,
+    HostCpu,
+    _proc_stat,
+    spread,
+    time_in_rounds,
+)
 
 
 def recorder(rates, calls, name):
@@ -40,6 +49,11 @@ def test_a_disturbed_round_brings_more_rounds_until_three_agree():
     assert timed.median("a") == pytest.approx(99.5) and len(timed.runs["b"]) == 4
 
 
+def test_rounds_spread_exactly_at_the_limit_are_settled():
+    timed = time_in_rounds({"a": recorder([100.0, 105.0, 95.0, 100.0], [], "a")}, seconds=0.3)
+    assert spread([100.0, 105.0, 95.0]) == SPREAD_LIMIT and timed.rounds == MIN_ROUNDS
+
+
 def test_figures_that_never_settle_stop_at_the_most_rounds():
     unsettled = iter([100.0 * 2 ** i for i in range(MAX_ROUNDS)])  # the machine keeps speeding up
     timed = time_in_rounds({"a": lambda s: next(unsettled)}, seconds=0.3)
@@ -48,6 +62,9 @@ def test_figures_that_never_settle_stop_at_the_most_rounds():
 
 def test_the_spread_is_that_of_the_three_rounds_nearest_the_median():
     assert spread([100.0]) == 0.0
+    assert spread([100.0, 150.0]) == pytest.approx(0.4)  # two rounds: their median is 125
+    assert spread([0.5, 0.5, 0.5]) == 0.0  # a slow candidate's rates below 1/s are settled all the same
+    assert spread([0.0, 0.0, 0.0]) == float("inf")  # nothing ran: never settled
     assert spread([100.0, 150.0, 100.0]) == pytest.approx(0.5)
     assert spread([100.0, 150.0, 98.0, 101.0, 97.0]) == pytest.approx(0.03)  # one outlier is outvoted
     assert spread([60.0, 99.0, 100.0, 101.0]) == pytest.approx(2 / 99.5)
@@ -60,16 +77,27 @@ def test_the_proc_stat_reading_counts_steal_as_busy_and_the_cpus(tmp_path):
                     "cpu1 50 5 25 500 10 3 2 15 0 0\nintr 1 2 3\n")
     busy, cpus = _proc_stat(stat)
     assert busy == pytest.approx((100 + 10 + 50 + 5 + 5 + 30) / os.sysconf("SC_CLK_TCK")) and cpus == 2
+    stat.write_text("cpu  100 10 50 1000\ncpu0 100 10 50 1000\n")  # an old kernel: no iowait, irq, softirq, steal
+    assert _proc_stat(stat) == (pytest.approx(160 / os.sysconf("SC_CLK_TCK")), 1)
     assert _proc_stat(tmp_path / "absent") == (None, 0)  # not Linux: the host's load is not known
 
 
 def test_what_other_processes_took_is_the_hosts_busy_time_less_this_processs_own(monkeypatch):
+    def share(before, later):
+        monkeypatch.setattr(HostCpu, "now", classmethod(lambda cls: later))
+        return before.others_share()
+
     before = HostCpu(busy_s=100.0, cpus=2, own_s=10.0, wall_s=1000.0)
-    later = HostCpu(busy_s=103.0, cpus=2, own_s=11.8, wall_s=1002.0)
-    monkeypatch.setattr(HostCpu, "now", classmethod(lambda cls: later))
     # 3 s of busy CPU in 2 s on 2 CPUs, 1.8 s of them this process's: others took 1.2 s of the 4 there were.
-    assert before.others_share() == pytest.approx(0.3)
-    assert HostCpu(None, 0, 0.0, 1000.0).others_share() is None
+    assert share(before, HostCpu(103.0, 2, 11.8, 1002.0)) == pytest.approx(0.3)
+    assert share(HostCpu(100.0, 1, 10.0, 1000.0), HostCpu(100.4, 1, 10.1, 1000.5)) == pytest.approx(0.6)  # 1 CPU
+    assert share(before, HostCpu(120.0, 2, 10.0, 1002.0)) == 1.0  # accounting that overshoots is capped
+    assert share(before, HostCpu(99.0, 2, 10.0, 1002.0)) == 0.0
+    # Not known: no /proc/stat before or after, no time passed, no CPUs counted.
+    assert share(HostCpu(None, 0, 10.0, 1000.0), HostCpu(103.0, 2, 11.0, 1002.0)) is None
+    assert share(before, HostCpu(None, 0, 11.0, 1002.0)) is None
+    assert share(before, HostCpu(103.0, 2, 11.0, 1000.0)) is None
+    assert share(HostCpu(100.0, 0, 10.0, 1000.0), HostCpu(103.0, 0, 11.0, 1002.0)) is None
 
 
 def _spin(seconds):
