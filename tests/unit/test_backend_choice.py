@@ -17,6 +17,7 @@ from engine.autotune.choice import (
     Precision,
     best_budget,
     choose,
+    summary,
 )
 from engine.autotune.probe import ProbePolicy, decide
 from engine.autotune.probe_texts import PROBE_TEXTS
@@ -73,6 +74,41 @@ def test_a_flipped_label_or_a_failure_is_never_exact():
 def test_another_token_budget_needs_a_clear_margin():
     assert best_budget({256: 104.0, 512: 100.0, 1024: 90.0}, 512) == 512  # within the probe's noise
     assert best_budget({256: 120.0, 512: 100.0, 1024: 90.0}, 512) == 256
+    assert best_budget({256: 210.0, 512: 200.0}, 512) == 512  # exactly 5 % faster is not clearly faster
+    assert best_budget({256: 1.0, 1024: 0.5}, 512) == 256  # the default not measured: the fastest measured, however slow
+
+
+def test_no_candidate_says_why_each_one_could_not_serve():
+    table = [measured("torch", 0.0, error="out of memory"), measured("torch-int8", 90.0, full=False, flips=3, diff=0.4)]
+    with pytest.raises(NoCandidate) as raised:
+        choose(table, Precision())
+    assert str(raised.value) == "no backend could run the model: torch: out of memory; torch-int8: approximate"
+
+
+def test_the_decision_as_info_shows_it_rounds_its_figures_and_leaves_out_what_did_not_run():
+    choice = Choice("openvino", 256, [Measured("openvino", True, 0, 1e-7, 95.64, runs=[95.64, 94.0, 99.0]),
+                                      measured("onnxruntime", 0.0, error="could not export")],
+                    {256: 121.24, 512: 98.36}, others_cpu_share=0.03149)
+    shown = summary(choice)
+    assert shown["others_cpu_share"] == 0.031 and shown["host_busy"] is False
+    assert shown["budgets"] == {"256": 121.2, "512": 98.4}
+    ran, failed = shown["table"]
+    assert (ran["sentences_per_s"], ran["rounds"], ran["spread"]) == (95.6, 3, round(5.0 / 95.64, 3))
+    assert failed == {"backend": "onnxruntime", "kind": "failed", "label_flips": None, "max_prob_diff": None,
+                      "sentences_per_s": None, "rounds": None, "spread": None, "error": "could not export"}
+    assert summary(Choice("torch", 512, [measured("torch", 80.0)]))["others_cpu_share"] is None  # not known
+
+
+def test_the_probe_policy_is_what_the_settings_ask_for(caplog):
+    from engine.settings import ModelSettings
+
+    asked = ModelSettings(model="m", precision="faithful", faithful_max_label_flips=2, faithful_max_prob_diff=0.05)
+    assert ProbePolicy.of(asked, 64, 256) == ProbePolicy(64, 256, Precision("faithful", 2, 0.05))
+    with caplog.at_level("WARNING", logger=auto.__name__):
+        legacy = ProbePolicy.of(ModelSettings(model="m", backend_allow_approximate=True), 8, None)
+    assert legacy == ProbePolicy(8, None, Precision("fastest"))
+    assert caplog.messages == ["BACKEND_ALLOW_APPROXIMATE=true is deprecated: it means PRECISION=fastest (any backend, "
+                               "whatever it answers); set PRECISION=faithful (bf16 where it agrees with fp32) or fastest"]
 
 
 def test_the_decision_cache_round_trips_and_ignores_garbage(tmp_path):
@@ -204,6 +240,45 @@ def test_a_decision_is_measured_again_when_the_tokenizer_files_or_a_runtimes_ver
     assert not upgraded.from_cache
 
 
+def test_the_hosts_load_is_the_busier_of_the_two_timings_and_budgets_are_tuned_for_windows_only(
+        source, tmp_path, monkeypatch, caplog):
+    from engine.autotune import timing
+
+    monkeypatch.setattr(auto, "installed", lambda backend: backend in ("torch", "onnxruntime"))
+    runtimes = {"torch": FakeRuntime("torch", 1e-5)}  # onnxruntime fails to load
+    real = timing.time_in_rounds
+
+    def with_load(*shares):
+        loads = iter(shares)
+        monkeypatch.setattr(auto, "time_in_rounds",
+                            lambda candidates, seconds: timing.Timed(real(candidates, seconds).runs, next(loads)))
+
+    for shares, expected in [((0.1, 0.4), 0.4), ((0.4, 0.1), 0.4), ((0.1, None), 0.1), ((None, 0.3), 0.3)]:
+        with_load(*shares)
+        choice, _ = run_decide(source, tmp_path / f"{shares}", runtimes, ProbePolicy(2, None, seconds=0.05))
+        assert choice.others_cpu_share == pytest.approx(expected) and set(choice.budgets) == {256, 512, 1024}
+    with_load(0.05)
+    with caplog.at_level("WARNING", logger=auto.__name__):
+        naive, _ = run_decide(source, tmp_path / "naive", runtimes, ProbePolicy(1, None, seconds=0.05))
+    assert naive.budgets == {} and naive.max_batch_tokens == auto.DEFAULT_BATCH_TOKENS  # batch 1: nothing to tune
+    assert naive.others_cpu_share == pytest.approx(0.05)
+    broken = {m.backend: m.error for m in naive.table}["onnxruntime"]
+    assert broken == "onnxruntime is broken here"
+    assert f"BACKEND=auto: onnxruntime cannot run this model: {broken}" in caplog.messages
+
+
+@pytest.mark.parametrize("position", [0, -1], ids=["first", "last"])
+def test_the_first_and_the_last_probe_texts_are_checked_too(source, tmp_path, monkeypatch, position):
+    """Every probe text is compared, once: a candidate whose label flips on one of them alone has one flip."""
+    monkeypatch.setattr(auto, "installed", lambda backend: backend in ("torch", "onnxruntime"))
+    ids = Tokenizer(FakeHfTokenizer(), 64).encode([Query(PROBE_TEXTS[position])])[0].ids
+    runtimes = {"torch": OddOnOneText("torch", 2e-4, TIE, odd_ids=ids),
+                "onnxruntime": OddOnOneText("onnxruntime", 1e-5, FLIPPED, odd_ids=ids)}
+    choice, _ = run_decide(source, tmp_path, runtimes, ProbePolicy(8, 128, seconds=0.05))
+    flipped = {m.backend: m for m in choice.table}["onnxruntime"]
+    assert (flipped.label_flips, flipped.kind, choice.backend) == (1, "approximate", "torch")
+
+
 def test_a_set_token_budget_is_used_as_is(source, tmp_path, monkeypatch):
     monkeypatch.setattr(auto, "installed", lambda backend: backend in ("torch", "onnxruntime"))
     runtimes = {"torch": FakeRuntime("torch", 1e-4), "onnxruntime": FakeRuntime("onnxruntime", 2e-4)}
@@ -251,14 +326,15 @@ ODD_IDS = Tokenizer(FakeHfTokenizer(), 64).encode([Query(ODD_TEXT)])[0].ids
 class OddOnOneText(FakeRuntime):
     """FakeRuntime's logits (``noise`` added), except for the probe text ODD_TEXT, which gets ``odd_logits``."""
 
-    def __init__(self, backend, per_text_s, odd_logits, noise=0.0):
+    def __init__(self, backend, per_text_s, odd_logits, noise=0.0, odd_ids=None):
         super().__init__(backend, per_text_s, noise)
         self.odd_logits = np.array(odd_logits, dtype=np.float32)
+        self.odd_ids = ODD_IDS if odd_ids is None else odd_ids
 
     def logits(self, inputs):
         out = super().logits(inputs)
         for row, (ids, mask) in enumerate(zip(inputs["input_ids"], inputs["attention_mask"])):
-            if ids[mask == 1].tolist() == ODD_IDS:
+            if ids[mask == 1].tolist() == self.odd_ids:
                 out[row] = self.odd_logits
         return out
 
