@@ -140,6 +140,7 @@ def measure(source: ModelSource, tokenizer: Tokenizer, open_runtime: OpenRuntime
     encodings = tokenizer.encode([Query(text) for text in PROBE_TEXTS])
     agreement_passes = [encodings[i:i + AGREEMENT_PASS] for i in range(0, len(encodings), AGREEMENT_PASS)]
     budget = DEFAULT_BATCH_TOKENS if policy.max_batch_tokens is None else policy.max_batch_tokens
+    window = passes(encodings, policy, budget)
     # Approximate backends are measured at PRECISION=exact too, never chosen: the start says what they would gain.
     candidates = [b for b in BACKENDS if installed(b)]
     reference: np.ndarray | None = None
@@ -155,7 +156,7 @@ def measure(source: ModelSource, tokenizer: Tokenizer, open_runtime: OpenRuntime
                 reference = probs
             entry.label_flips = int((probs.argmax(-1) != reference.argmax(-1)).sum())
             entry.max_prob_diff = float(np.abs(probs - reference).max())
-            throughput(runtime, tokenizer, passes(encodings, policy, budget), policy.window, 0.0)  # runs at all?
+            warm(runtime, tokenizer, window)
         except (ModelLoadError, RuntimeError, ValueError, OSError) as exc:
             if backend == REFERENCE:
                 raise
@@ -163,7 +164,6 @@ def measure(source: ModelSource, tokenizer: Tokenizer, open_runtime: OpenRuntime
             log.warning("BACKEND=auto: %s cannot run this model: %s", backend, entry.error)
             continue
         runtimes[backend] = runtime
-    window = passes(encodings, policy, budget)
     timed = time_in_rounds({b: partial(throughput, r, tokenizer, window, policy.window) for b, r in runtimes.items()},
                            policy.seconds)
     for entry in table:
@@ -194,11 +194,17 @@ def passes(encodings: list[Encoding], policy: ProbePolicy, budget: int) -> list[
     return [[window[i] for i in batch] for batch in plan_batches([len(e) for e in window], budget)]
 
 
+def warm(runtime: Runtime, tokenizer: Tokenizer, window: list[list[Encoding]]) -> None:
+    """Run each pass of ``window`` once: first runs of new shapes pay for allocation and kernel selection, and a
+    runtime that cannot run these shapes fails here, before any timing."""
+    for batch in window:
+        runtime.logits(tokenizer.pad(batch))
+
+
 def throughput(runtime: Runtime, tokenizer: Tokenizer, window: list[list[Encoding]], size: int,
                seconds: float) -> float:
     """Sentences/s over repeats of ``window`` (its passes; ``size`` texts in all) for about ``seconds``."""
-    for batch in window:  # first runs of new shapes pay for allocation and kernel selection
-        runtime.logits(tokenizer.pad(batch))
+    warm(runtime, tokenizer, window)
     done, windows, started = 0, 0, time.perf_counter()
     while (elapsed := time.perf_counter() - started) < seconds and not (
             windows >= ENOUGH_ROUND_WINDOWS and elapsed >= ENOUGH_ROUND_S):
