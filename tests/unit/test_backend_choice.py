@@ -17,7 +17,9 @@ from engine.autotune.choice import (
     Precision,
     best_budget,
     choose,
+    gain_note,
     summary,
+    table_lines,
 )
 from engine.autotune.probe import ProbePolicy, decide
 from engine.autotune.probe_texts import PROBE_TEXTS
@@ -97,6 +99,26 @@ def test_the_decision_as_info_shows_it_rounds_its_figures_and_leaves_out_what_di
     assert failed == {"backend": "onnxruntime", "kind": "failed", "label_flips": None, "max_prob_diff": None,
                       "sentences_per_s": None, "rounds": None, "spread": None, "error": "could not export"}
     assert summary(Choice("torch", 512, [measured("torch", 80.0)]))["others_cpu_share"] is None  # not known
+
+
+def test_the_note_of_what_faithful_would_gain_and_the_logged_table():
+    table = [Measured("onnxruntime", True, 0, 1.5e-7, 100.0, runs=[100.0, 98.0, 101.0]),
+             Measured("openvino-bf16", False, 0, 1e-3, 250.0, runs=[250.0, 240.0, 252.0]),
+             measured("openvino", 0.0, error="could not export")]
+    choice = Choice("onnxruntime", 256, table, {256: 100.0, 512: 90.0}, others_cpu_share=0.3)
+    assert gain_note(choice, EXACT, FAITHFUL) == (
+        "PRECISION=faithful would run openvino-bf16 at 250.0 sentences/s, 2.50x onnxruntime's 100.0 (probe: 0 label "
+        "flip(s), max |dP| 1.0e-03 from PyTorch fp32)")
+    as_fast = Choice("onnxruntime", 256, [table[0], Measured("openvino-bf16", False, 0, 1e-3, 100.0)])
+    assert gain_note(as_fast, EXACT, FAITHFUL) is None  # nothing faster: nothing to say
+    assert gain_note(Choice("torch", 256, table), EXACT, FAITHFUL) is None  # the chosen one not in the table
+    assert table_lines(choice) == [
+        "backend        kind         flips  max |dP|   sent/s  rounds, spread",
+        "onnxruntime    exact            0   1.5e-07    100.0      3,   3.0 %  <- chosen",
+        "openvino-bf16  approximate      0   1.0e-03    250.0      3,   4.8 %",
+        "openvino       failed       could not export",
+        "token budgets for onnxruntime: 256: 100.0/s, 512: 90.0/s -> 256",
+        "other processes used 30 % of the CPUs meanwhile (a busy host)"]
 
 
 def test_the_probe_policy_is_what_the_settings_ask_for(caplog):
