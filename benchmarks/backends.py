@@ -114,9 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             levels, _, _ = measure_system(system, users, args, run_dir)
             measured = {**levels[str(args.users)]["median"], "cpu_pct": levels[str(args.users)]["cpu_pct"]}
         result["rows"][label] = {**extra, **measured}
-        median = measured
-        print(f"{label}: {median['rps']:.1f} req/s, p50 {median['p50_ms']:.0f} ms, p99 {median['p99_ms']:.0f} ms, "
-              f"failures {median['failures']}", flush=True)
+        print(f"{label}: {measured['rps']:.1f} req/s, p50 {measured['p50_ms']:.0f} ms, p99 {measured['p99_ms']:.0f} "
+              f"ms, failures {measured['failures']}", flush=True)
 
     @contextmanager
     def redis_server() -> Iterator[RedisServer]:
