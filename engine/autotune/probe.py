@@ -103,7 +103,7 @@ def decide(source: ModelSource, tokenizer: Tokenizer, open_runtime: OpenRuntime,
         log.info("BACKEND=auto: measuring the installed backends on %s (first start with this model, CPU and "
                  "settings)", source.ref)
         choice = measure_in_child(source, tokenizer, open_runtime, policy) if isolate else measure(
-            source, tokenizer, open_runtime, policy)
+            tokenizer, open_runtime, policy)
         path = cache.save(key, choice, parts)
     log.info("BACKEND=auto measured the installed backends (decision saved in %s):\n  %s", path,
              "\n  ".join(table_lines(choice)))
@@ -130,13 +130,14 @@ def measure_in_child(source: ModelSource, tokenizer: Tokenizer, open_runtime: Op
     # The child logs as this process does (LOG_FORMAT=json: JSON lines), not through Python's bare fallback.
     with ProcessPoolExecutor(1, mp_context=context, initializer=setup_logging, initargs=current_setup()) as pool:
         try:
-            return pool.submit(measure, source, tokenizer, open_runtime, policy).result()
+            return pool.submit(measure, tokenizer, open_runtime, policy).result()
         except BrokenProcessPool as exc:
             raise ModelLoadError(f"BACKEND=auto: the process measuring the backends on {source.ref!r} died (a "
                                  "runtime crashed on this model); set BACKEND to one that runs it, e.g. torch") from exc
 
 
-def measure(source: ModelSource, tokenizer: Tokenizer, open_runtime: OpenRuntime, policy: ProbePolicy) -> Choice:
+def measure(tokenizer: Tokenizer, open_runtime: OpenRuntime, policy: ProbePolicy) -> Choice:
+    """Check and time every installed backend ``open_runtime`` opens (it knows the model) on the probe texts."""
     encodings = tokenizer.encode([Query(text) for text in PROBE_TEXTS])
     agreement_passes = [encodings[i:i + AGREEMENT_PASS] for i in range(0, len(encodings), AGREEMENT_PASS)]
     budget = DEFAULT_BATCH_TOKENS if policy.max_batch_tokens is None else policy.max_batch_tokens
