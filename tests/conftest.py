@@ -17,12 +17,21 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def tier_of(item: pytest.Item) -> str:
+    return Path(str(item.path)).relative_to(Path(__file__).parent).parts[0]
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Each test is marked with its tier, its directory under tests/ (``-m unit``, ``-m "not e2e"``)."""
+    """Each test is marked with its tier, its directory under tests/ (``-m unit``, ``-m "not e2e"``), and the
+    slowest tier runs first: pytest-xdist hands out a file at a time in this order (scripts/test turns off its own
+    reordering by test count), so the long e2e files start at once and the many short unit files fill the gaps at
+    the end, instead of one long file running alone while the other test process has nothing left."""
     for item in items:
-        tier = Path(str(item.path)).relative_to(Path(__file__).parent).parts[0]
+        tier = tier_of(item)
         if tier in TIERS:
             item.add_marker(getattr(pytest.mark, tier))
+    slowest_first = {tier: rank for rank, tier in enumerate(reversed(TIERS))}
+    items.sort(key=lambda item: slowest_first.get(tier_of(item), len(TIERS)))  # stable: files stay in order
 
 
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

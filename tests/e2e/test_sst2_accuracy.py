@@ -5,6 +5,7 @@ import asyncio
 import httpx
 import pytest
 
+from benchmarks.agreement import predict_by_length
 from engine.hf_predictor import TransformersPredictor
 from engine.settings import ModelSettings
 from tests.e2e.conftest import start_service
@@ -15,7 +16,8 @@ from tests.helpers import load_sst2_dev
 def test_sst2_dev_accuracy_through_http_equals_in_process(shared_minilm, redis_server, tmp_path):
     rows = load_sst2_dev()
     sentences = [s for s, _ in rows]
-    in_process = TransformersPredictor(ModelSettings(model=str(shared_minilm), torch_threads=1)).predict(sentences)
+    in_process = predict_by_length(TransformersPredictor(ModelSettings(model=str(shared_minilm), torch_threads=1)),
+                                   sentences)
     # BACKEND=torch, the in-process reference's: the batched HTTP path is under test here, and every backend's
     # agreement on these sentences is tests/integration/test_benchmark_agreement.py's (so the worker does not measure
     # and export MiniLM a second time, ~25 s of CPU).
