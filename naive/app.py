@@ -37,7 +37,7 @@ def create_naive_app(settings: NaiveSettings, predictor: Predictor) -> FastAPI:
     async def answer(job: Job, request: Request) -> Any:
         return await run_in_threadpool(run, job)
 
-    add_body_routes(app, models, answer, dependencies=[],
+    add_body_routes(app, models, answer,
                     errors=(ErrorKind.VALIDATION, ErrorKind.PAYLOAD_TOO_LARGE, ErrorKind.UNSUPPORTED_MEDIA_TYPE))
 
     @app.get("/healthz")

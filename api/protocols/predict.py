@@ -5,13 +5,16 @@ tagged union of the /predict bodies, and the routes, which hand each body's job 
 # No `from __future__ import annotations`: FastAPI must resolve the request models, which are built per app from
 # the configured limits, from the route signatures at definition time.
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Annotated, Any, Union
 
 from fastapi import FastAPI, Request, Response
-from fastapi.params import Depends
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Discriminator, Tag
 
@@ -108,13 +111,12 @@ def _shape_of(keys: tuple[str, ...]) -> Callable[[Any], str | None]:
     return shape
 
 
-def add_body_routes(app: FastAPI, models: RequestModels, answer: Answer, *, dependencies: Sequence[Depends],
-                    errors: Iterable[ErrorKind]) -> None:
+def add_body_routes(app: FastAPI, models: RequestModels, answer: Answer, *, errors: Iterable[ErrorKind]) -> None:
     """POST /predict and the protocols' body routes, each handing its body's job to ``answer``. Added on the app
     itself: an included APIRouter adds a second layer of route matching to every request (FastAPI 0.165; seen in
     a profile of /predict)."""
     documented = error_responses(*errors)
-    add = partial(app.router.add_api_route, methods=["POST"], response_model=None, dependencies=dependencies,
+    add = partial(app.router.add_api_route, methods=["POST"], response_model=None,
                   route_class_override=_bounded_route(models.max_texts))  # the router's: it takes a route class
     add("/predict", _handler(models.predict, models.job_of, answer), name="predict", summary=PREDICT_SUMMARY,
         responses={200: {"description": models.answers_doc, "model": models.answer_type}, **documented})
@@ -144,14 +146,33 @@ def _bounded_route(max_texts: int) -> type[APIRoute]:
     class BoundedRoute(APIRoute):
         def get_route_handler(self) -> Callable[[Request], Any]:
             handle = super().get_route_handler()
+            field, endpoint = self.body_field, self.endpoint
+            assert field is not None  # a body route
+            # Dependencies (the app's or the route's) would be skipped by the JSON path below: there are none.
+            assert not self.dependant.dependencies, f"{self.path}: a body route takes no dependencies"
 
             async def bounded(request: Request) -> Response:
                 body = await request.body()  # read once: FastAPI's own read gets it from the request
-                # A body of fewer bytes than values allowed needs no look (nor its type: a body not sent as JSON
-                # gets FastAPI's 415 unparsed).
-                if len(body) > small and _is_json(request.headers.get("content-type")):
+                if not body or not _is_json(request.headers.get("content-type")):
+                    return await handle(request)  # FastAPI's answers: its 415, its 422 for a missing body
+                if len(body) > small:  # a body of fewer bytes than values allowed needs no look
                     check_json_values(body, max_texts)
-                return await handle(request)
+                # What FastAPI does with a JSON body, without its per-request dependency solving (these routes take
+                # the body and the request, no dependencies): parse, validate as the body field, the same errors.
+                try:
+                    value = json.loads(body)
+                except json.JSONDecodeError as error:
+                    raise RequestValidationError([{"type": "json_invalid", "loc": ("body", error.pos),
+                                                   "msg": "JSON decode error", "input": {},
+                                                   "ctx": {"error": error.msg}}], body=error.doc) from error
+                except ValueError:  # not UTF-8 (nor UTF-16/32): FastAPI's answer, from the body it reads again
+                    return await handle(request)
+                parsed, errors = field.validate(value, {}, loc=("body",))
+                if errors:
+                    raise RequestValidationError(errors, body=value)
+                answer = await endpoint(parsed, request)
+                # As FastAPI answers a route without a response model: a Response as it is, data as JSON.
+                return answer if isinstance(answer, Response) else JSONResponse(jsonable_encoder(answer))
 
             return bounded
 

@@ -5,8 +5,8 @@ import asyncio
 import httpx
 import pytest
 
-from benchmarks.agreement import predict_by_length
 from engine.hf_predictor import TransformersPredictor
+from engine.predictor import predict_by_length
 from engine.settings import ModelSettings
 from tests.e2e.conftest import start_service
 from tests.helpers import load_sst2_dev

@@ -59,10 +59,13 @@ async def fake_worker(client, s: ApiSettings, stop: asyncio.Event, *, heartbeat:
 
 @contextlib.asynccontextmanager
 async def running(s: ApiSettings, *, worker: bool = True, client=None, server=None, seen: list | None = None,
-                  cache_client=None):
+                  cache_client=None, extend=None):
+    """``extend``: called with the app before it starts (a test's own routes)."""
     server = server or fakeredis.FakeServer()
     client = client or fakeredis.FakeAsyncRedis(server=server)
     app = create_app(s, client, cache_client)
+    if extend is not None:
+        extend(app)
     stop = asyncio.Event()
     task = (asyncio.create_task(fake_worker(fakeredis.FakeAsyncRedis(server=server), s, stop, seen=seen))
             if worker else None)
