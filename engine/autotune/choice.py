@@ -200,7 +200,7 @@ class DecisionCache:
                "others_cpu_share": choice.others_cpu_share}
         fd, temp = tempfile.mkstemp(dir=self.directory, prefix=".choice.", suffix=".json")
         with os.fdopen(fd, "w") as f:
-            json.dump(raw, f, indent=2, default=str)
+            json.dump(raw, f, indent=2)  # all JSON already: key() dumped the same parts, the rest is numbers, text
         os.chmod(temp, 0o644)  # mkstemp makes it private; workers running as other users read it too
         os.replace(temp, self.path(key))
         return self.path(key)

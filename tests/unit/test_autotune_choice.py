@@ -1,5 +1,8 @@
 """BACKEND=auto's choice among measured candidates (engine/autotune/choice.py): pure, no measuring."""
 
+import json
+import stat
+
 import pytest
 
 from engine.autotune.choice import (
@@ -91,7 +94,7 @@ def test_the_note_of_what_faithful_would_gain_and_the_logged_table():
     table = [Measured("onnxruntime", True, 0, 1.5e-7, 100.0, runs=[100.0, 98.0, 101.0]),
              Measured("openvino-bf16", False, 0, 1e-3, 250.0, runs=[250.0, 240.0, 252.0]),
              measured("openvino", 0.0, error="could not export")]
-    choice = Choice("onnxruntime", 256, table, {256: 100.0, 512: 90.0}, others_cpu_share=0.3)
+    choice = Choice("onnxruntime", 256, table, {256: 100.0, 512: 90.0}, others_cpu_share=0.62)
     assert gain_note(choice, EXACT, FAITHFUL) == (
         "PRECISION=faithful would run openvino-bf16 at 250.0 sentences/s, 2.50x onnxruntime's 100.0 (probe: 0 label "
         "flip(s), max |dP| 1.0e-03 from PyTorch fp32)")
@@ -104,18 +107,37 @@ def test_the_note_of_what_faithful_would_gain_and_the_logged_table():
         "openvino-bf16  approximate      0   1.0e-03    250.0      3,   4.8 %",
         "openvino       failed       could not export",
         "token budgets for onnxruntime: 256: 100.0/s, 512: 90.0/s -> 256",
-        "other processes used 30 % of the CPUs meanwhile (a busy host)"]
+        "other processes used 62 % of the CPUs meanwhile (a busy host)"]
+
+
+def test_the_table_goes_on_past_a_failed_candidate_and_shows_a_wide_spread_as_it_is():
+    table = [measured("openvino", 0.0, error="could not export"),
+             Measured("torch", True, 0, 0.0, 100.0, runs=[100.0, 50.0, 100.0])]  # one round of three at half speed
+    assert table_lines(Choice("torch", 512, table, others_cpu_share=0.1)) == [
+        "backend        kind         flips  max |dP|   sent/s  rounds, spread",
+        "openvino       failed       could not export",
+        "torch          exact            0   0.0e+00    100.0      3,  50.0 %  <- chosen",
+        "other processes used 10 % of the CPUs meanwhile"]  # a quiet host: said without the warning
+
+
+def test_the_decision_file_is_made_with_its_directories_and_says_what_it_was_measured_for(tmp_path):
+    cache = DecisionCache(tmp_path / "export-cache" / "choices")  # a fresh EXPORT_CACHE_DIR
+    parts = {"model": "abc", "threads": 2}
+    path = cache.save(cache.key(parts), Choice("torch", 512, [measured("torch", 80)]), parts)
+    assert json.loads(path.read_text())["inputs"] == parts  # for whoever reads or deletes it
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # workers running as other users read it too
 
 
 def test_the_decision_cache_round_trips_and_ignores_garbage(tmp_path):
     cache = DecisionCache(tmp_path)
     key = cache.key({"model": "abc", "threads": 2})
     assert key != cache.key({"model": "abc", "threads": 1}) and cache.load(key) is None
-    choice = Choice("openvino", 256, [measured("torch", 80), measured("openvino", 170)], {256: 180.0, 512: 170.0})
+    choice = Choice("openvino", 256, [measured("torch", 80), measured("openvino", 170)], {256: 180.0, 512: 170.0},
+                    others_cpu_share=0.3)
     path = cache.save(key, choice, {"model": "abc"})
     loaded = cache.load(key)
-    assert (loaded.backend, loaded.max_batch_tokens, loaded.budgets, loaded.from_cache) == (
-        "openvino", 256, {256: 180.0, 512: 170.0}, str(path))
+    assert (loaded.backend, loaded.max_batch_tokens, loaded.budgets, loaded.from_cache, loaded.host_busy) == (
+        "openvino", 256, {256: 180.0, 512: 170.0}, str(path), True)  # a later start still says it was measured busy
     assert [m.backend for m in loaded.table] == ["torch", "openvino"]
     path.write_text("{not json")
     assert cache.load(key) is None
