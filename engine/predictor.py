@@ -63,6 +63,6 @@ def predict_by_length(predictor: Predictor, sentences: list[str], size: int = 32
     answers: list[Prediction | None] = [None] * len(sentences)
     for start in range(0, len(order), size):
         chunk = order[start:start + size]
-        for i, prediction in zip(chunk, predictor.predict([sentences[i] for i in chunk])):
+        for i, prediction in zip(chunk, predictor.predict([sentences[i] for i in chunk]), strict=True):
             answers[i] = prediction
     return answers  # type: ignore[return-value]  (every position filled)

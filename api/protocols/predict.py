@@ -134,6 +134,8 @@ def _is_json(content_type: str | None) -> bool:
     if not content_type:
         return False
     kind = content_type.partition(";")[0].strip().lower()
+    if kind.count("/") != 1:  # as email.message, which FastAPI asks: not a type/subtype, so text/plain
+        return False
     return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
 
 
@@ -147,9 +149,9 @@ def _bounded_route(max_texts: int) -> type[APIRoute]:
         def get_route_handler(self) -> Callable[[Request], Any]:
             handle = super().get_route_handler()
             field, endpoint = self.body_field, self.endpoint
-            assert field is not None  # a body route
-            # Dependencies (the app's or the route's) would be skipped by the JSON path below: there are none.
-            assert not self.dependant.dependencies, f"{self.path}: a body route takes no dependencies"
+            if field is None or self.dependant.dependencies:
+                # Dependencies (the app's or the route's) would be skipped by the JSON path below.
+                raise RuntimeError(f"{self.path}: a body route takes a body and no dependencies")
 
             async def bounded(request: Request) -> Response:
                 body = await request.body()  # read once: FastAPI's own read gets it from the request
@@ -165,7 +167,9 @@ def _bounded_route(max_texts: int) -> type[APIRoute]:
                     raise RequestValidationError([{"type": "json_invalid", "loc": ("body", error.pos),
                                                    "msg": "JSON decode error", "input": {},
                                                    "ctx": {"error": error.msg}}], body=error.doc) from error
-                except ValueError:  # not UTF-8 (nor UTF-16/32): FastAPI's answer, from the body it reads again
+                except Exception:  # noqa: BLE001
+                    # Not UTF-8, nested deeper than the parser goes, ...: FastAPI's own parse fails alike, and its
+                    # answer is the documented one (api/errors.py), from the body it reads again.
                     return await handle(request)
                 parsed, errors = field.validate(value, {}, loc=("body",))
                 if errors:
