@@ -140,9 +140,9 @@ def _is_json(content_type: str | None) -> bool:
 
 
 def _bounded_route(max_texts: int) -> type[APIRoute]:
-    """Routes whose JSON body is refused before FastAPI parses it when it holds more values than any request of at
-    most ``max_texts`` texts (fields.check_json_values): FastAPI's parser builds every value first, pydantic counts
-    a list's items after."""
+    """Routes that parse and validate their JSON body themselves (as FastAPI would, without its per-request
+    dependency solving), after refusing one that holds more values than any request of at most ``max_texts`` texts
+    (fields.check_json_values): a JSON parser builds every value first, pydantic counts a list's items after."""
     small = json_values_limit(max_texts)
 
     class BoundedRoute(APIRoute):
