@@ -12,20 +12,24 @@ from engine.runtimes.base import ModelLoadError
 log = logging.getLogger(__name__)
 
 
+def placement(device: str, available: list[str], backend: str) -> tuple[list, str]:
+    """ORT's execution providers for DEVICE (given the providers this onnxruntime has) and the device the runtime
+    reports. Apart from the session so that the CUDA choice is tested on hosts whose onnxruntime has no CUDA."""
+    if not device.startswith("cuda"):
+        return ["CPUExecutionProvider"], "cpu"
+    if "CUDAExecutionProvider" not in available:
+        raise ModelLoadError(f"DEVICE={device} with BACKEND={backend} needs the onnxruntime-gpu package "
+                             "(this onnxruntime has no CUDA provider); or use BACKEND=torch")
+    index = int(device.partition(":")[2] or 0)
+    return [("CUDAExecutionProvider", {"device_id": index})], f"cuda:{index}"
+
+
 class OrtRuntime:
     def __init__(self, graph: Path, backend: str, device: str, threads: int) -> None:
         import onnxruntime as ort
 
         self.backend = backend
-        if device.startswith("cuda"):
-            if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise ModelLoadError(f"DEVICE={device} with BACKEND={backend} needs the onnxruntime-gpu package "
-                                     "(this onnxruntime has no CUDA provider); or use BACKEND=torch")
-            providers = [("CUDAExecutionProvider", {"device_id": int(device.partition(":")[2] or 0)})]
-            self.device = device if ":" in device else "cuda:0"
-        else:
-            providers = ["CPUExecutionProvider"]
-            self.device = "cpu"
+        providers, self.device = placement(device, ort.get_available_providers(), backend)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads  # 0: ORT's default, one per physical core
