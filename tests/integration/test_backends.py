@@ -1,16 +1,14 @@
-"""Every installed backend on the tiny model, the ONNX export cache, and BACKEND=auto end to end in-process."""
+"""Every installed backend on the tiny model, and BACKEND=auto end to end in-process (the ONNX export and its cache:
+test_onnx_export.py)."""
 
-import json
 import logging
-import multiprocessing
-from pathlib import Path
 
 import pytest
 
 from engine.hf_predictor import TransformersPredictor
 from engine.model_source import resolve_model
 from engine.runtimes import BACKENDS, ModelLoadError, installed, open_runtime
-from engine.runtimes.onnx_export import MANIFEST, exported_onnx
+from engine.runtimes.onnx_export import exported_onnx
 from engine.settings import ModelSettings
 from tests.answers import SCORE_TOLERANCE, assert_discriminating, expected_answers, same_answer
 from tests.helpers import sentences
@@ -56,53 +54,6 @@ def test_each_backend_serves_concurrent_callers(backend, tiny_model, tiny_predic
         assert same_answer(got.label, got.score, expected[text]), text
 
 
-def export_in_another_process(model: str, cache: str, queue) -> None:
-    logging.basicConfig(level=logging.INFO)
-    queue.put(str(exported_onnx(resolve_model(model), Path(cache), INPUTS)))
-
-
-def test_the_export_is_cached_shared_by_concurrent_starters_and_rebuilt_when_corrupt(tiny_model, tmp_path, caplog):
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    starters = [ctx.Process(target=export_in_another_process, args=(str(tiny_model), str(tmp_path), queue))
-                for _ in range(2)]
-    for p in starters:
-        p.start()
-    for p in starters:
-        p.join(120)
-        assert p.exitcode == 0
-    first, second = queue.get(timeout=5), queue.get(timeout=5)
-    assert first == second  # one entry, written once; no temporary directory left behind
-    entries = [p.name for p in (tmp_path / "onnx").iterdir() if p.is_dir()]
-    assert len(entries) == 1 and not entries[0].startswith(".")
-    graph = Path(first)
-    manifest = json.loads((graph.parent / MANIFEST).read_text())
-    assert manifest["bytes"] == graph.stat().st_size and manifest["model"] == str(tiny_model)
-
-    written = graph.stat().st_mtime_ns
-    assert exported_onnx(resolve_model(str(tiny_model)), tmp_path, INPUTS) == graph
-    assert graph.stat().st_mtime_ns == written  # reused, not exported again
-
-    graph.write_bytes(graph.read_bytes()[:1000])  # a torn copy
-    with caplog.at_level(logging.WARNING, logger="engine.runtimes.onnx_export"):
-        assert exported_onnx(resolve_model(str(tiny_model)), tmp_path, INPUTS) == graph
-    assert any("corrupt: rebuilding" in m for m in caplog.messages)
-    assert graph.stat().st_size == manifest["bytes"]
-
-
-def test_a_changed_model_gets_an_export_of_its_own(tiny_model, tmp_path):
-    import shutil
-
-    copy = tmp_path / "copy"
-    shutil.copytree(tiny_model, copy)
-    config = json.loads((copy / "config.json").read_text())
-    config["id2label"] = {"0": "NEG", "1": "POS"}
-    (copy / "config.json").write_text(json.dumps(config))
-    original = exported_onnx(resolve_model(str(tiny_model)), tmp_path / "cache", INPUTS)
-    changed = exported_onnx(resolve_model(str(copy)), tmp_path / "cache", INPUTS)
-    assert original.parent != changed.parent
-
-
 def test_auto_picks_an_exact_backend_and_the_next_start_reads_its_decision(tiny_model, tiny_predictor, tmp_path,
                                                                           caplog):
     settings = WorkerSettings(model=str(tiny_model), torch_threads=1, max_batch_size=16,
@@ -121,19 +72,6 @@ def test_auto_picks_an_exact_backend_and_the_next_start_reads_its_decision(tiny_
     second = load_predictor(settings)
     assert (second.backend, second.max_batch_tokens) == (first.backend, first.max_batch_tokens)
     assert second.choice.from_cache
-
-
-def test_a_failed_export_names_the_model_and_the_fix_and_leaves_no_entry(tiny_model, tmp_path, monkeypatch):
-    import torch
-
-    def unsupported(*args, **kwargs):  # what the exporter says of an architecture it cannot trace
-        raise torch.onnx.errors.OnnxExporterError("Unsupported: ONNX export of operator aten::made_up")
-
-    monkeypatch.setattr(torch.onnx, "export", unsupported)
-    with pytest.raises(ModelLoadError) as info:
-        exported_onnx(resolve_model(str(tiny_model)), tmp_path, INPUTS)
-    assert str(tiny_model) in str(info.value) and "BACKEND=torch" in str(info.value)
-    assert [p for p in (tmp_path / "onnx").iterdir() if p.is_dir()] == []
 
 
 @pytest.fixture(scope="module")
