@@ -45,3 +45,15 @@ def test_an_api_client_of_the_master_has_a_blocking_pool_and_the_cache_client_st
     cache = async_client(settings, longest_block_s=0, max_connections=3, url="redis://cache:6379/1")
     assert not isinstance(cache.connection_pool, AsyncSentinelPool)
     assert cache.connection_pool.connection_kwargs["host"] == "cache"
+
+
+@pytest.mark.parametrize("url,tls", [("rediss://user:pw@ignored:1/3", True), ("redis://ignored:1/3", False)])
+def test_the_master_is_reached_over_tls_when_redis_url_says_rediss(url, tls):
+    """With Sentinel the address comes from the Sentinels, but REDIS_URL's scheme still says whether the master
+    speaks TLS: both the worker's and the API's clients follow it."""
+    settings = SharedSettings(**{**SENTINELS, "redis_url": url})
+    for client in (sync_client(settings, longest_block_s=1.0),
+                   async_client(settings, longest_block_s=1.0, max_connections=2)):
+        connection_class = client.connection_pool.connection_class
+        assert "Managed" in connection_class.__name__
+        assert ("SSL" in connection_class.__name__) is tls, connection_class
