@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from common.options import (
+    MAX_TOP_K,
     NONE,
     SIGMOID,
     SOFTMAX,
@@ -23,6 +24,15 @@ from engine.scoring import Scorer
 def test_options_refuse_values_no_worker_could_apply(fields):
     with pytest.raises(ValueError):
         Options(**fields)
+
+
+def test_top_k_is_bounded_and_the_bound_itself_allowed():
+    """As many labels as one reply may carry (common/protocol.py MAX_LABELS): refused beyond, before anything is
+    queued."""
+    assert Options(top_k=MAX_TOP_K).top_k == MAX_TOP_K
+    with pytest.raises(ValueError) as info:
+        Options(top_k=MAX_TOP_K + 1)
+    assert str(info.value) == f"top_k must be at most {MAX_TOP_K}, got {MAX_TOP_K + 1}"
 
 
 @pytest.mark.parametrize("problem_type,labels,function", [
