@@ -64,6 +64,21 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def _listening_sockets(port: int) -> set[str]:
+    """The sockets listening on ``port`` (any address), as /proc/<pid>/fd links name them: ``socket:[inode]``."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                found.add(f"socket:[{fields[9]}]")
+    return found
+
+
 class Process:
     """A child process; its output goes to a log file, or (``log=None``) to ours, each line prefixed ``[name]``.
 
@@ -101,6 +116,24 @@ class Process:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def listens_on(self, port: int) -> bool:
+        """Whether this process (or a child: the API's server processes) holds the socket listening on ``port``.
+        A port from free_port() is only free when picked: until this process binds it, another may take it, and a
+        readiness check would then be answered by that one."""
+        sockets = _listening_sockets(port)
+        for pid in (self.pid, *children(self.pid)):
+            try:
+                fds = os.listdir(f"/proc/{pid}/fd")
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") in sockets:
+                        return True
+                except OSError:
+                    continue
+        return False
 
     def signal(self, signum: int = signal.SIGTERM) -> None:
         if self.group:

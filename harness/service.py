@@ -62,8 +62,9 @@ class Service:
         """Until the API answers and exactly ``workers`` workers are live; on timeout, stop everything and raise
         with the processes' logs."""
         try:
-            wait_until(lambda: self.live_workers() == workers, timeout, f"the API with {workers} live workers",
-                       interval=0.1)
+            port = int(self.url.rsplit(":", 1)[1])
+            wait_until(lambda: self.live_workers() == workers and self.api.listens_on(port), timeout,
+                       f"the API with {workers} live workers", interval=0.1)
         except TimeoutError:
             self.stop()
             raise AssertionError(f"service did not come up:\n{self.dump_logs()}") from None
@@ -111,7 +112,8 @@ def start_naive(log: Path, *, env: Mapping[str, str], ready_timeout: float = 120
     server = NaiveServer(f"http://127.0.0.1:{port}",
                          Process.python("naive", python_env(**{**env, "PORT": str(port)}), log))
     try:
-        wait_until(lambda: ready(server.url), ready_timeout, "the naive server", interval=0.2)
+        wait_until(lambda: ready(server.url) and server.process.listens_on(port), ready_timeout, "the naive server",
+                   interval=0.2)
     except TimeoutError:
         server.stop()
         raise AssertionError(f"naive server did not come up:\n{server.process.output()[-3000:]}") from None

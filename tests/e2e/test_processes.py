@@ -73,3 +73,23 @@ def test_worker_with_an_unreachable_hub_model_exits_with_the_fix(tmp_path):
     output = worker.output()
     assert "no-such-org/no-such-model" in output and "python -m engine.offline.make_model bench" in output
     assert "Traceback" not in output
+
+
+def test_a_server_is_ready_only_on_the_port_it_holds_itself(tmp_path):
+    """The harness picks a free port before the server binds it (a model loads first): if another process takes the
+    port meanwhile, its answers must not pass for this server's readiness."""
+    import socket
+    import sys
+
+    port = free_port()
+    server = Process([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], python_env(),
+                     tmp_path / "http.log", name="http")
+    with socket.socket() as foreign:
+        foreign.bind(("127.0.0.1", 0))
+        foreign.listen()
+        try:
+            wait_until(lambda: server.listens_on(port), 10, "the server to listen")
+            assert not server.listens_on(foreign.getsockname()[1])
+        finally:
+            server.stop()
+    assert not server.listens_on(port)
