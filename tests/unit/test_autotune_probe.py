@@ -323,3 +323,33 @@ def test_a_round_lasts_its_share_of_the_probes_time_even_for_a_slow_model():
     # One window to warm up, then windows until 0.2 s have passed: 3 windows, 0.48 s (7 windows would be 1.1 s).
     assert time.perf_counter() - started < 0.8
     assert 16 / 0.2 < rate < 110  # ~100 sentences/s, timed over whole windows
+
+
+@pytest.mark.parametrize("rates,chosen", [({256: 100.0, 512: 100.0, 1024: 104.0}, 512),  # within the margin
+                                          ({256: 100.0, 512: 99.0, 1024: 99.5}, 512),
+                                          ({256: 100.0, 512: 90.0, 1024: 95.0}, 256)])
+def test_the_default_token_budget_stays_unless_another_measured_clearly_faster(source, tmp_path, monkeypatch,
+                                                                                 rates, chosen):
+    from engine.autotune import timing
+
+    assert auto.DEFAULT_BATCH_TOKENS == 512
+    monkeypatch.setattr(auto, "installed", lambda backend: backend == "torch")
+    monkeypatch.setattr(auto, "time_in_rounds", lambda candidates, seconds: timing.Timed(
+        {key: [rates.get(key, 50.0)] * MIN_ROUNDS for key in candidates}, None))
+    choice, _ = run_decide(source, tmp_path, {"torch": FakeRuntime("torch", 0)}, ProbePolicy(16, None, seconds=0.05))
+    assert choice.budgets == rates and choice.max_batch_tokens == chosen
+
+
+def test_a_candidates_error_is_its_first_line_cut_to_200_characters(source, tmp_path, monkeypatch):
+    """What the table at /info and the start-up warning show of a runtime that could not run the model."""
+    monkeypatch.setattr(auto, "installed", lambda backend: backend in ("torch", "onnxruntime"))
+    long_line = "x" * 150 + "y" * 100
+
+    def opener(backend):
+        if backend == "torch":
+            return FakeRuntime("torch", 0)
+        raise ModelLoadError(f"{long_line}\nsecond line")
+
+    choice = decide(source, Tokenizer(FakeHfTokenizer(), 64), opener, ProbePolicy(2, 128, seconds=0.02),
+                    device="cpu", threads=2, cache_dir=tmp_path)
+    assert {m.backend: m.error for m in choice.table}["onnxruntime"] == long_line[:200]
