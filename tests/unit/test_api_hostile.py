@@ -174,3 +174,28 @@ def test_what_the_client_sent_is_quoted_back_at_most_100_characters_long():
             assert len(r.content) < 400
 
     run(scenario())
+
+
+@pytest.mark.parametrize("opening", [b"[", b"{", b","])
+def test_the_value_count_lets_exactly_its_limit_through(opening):
+    """The scan counts every comma and opening bracket outside strings, the body's first character included: its
+    limit passes (the parser then judges the body), one more is refused; commas in strings are no values."""
+    from api.errors import ServiceError
+    from api.protocols.fields import check_json_values, json_values_limit
+
+    limit = json_values_limit(5)
+
+    def body(values: int) -> bytes:  # commas in a string too: over the limit by a plain count, so it is scanned
+        return opening + b"," * (values - 1) + b'"' + b"," * 10 + b'"'
+
+    check_json_values(body(limit), 5)
+    with pytest.raises(ServiceError, match=f"more than {limit} values"):
+        check_json_values(body(limit + 1), 5)
+
+
+def test_commas_in_a_string_that_never_ends_are_left_to_the_parser():
+    """An unterminated string is a syntax error the parser reports; the scan stops there instead of counting what
+    follows as values."""
+    from api.protocols.fields import check_json_values, json_values_limit
+
+    check_json_values(b'["' + b"," * (json_values_limit(5) + 10), 5)
