@@ -64,12 +64,16 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def _listening_sockets(port: int) -> set[str]:
-    """The sockets listening on ``port`` (any address), as /proc/<pid>/fd links name them: ``socket:[inode]``."""
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+def _listening_sockets(port: int) -> set[str] | None:
+    """The sockets listening on ``port`` (any address), as /proc/<pid>/fd links name them: ``socket:[inode]``; None
+    where there is no /proc to read them from (not Linux)."""
+    found: set[str] = set()
+    tables = [Path(t) for t in ("/proc/net/tcp", "/proc/net/tcp6") if Path(t).exists()]
+    if not tables:
+        return None
+    for table in tables:
         try:
-            rows = Path(table).read_text().splitlines()[1:]
+            rows = table.read_text().splitlines()[1:]
         except OSError:
             continue
         for row in rows:
@@ -120,8 +124,10 @@ class Process:
     def listens_on(self, port: int) -> bool:
         """Whether this process (or a child: the API's server processes) holds the socket listening on ``port``.
         A port from free_port() is only free when picked: until this process binds it, another may take it, and a
-        readiness check would then be answered by that one."""
+        readiness check would then be answered by that one. Without /proc (not Linux) it cannot tell: True."""
         sockets = _listening_sockets(port)
+        if sockets is None:
+            return True
         for pid in (self.pid, *children(self.pid)):
             try:
                 fds = os.listdir(f"/proc/{pid}/fd")
