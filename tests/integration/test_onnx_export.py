@@ -123,3 +123,18 @@ def test_a_checkpoint_stored_in_fp16_exports_an_fp32_graph(tiny_model, tmp_path)
                                                                                    onnx.TensorProto.FLOAT16)}
     assert float_types == {onnx.TensorProto.FLOAT}
     assert graph.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+
+
+def test_an_export_that_does_not_reproduce_the_model_is_refused_with_by_how_much(tiny_model, tmp_path, monkeypatch):
+    """The graph is checked against the model on an unpadded text and a padded batch; a difference past the
+    tolerance fails the export (here every difference does: a tolerance below zero), saying how far off it was."""
+    from engine.runtimes import onnx_export
+
+    monkeypatch.setattr(onnx_export, "EXPORT_TOLERANCE", -1.0)
+    with pytest.raises(ModelLoadError) as info:
+        exported_onnx(resolve_model(str(tiny_model)), tmp_path, INPUTS)
+    found = re.fullmatch(rf"could not export model '{re.escape(str(tiny_model))}' to ONNX: the exported graph differs "
+                         r"from the model by (\S+) on 1 text\(s\); set BACKEND=torch .*", str(info.value))
+    assert found, str(info.value)
+    assert 0 <= float(found[1]) < 1e-4  # the real difference, rounded: an export this close passes the real check
+    assert [p for p in (tmp_path / "onnx").iterdir() if p.is_dir()] == []

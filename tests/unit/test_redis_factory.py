@@ -42,6 +42,10 @@ def test_an_api_client_of_the_master_has_a_blocking_pool_and_the_cache_client_st
     pool = client.connection_pool
     assert isinstance(pool, AsyncSentinelPool) and isinstance(pool, redis.asyncio.BlockingConnectionPool)
     assert pool.max_connections == 7 and pool.service_name == "queue"
+    kwargs = pool.connection_kwargs
+    assert (kwargs["db"], kwargs["username"], kwargs["password"]) == (3, "user", "pw")  # REDIS_URL's, as the worker's
+    sentinel = pool.sentinel_manager.sentinels[0].connection_pool.connection_kwargs
+    assert sentinel["password"] == "sp" and sentinel["socket_timeout"] == settings.redis_connect_timeout_s
     cache = async_client(settings, longest_block_s=0, max_connections=3, url="redis://cache:6379/1")
     assert not isinstance(cache.connection_pool, AsyncSentinelPool)
     assert cache.connection_pool.connection_kwargs["host"] == "cache"
