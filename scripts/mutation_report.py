@@ -92,8 +92,10 @@ def main() -> int:
         "test passed. Verdicts for survivors are in `docs/mutation-verdicts.toml`: *equivalent* (no behaviour "
         "changes, excluded from the score), *killed when applied* (code that runs at import, before mutmut can "
         "switch the mutant on: applied to a copy, the unit tests fail; counted as caught) or *tolerated* (a real "
-        "change no test catches, with the reason; counted as surviving). **Not checked**: the run ended before "
-        "the mutant's turn (mutmut takes the cheapest mutants first); not in the score.",
+        "change no test catches, with the reason; counted as surviving). **Not checked**: no run has reached the "
+        "mutant yet (mutmut takes the cheapest mutants first); not in the score. Each mutant's result is stored in "
+        "`docs/mutation-results.json` with the hash of its function's code; a later run, on any clone, re-tests "
+        "only what is not checked or whose function changed.",
         "",
         f"**Score: {caught} of {judged} non-equivalent mutants caught = {score:.1%}** "
         f"({totals['mutants']} mutants, {totals['equivalent']} equivalent, {totals['applied']} killed when applied, "
