@@ -82,8 +82,10 @@ def test_a_publish_for_a_window_taken_back_says_it_is_no_longer_held(client):
 def test_a_second_process_under_a_registered_id_cannot_pop(client):
     client.rpush(KEYS.requests, *items(["a"]))
     client.hset(KEYS.workers, "w1", "other")
-    with pytest.raises(WorkerIdTaken, match="registered by another process"):
+    with pytest.raises(WorkerIdTaken) as info:
         pop(make(client), 1)
+    assert str(info.value) == ("worker id 'w1' is registered by another process; give each worker its own WORKER_ID "
+                               "(or leave it unset: <hostname>-<pid>)")  # the setting's name, as the operator sets it
     assert client.llen(KEYS.requests) == 1 and client.exists(KEYS.inflight("w1")) == 0
 
 
