@@ -213,3 +213,26 @@ def test_a_model_without_weights_fails_with_a_message_quoting_why(tiny_model, tm
     with pytest.raises(ModelLoadError) as info:
         open_tiny("torch", copy, tmp_path)
     assert str(info.value).startswith(f"cannot load model {str(copy)!r}: ") and "model.safetensors" in str(info.value)
+
+
+@pytest.mark.parametrize("requested,cuda,resolved", [("auto", True, "cuda"), ("auto", False, "cpu"),
+                                                     ("cuda:1", True, "cuda:1"), ("cpu", True, "cpu")])
+def test_device_resolves_to_what_torch_can_use(monkeypatch, requested, cuda, resolved):
+    """DEVICE=auto takes the GPU when torch sees one; a named device is kept (whether torch sees CUDA is faked)."""
+    import torch
+
+    from engine.runtimes.torch_runtime import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert resolve_device(requested) == resolved
+
+
+def test_a_cuda_device_torch_cannot_see_is_refused_with_the_torch_version(monkeypatch):
+    import torch
+
+    from engine.runtimes.torch_runtime import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ModelLoadError) as info:
+        resolve_device("cuda:1")
+    assert str(info.value) == f"DEVICE=cuda:1 but torch sees no CUDA device (torch {torch.__version__})"

@@ -225,6 +225,43 @@ def test_a_runtime_crashing_the_measuring_child_fails_the_start_with_the_fix(sou
     assert choice.backend in ("torch", "onnxruntime", "openvino")  # measured in the child, returned to us
 
 
+PARENT_ONLY = False  # set in the test process only: a forked child would see it, a spawned one imports it afresh
+
+
+class ChildProbe:
+    """A picklable opener: torch runs; every other candidate fails, saying whether its process saw PARENT_ONLY."""
+
+    def __call__(self, backend):
+        if backend == "torch":
+            return FakeRuntime(backend, 0.0)
+        raise ModelLoadError("forked: sees the parent's state" if PARENT_ONLY else "spawned")
+
+
+def test_the_measuring_child_is_spawned_and_logs_as_its_parent_does(source, tmp_path, monkeypatch, capfd):
+    """Spawned, not forked: the parent may hold threads and runtimes a fork would copy mid-operation. Its log lines
+    are set up as the parent's (here JSON lines), not Python's bare fallback, and a crash names the fix."""
+    import json
+    import sys
+
+    monkeypatch.setattr(sys.modules[__name__], "PARENT_ONLY", True)
+    monkeypatch.setattr(auto, "installed", lambda backend: backend in ("torch", "onnxruntime"))
+    monkeypatch.setattr(auto, "current_setup", lambda: ("INFO", "probe-child", "json"))
+    policy = ProbePolicy(4, 64, seconds=0.05)
+    tokenizer = Tokenizer(FakeHfTokenizer(), 64)
+    choice = decide(source, tokenizer, ChildProbe(), policy, device="cpu", threads=1, cache_dir=tmp_path,
+                    isolate=True)
+    assert {m.backend: m.error for m in choice.table}["onnxruntime"] == "spawned"
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
+    warning = {"level": "WARNING", "process": "probe-child", "logger": auto.__name__,
+               "message": "BACKEND=auto: onnxruntime cannot run this model: spawned"}
+    assert any(warning.items() <= line.items() for line in lines), lines
+    with pytest.raises(ModelLoadError) as info:
+        decide(source, tokenizer, CrashingOpener("onnxruntime"), policy, device="cpu", threads=1,
+               cache_dir=tmp_path / "crash", isolate=True)
+    assert str(info.value) == (f"BACKEND=auto: the process measuring the backends on {source.ref!r} died (a runtime "
+                               "crashed on this model); set BACKEND to one that runs it, e.g. torch")
+
+
 # The one probe text the runtimes below answer apart from the others, by its token ids (unique among the probe texts).
 ODD_TEXT = "dull"
 ODD_IDS = Tokenizer(FakeHfTokenizer(), 64).encode([Query(ODD_TEXT)])[0].ids
