@@ -139,3 +139,20 @@ def test_an_export_that_does_not_reproduce_the_model_is_refused_with_by_how_much
     assert found, str(info.value)
     assert 0 <= float(found[1]) < 1e-4  # the real difference, rounded: an export this close passes the real check
     assert [p for p in (tmp_path / "onnx").iterdir() if p.is_dir()] == []
+
+
+def test_the_graph_declares_dynamic_batch_and_token_axes_and_the_outputs_batch_is_the_inputs(tiny_model, tmp_path):
+    """What a reader of the graph (a runtime planning shapes, Netron, a Triton config) sees: any number of texts of
+    any length in, one row of logits per text out."""
+    import onnx
+
+    graph = onnx.load(str(exported_onnx(resolve_model(str(tiny_model)), tmp_path, INPUTS))).graph
+
+    def dims(value):
+        return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+    inputs = {i.name: dims(i) for i in graph.input}
+    [(batch, tokens)] = {tuple(d) for d in inputs.values()}  # every input: the same two axes
+    assert set(inputs) == set(INPUTS) and isinstance(batch, str) and isinstance(tokens, str) and batch != tokens
+    [logits] = graph.output
+    assert logits.name == "logits" and dims(logits) == [batch, 2]  # the tiny model's two labels
