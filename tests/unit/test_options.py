@@ -103,3 +103,16 @@ def test_a_model_without_a_function_named_gets_its_default():
 def test_logits_of_the_wrong_shape_are_an_error_not_a_misrouted_answer():
     with pytest.raises(ValueError):
         Scorer(dict(enumerate(LABELS)), SOFTMAX).rank(np.zeros((2, 3), dtype=np.float32), [Options()] * 2)
+
+
+def test_scores_are_computed_in_float32_whatever_the_runtimes_logits_are():
+    """Runtimes hand over float32, float64 or bfloat16-derived logits; computed in float32 they give one answer for one
+    set of logits (what the response cache and the exact tier's comparisons count on)."""
+    logits = np.random.default_rng(1).normal(size=(8, 4))  # float64
+    scorer = Scorer(dict(enumerate(LABELS)), SOFTMAX)
+    options = [Options(top_k=None, function=f) for f in (SOFTMAX, SIGMOID)] * 4
+    assert scorer.rank(logits, options) == scorer.rank(logits.astype(np.float32), options)
+
+
+def test_an_empty_pass_ranks_to_nothing():
+    assert Scorer(dict(enumerate(LABELS)), SOFTMAX).rank(np.zeros((0, 4), dtype=np.float32), []) == []
