@@ -57,3 +57,16 @@ def test_an_error_quotes_the_first_line_of_a_librarys_message_without_its_full_s
     assert first_line(error) == "no exporter for this model in ONNX"
     assert first_line(ValueError()) == "ValueError"
     assert first_line(ValueError(" \n")) == "ValueError"
+
+
+def test_every_missing_package_is_named_with_the_whole_fix(tmp_path, monkeypatch):
+    from engine.runtimes import open_runtime
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(ModelLoadError) as info:
+        open_runtime("onnxruntime", ModelSource("m", tmp_path), device="cpu", threads=1, cache_dir=tmp_path,
+                     input_names=("input_ids",))
+    assert str(info.value) == ("BACKEND=onnxruntime needs onnxruntime and onnx, not installed: pip install "
+                               "'sentimentalyzer[onnx]' (or 'sentimentalyzer[all]'; in a clone, scripts/setup), or "
+                               "choose another BACKEND, e.g. torch")

@@ -116,3 +116,17 @@ def test_scores_are_computed_in_float32_whatever_the_runtimes_logits_are():
 
 def test_an_empty_pass_ranks_to_nothing():
     assert Scorer(dict(enumerate(LABELS)), SOFTMAX).rank(np.zeros((0, 4), dtype=np.float32), []) == []
+
+
+def test_tied_scores_keep_the_labels_order_among_many_labels_as_the_pipelines_stable_sort():
+    """Past a few labels numpy's default sort is not stable: ties would come out in an arbitrary order."""
+    labels = {i: f"L{i}" for i in range(200)}
+    logits = np.array([[0.5] * 100 + [0.7] * 100], dtype=np.float32)
+    [ranked] = Scorer(labels, NONE).rank(logits, [Options(top_k=5)])
+    assert [p.label for p in ranked] == ["L100", "L101", "L102", "L103", "L104"]
+
+
+def test_logits_of_the_wrong_shape_say_which_shape_for_how_many_texts_and_labels():
+    with pytest.raises(ValueError) as info:
+        Scorer(dict(enumerate(LABELS)), SOFTMAX).rank(np.zeros((2, 3), dtype=np.float32), [Options()] * 2)
+    assert str(info.value) == "logits of shape (2, 3) for 2 texts and 4 labels"
