@@ -16,7 +16,7 @@ import httpx
 
 from common.counters import PHASES
 from common.keys import Keys
-from harness.processes import Process, RedisServer, children, cpu_seconds, free_port, python_env, wait_until
+from harness.processes import Process, RedisServer, children, cpu_seconds, free_port, python_env, wait_while_alive
 from harness.service import start_naive, start_service
 
 K = TypeVar("K")
@@ -84,7 +84,7 @@ def litserve_system(model: str, logs: Path, env: dict[str, str], *, max_batch_si
     proc = Process.python("benchmarks.peers.litserve_server", environment, logs / "litserve.log", group=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: litserve_ready(url), 180, "LitServe ready", interval=0.2)
+        wait_while_alive(proc, lambda: litserve_ready(url), 180, "LitServe ready", interval=0.2)
         yield System("litserve", url, {"litserve": proc.pid, **{f"litserve-{i + 1}": c
                                                                for i, c in enumerate(children(proc.pid))}})
     finally:

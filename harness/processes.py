@@ -34,6 +34,22 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, interva
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
+class ProcessExited(RuntimeError):
+    """A process we were waiting on exited first: what we waited for will not happen."""
+
+
+def wait_while_alive(process: Process, condition: Callable[[], bool], timeout: float, what: str,
+                     interval: float = 0.05) -> None:
+    """``wait_until``, but give up as soon as ``process`` exits: a server that failed to start (its port taken, a
+    bad setting) will never answer, and waiting out the timeout only delays its log reaching the reader."""
+    def met() -> bool:
+        if not process.alive():
+            raise ProcessExited(f"{process.name} exited with code {process.proc.returncode} while waiting for {what}")
+        return condition()
+
+    wait_until(met, timeout, what, interval)
+
+
 def python_env(*, offline: bool = True, **overrides: str) -> dict[str, str]:
     """Our environment for a child running the project's code: this checkout first on the path, unbuffered
     output, and (``offline``, for tests and benchmarks) no Hugging Face Hub access."""
@@ -226,7 +242,9 @@ class RedisServer:
         command = redis_server_command(self.port, workdir or Path(tempfile.gettempdir()), password, extra)
         self.process = Process(command, os.environ, log, name="redis")
         self.client = redis.Redis.from_url(self.url)
-        wait_until(self._answers, 10, "redis-server to start")
+        # Its own socket, not just an answer on the port: free_port() only picked a port that was free then.
+        wait_while_alive(self.process, lambda: self._answers() and self.process.listens_on(self.port), 10,
+                         "redis-server to start")
 
     @classmethod
     def on_port(cls, port: int, workdir: Path) -> RedisServer:

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from common.keys import Keys
-from harness.processes import Process, free_port, python_env, stop_all, wait_until
+from harness.processes import Process, ProcessExited, free_port, python_env, stop_all, wait_while_alive
 
 
 def live_workers(url: str) -> int:
@@ -59,15 +59,16 @@ class Service:
         return live_workers(self.url)
 
     def wait_ready(self, workers: int, timeout: float = 90) -> None:
-        """Until the API answers and exactly ``workers`` workers are live; on timeout, stop everything and raise
-        with the processes' logs."""
+        """Until the API answers and exactly ``workers`` workers are live; on timeout, or as soon as the API exits,
+        stop everything and raise with the processes' logs. (Workers are not watched: a test may have stopped one
+        on purpose and wait for the others.)"""
         try:
             port = int(self.url.rsplit(":", 1)[1])
-            wait_until(lambda: self.live_workers() == workers and self.api.listens_on(port), timeout,
-                       f"the API with {workers} live workers", interval=0.1)
-        except TimeoutError:
+            wait_while_alive(self.api, lambda: self.live_workers() == workers and self.api.listens_on(port), timeout,
+                             f"the API with {workers} live workers", interval=0.1)
+        except (TimeoutError, ProcessExited) as failure:
             self.stop()
-            raise AssertionError(f"service did not come up:\n{self.dump_logs()}") from None
+            raise AssertionError(f"service did not come up ({failure}):\n{self.dump_logs()}") from None
 
     def stop_workers(self) -> None:
         stop_all(self.workers)
@@ -112,9 +113,9 @@ def start_naive(log: Path, *, env: Mapping[str, str], ready_timeout: float = 120
     server = NaiveServer(f"http://127.0.0.1:{port}",
                          Process.python("naive", python_env(**{**env, "PORT": str(port)}), log))
     try:
-        wait_until(lambda: ready(server.url) and server.process.listens_on(port), ready_timeout, "the naive server",
-                   interval=0.2)
-    except TimeoutError:
+        wait_while_alive(server.process, lambda: ready(server.url) and server.process.listens_on(port), ready_timeout,
+                         "the naive server", interval=0.2)
+    except (TimeoutError, ProcessExited) as failure:
         server.stop()
-        raise AssertionError(f"naive server did not come up:\n{server.process.output()[-3000:]}") from None
+        raise AssertionError(f"naive server did not come up ({failure}):\n{server.process.output()[-3000:]}") from None
     return server

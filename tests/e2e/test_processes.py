@@ -1,14 +1,16 @@
 """The other entry points as processes: ``sentimentalyzer serve``, the naive baseline, start-up failures."""
 
 import signal
+import time
 
 import httpx
 import pytest
 
 from common.options import Options, Query
+from harness.processes import ProcessExited
 from harness.service import ready, start_naive
 from tests.answers import same_answer
-from tests.helpers import Process, free_port, python_env, wait_until
+from tests.helpers import Process, RedisServer, free_port, python_env, wait_until
 
 
 def test_serve_starts_redis_api_and_workers_says_where_and_stops_them_all(tiny_model, tmp_path):
@@ -93,3 +95,24 @@ def test_a_server_is_ready_only_on_the_port_it_holds_itself(tmp_path):
         finally:
             server.stop()
     assert not server.listens_on(port)
+
+
+def test_a_naive_server_that_exits_while_starting_fails_at_once_with_its_log(tmp_path):
+    """Readiness gives up when the server is gone (here: a model that cannot load), not after its 120 s timeout."""
+    started = time.monotonic()
+    with pytest.raises(AssertionError) as failure:
+        start_naive(tmp_path / "naive.log", env={"MODEL": "no-such-org/no-such-model"}, ready_timeout=120)
+    assert time.monotonic() - started < 60
+    assert "naive exited with code" in str(failure.value) and "no-such-org/no-such-model" in str(failure.value)
+
+
+def test_a_redis_server_whose_port_is_taken_is_not_taken_for_the_one_there(tmp_path):
+    """The harness's private Redis is ready only when it answers on its own socket: on a taken port, the Redis
+    already there answers, the new one exits, and the harness says so instead of handing out the other's URL."""
+    first = RedisServer(tmp_path)
+    try:
+        with pytest.raises(ProcessExited, match="redis exited"):
+            RedisServer(tmp_path, first.port)
+        assert first.client.ping()
+    finally:
+        first.stop()
