@@ -182,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         row = result["rows"][label]
         policy = ceiling["policies"][ceiling["worker_policy"]]
         row["ceiling"], row["ceiling_runs"] = policy["sentences_per_s"], policy["runs"]
+        row["ceiling_texts_per_pass"] = policy["mean_batch"]
         row["of_ceiling"] = row["rps"] / row["ceiling"]
 
     def measure_ceilings(labels: list[str]) -> None:
@@ -259,14 +260,17 @@ def markdown(result: dict) -> str:
                      f"{r['failures']} | {ceiling} | {f'{rss:.0f}' if rss else '—'} | {start} |")
     lines += ["", "Where the cores' time went under load (% of one core, medians over the repeats; the worker's "
               "phases in % of its wall time):", "",
-              "| system | RPS | processes (CPU %) | worker: forward / tokenize / publish / pop, decode |",
-              "|---|---|---|---|"]
+              "| system | RPS | processes (CPU %) | worker: forward / tokenize / publish / pop, decode | "
+              "texts per pass: under load / ceiling |",
+              "|---|---|---|---|---|"]
     for label, r in rows.items():
         cpu = ", ".join(f"{role} {pct:.0f}" for role, pct in r.get("cpu_pct", {}).items())
         phases = r.get("worker_phases_pct") or {}
         split = (f"{phases['forward_s']:.0f} / {phases['tokenize_s']:.0f} / {phases['publish_s']:.0f} / "
                  f"{phases['pop_s'] + phases['decode_s']:.0f}" if "forward_s" in phases else "—")
-        lines.append(f"| {label} | {r['rps']:.1f} | {cpu or '—'} | {split} |")
+        per_pass = (f"{r['texts_per_pass']:.1f} / {r['ceiling_texts_per_pass']:.1f}"
+                    if "texts_per_pass" in r and "ceiling_texts_per_pass" in r else "—")
+        lines.append(f"| {label} | {r['rps']:.1f} | {cpu or '—'} | {split} | {per_pass} |")
     return "\n".join(lines) + "\n"
 
 

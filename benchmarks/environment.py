@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 from engine.cpu import cpu_model
 from harness.processes import ROOT
@@ -10,11 +11,12 @@ from harness.processes import ROOT
 __all__ = ["cpu_model", "git_commit"]
 
 
-def git_commit() -> str:
+def git_commit(checkout: Path = ROOT) -> str:
+    """The commit ``checkout`` (default: this one) has checked out, ``+dirty`` with changes to tracked files."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=checkout, capture_output=True, text=True,
                                 check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=checkout,
                                capture_output=True, text=True).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):

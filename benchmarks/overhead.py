@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import api.app
 from api.app import create_app
 from api.settings import ApiSettings
 from common.protocol import Prediction, Reply, decode_item, encode_reply
@@ -123,10 +124,21 @@ async def _measure(settings: ApiSettings, requests: int, repeats: int, tracing: 
     # Only with tracing is the argument passed: the same driver measures commits from before tracing existed.
     extra = {"tracer_provider": dropping_tracer_provider()} if tracing else {}
     app = create_app(settings, InstantRedis(), **extra)  # type: ignore[arg-type]
-    # As a served process does (api.app.freeze_startup_heap); done here, not imported, so that the same driver
-    # measures any commit alike.
-    gc.collect()
-    gc.freeze()
+    thresholds = gc.get_threshold()
+    try:
+        # As a served process does: api.app.freeze_startup_heap, or on a commit from before it, what it first did.
+        freeze = getattr(api.app, "freeze_startup_heap", None)
+        if freeze is not None:
+            freeze()
+        else:
+            gc.collect()
+            gc.freeze()
+        return await _drive(app, requests, repeats)
+    finally:
+        gc.set_threshold(*thresholds)  # this process's own, as they were (a test may be running us)
+
+
+async def _drive(app: Any, requests: int, repeats: int) -> list[float]:
     body = json.dumps({"text": "a charming and often affecting journey"}).encode()
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
              "path": "/predict", "raw_path": b"/predict", "query_string": b"", "root_path": "",

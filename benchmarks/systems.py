@@ -40,6 +40,13 @@ class System:
         raw = self.redis.client.hgetall(self.keys.batch_sizes)
         return {int(k): int(v) for k, v in raw.items()}
 
+    def pass_counts(self) -> tuple[int, int]:
+        """Texts answered by forward passes and passes run so far, summed over workers (the stats hash)."""
+        if self.redis is None or self.keys is None:
+            return 0, 0
+        texts, passes = self.redis.client.hmget(self.keys.stats, "texts", "batches")
+        return int(texts or 0), int(passes or 0)
+
     def worker_profile(self) -> dict[str, float]:
         """Cumulative seconds per phase, summed over workers, from their heartbeat hashes."""
         if self.redis is None or self.keys is None:

@@ -117,10 +117,12 @@ def _children_cpu_s() -> float:
 def measure_with_wrk(system: System, texts: list[str], connections: int, duration_s: int, repeats: int) -> dict:
     """``repeats`` closed-loop runs against ``system``'s /predict: the median run (by RPS), and where the cores' time
     went meanwhile (medians over the runs, % of one core): each of its processes, the client (wrk), and for the
-    batched service its worker's time per phase (% of the worker's wall time, from its heartbeat)."""
+    batched service its worker's time per phase (% of the worker's wall time, from its heartbeat) and the mean texts
+    per forward pass."""
     runs: list[WrkResult] = []
     cpu_runs: list[dict[str, float]] = []
     phase_runs: list[dict[str, float]] = []
+    passes0 = system.pass_counts()
     for _ in range(repeats):
         cpu0, phases0, client0, started = system.cpu(), system.worker_profile(), _children_cpu_s(), time.time()
         runs.append(run_wrk(f"{system.url}/predict", texts, connections, duration_s))
@@ -132,7 +134,9 @@ def measure_with_wrk(system: System, texts: list[str], connections: int, duratio
         phase_runs.append({k: 100 * (phases1[k] - phases0.get(k, 0.0)) / elapsed for k in phases1})
     summary = summarize(runs)
     median = summary["median"]
-    return {**median, "rps_range": summary["rps_range"], "failures": sum(r.errors for r in runs),
+    texts, passes = (now - before for now, before in zip(system.pass_counts(), passes0))
+    per_pass = {"texts_per_pass": texts / passes} if passes else {}  # the batched service's passes under load
+    return {**median, **per_pass, "rps_range": summary["rps_range"], "failures": sum(r.errors for r in runs),
             "repeats": repeats, "runs": summary["runs"],
             "cpu_pct": {role: statistics.median(c[role] for c in cpu_runs) for role in cpu_runs[0]},
             "worker_phases_pct": {k: statistics.median(p[k] for p in phase_runs) for k in phase_runs[0]}

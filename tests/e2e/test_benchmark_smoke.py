@@ -47,9 +47,18 @@ def test_quick_backends_benchmark_measures_every_row_cold_and_warm(tiny_model, t
         # Where the cores' time went: the service's processes, the client, the worker's phases.
         assert {"api", "redis", "worker", "client (wrk)"} <= set(row["cpu_pct"]) and row["cpu_pct"]["worker"] > 0
         assert row["worker_phases_pct"]["forward_s"] > 0
+        assert row["texts_per_pass"] >= 1 and row["ceiling_texts_per_pass"] >= 1  # passes under load and in-process
     assert rows["service auto"]["backend"] in ("torch", "onnxruntime", "openvino")  # exact ones only by default
     assert rows["service faithful"]["precision"] == "faithful"  # the fast tier: whatever agrees with fp32 here
     assert rows["litserve"]["backend"] == rows["service auto"]["backend"]  # the peer gets the same backend
     report = (tmp_path / "backends.md").read_text()
     assert "| service auto | exact |" in report and "| service faithful | faithful |" in report
     assert "Where the cores' time went" in report
+
+
+def test_quick_api_cpu_benchmark_measures_the_served_api_per_request(tiny_model, tmp_path):
+    run_quick("benchmarks.api_cpu", tiny_model, tmp_path, "api-cpu", timeout=300)
+    row, = json.loads((tmp_path / "api-cpu.json").read_text())["rows"]
+    assert row["checkout"] == str(ROOT) and row["rps"] > 0 and all(r["errors"] == 0 for r in row["runs"])
+    assert 10 < row["api_us"] < 100_000 and row["redis_us"] > 0  # CPU per answered request, in microseconds
+    assert "| API CPU us / request |" in (tmp_path / "api-cpu.md").read_text()
