@@ -22,7 +22,7 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 
 from benchmarks.__main__ import ensure_model
-from benchmarks.ceiling import grouped_by_length, measure
+from benchmarks.ceiling import Policy, grouped_by_length, measure
 from benchmarks.environment import cpu_model, git_commit
 from benchmarks.report import save_report
 from engine.cpu import cpu_bf16_support
@@ -32,9 +32,11 @@ from harness.corpus import load_sentences
 from harness.processes import ROOT, cpu_seconds
 
 
-def compete(share: float, burst_s: float, stop: Event) -> None:
-    """Busy for ``burst_s``, then asleep long enough that the busy part is ``share`` of the time, until ``stop``."""
+def compete(share: float, burst_s: float, ready: Event, stop: Event) -> None:
+    """Busy for ``burst_s``, then asleep long enough that the busy part is ``share`` of the time, until ``stop``.
+    ``ready``: set once started (a spawned child first imports its parent's main module, which takes CPU too)."""
     idle_s = burst_s * (1 - share) / share
+    ready.set()
     while not stop.is_set():
         began = time.perf_counter()
         while time.perf_counter() - began < burst_s:
@@ -42,19 +44,36 @@ def compete(share: float, burst_s: float, stop: Event) -> None:
         time.sleep(idle_s)
 
 
+# The competitor's share is measured over at least this long: over a few milliseconds its bursts and sleeps would
+# not average out (quick runs with the tiny model take that little).
+MIN_MEASURED_S = 1.0
+
+
+def runs_for(predictor: TransformersPredictor, texts: list[str], policy: Policy, repeats: int) -> list[float]:
+    """Sentences/s of at least ``repeats`` runs over ``texts``, and as many more as MIN_MEASURED_S takes."""
+    runs: list[float] = []
+    began = time.perf_counter()
+    while len(runs) < repeats or time.perf_counter() - began < MIN_MEASURED_S:
+        runs += measure(predictor, texts, policy, 1)["runs"]
+    return runs
+
+
 def rate_with_competitor(predictor: TransformersPredictor, texts: list[str], window: int, budget: int, share: float,
                          burst_s: float, repeats: int) -> tuple[list[float], float]:
-    """Sentences/s of ``repeats`` runs with a competitor at ``share`` of a core (0: none), and the share it took."""
+    """Sentences/s of the runs with a competitor at ``share`` of a core (0: none), and the share it took."""
     policy = grouped_by_length(window, budget)
     if share <= 0:
-        return measure(predictor, texts, policy, repeats)["runs"], 0.0
-    stop = multiprocessing.get_context("spawn").Event()
-    competitor = multiprocessing.get_context("spawn").Process(target=compete, args=(share, burst_s, stop))
+        return runs_for(predictor, texts, policy, repeats), 0.0
+    spawn = multiprocessing.get_context("spawn")
+    ready, stop = spawn.Event(), spawn.Event()
+    competitor = spawn.Process(target=compete, args=(share, burst_s, ready, stop))
     competitor.start()
     try:
-        time.sleep(0.5)  # started and in its rhythm
+        if not ready.wait(timeout=120):
+            raise RuntimeError("the competitor process did not start")
+        time.sleep(0.2)  # in its rhythm
         cpu0, began = cpu_seconds(competitor.pid), time.perf_counter()
-        runs = measure(predictor, texts, policy, repeats)["runs"]
+        runs = runs_for(predictor, texts, policy, repeats)
         taken = (cpu_seconds(competitor.pid) - cpu0) / (time.perf_counter() - began)
     finally:
         stop.set()
