@@ -8,7 +8,7 @@ import pytest
 
 from api.cache import ResponseCache
 from api.catalog import view_of
-from common.model_card import ModelCard
+from common.model_card import BACKEND_CHOICE_FIELD, ModelCard
 from common.options import Query
 from common.protocol import Prediction
 from tests.unit.api_harness import CARD, KEYS, running, settings
@@ -97,3 +97,9 @@ def test_a_mixed_cluster_is_logged_with_what_tells_its_cards_apart(caplog):
     assert view.answers is None
     assert caplog.messages == ["live workers serve 2 different models or backends (a rollout?): fake-model (fake "
                                "float32 on cpu, ffffffffffff), fake-model (fake float16 on cuda, ffffffffffff)"]
+
+
+def test_the_backend_choice_is_the_first_live_worker_that_made_one_and_empty_if_none_did():
+    assert view_of([heartbeat(CARD, "w1"), heartbeat(CARD, "w2")]).backend_choice == ""
+    chose = {**heartbeat(CARD, "w2"), BACKEND_CHOICE_FIELD: '{"chosen": "onnxruntime"}'}
+    assert view_of([heartbeat(CARD, "w1"), chose]).backend_choice == '{"chosen": "onnxruntime"}'
