@@ -170,6 +170,15 @@ def test_the_schemas_whitespace_pattern_and_the_servers_check_agree_on_every_cha
         assert accepted == (re.search(HAS_NON_WHITESPACE, char) is not None) == (not whitespace)
 
 
+def test_a_text_with_a_lone_surrogate_is_refused_saying_so():
+    """JSON can carry "\\ud800", which no UTF-8 text holds: the routes that parse with json.loads reach this check."""
+    from api.protocols.fields import check_text
+
+    with pytest.raises(ValueError) as refused:
+        check_text("\ud800 lone")
+    assert str(refused.value) == "text is not valid Unicode (it contains a lone surrogate)"
+
+
 def test_one_client_at_its_share_gets_429_while_another_is_admitted():
     """Clients are told apart by CLIENT_ID_HEADER (behind a proxy that sets it): half the queue each."""
     async def scenario():

@@ -4,7 +4,7 @@ import asyncio
 
 import fakeredis
 
-from api.cluster import ClusterView
+from api.cluster import ClusterView, backend_counts
 from common.batch_metrics import BATCH_HISTOGRAM_NAMES
 from common.keys import Keys
 from common.scripts import Scripts, WorkerState, worker_states
@@ -57,3 +57,8 @@ def test_persistent_keys_are_the_shared_ones_and_every_histogram():
     assert {KEYS.requests, KEYS.workers, KEYS.stats, KEYS.deaths, KEYS.dead_letter} <= persistent
     assert {KEYS.histogram(name) for name in BATCH_HISTOGRAM_NAMES} <= persistent
     assert KEYS.reply("0" * 32) not in persistent and KEYS.inflight("w1") not in persistent
+
+
+def test_workers_are_counted_per_backend_and_one_whose_heartbeat_expired_meanwhile_as_unknown():
+    described = [{"backend": "onnxruntime"}, {"backend": "torch"}, {"backend": "onnxruntime"}, {}]
+    assert backend_counts(described) == {"onnxruntime": 2, "torch": 1, "unknown": 1}

@@ -11,6 +11,7 @@ import pytest
 from api.cache import ResponseCache
 from api.errors import ErrorKind, ServiceError
 from api.gateway import Gateway, Outcome
+from common.clock import RedisClock
 from common.options import Query
 from common.protocol import ErrorCode, Prediction, Reply, WorkError, WorkItem, decode_item, encode_reply, new_request_id
 from tests.unit.api_harness import KEYS, settings
@@ -42,12 +43,14 @@ class Harness:
         if replies := self.respond(items, self.clock):
             self.redis.rpush(KEYS.reply(items[0].request_id), *replies)
 
-    def classify(self, texts: list[str], **gateway_kwargs) -> Outcome:
+    def classify(self, texts: list[str], *, request_id: str | None = None, client_request_id: str | None = None,
+                 **gateway_kwargs) -> Outcome:
         async def call() -> Outcome:
             gateway = Gateway(fakeredis.FakeAsyncRedis(server=self.server), KEYS, self.settings,
                               on_enqueued=self._on_enqueued, clock=self.clock, **gateway_kwargs)
             try:
-                return await gateway.classify([Query(t) for t in texts])
+                return await gateway.classify([Query(t) for t in texts], request_id=request_id,
+                                              client_request_id=client_request_id)
             finally:
                 assert gateway.in_flight == 0  # the admission slot is given back, whatever happened
 
@@ -187,12 +190,60 @@ def test_a_refused_text_is_named_by_its_place_in_the_request_when_the_cache_answ
         encode_reply(Reply(item.request_id, item.index, error=WorkError(ErrorCode.INVALID_INPUT, "too long")))
         for item in items])
 
-    def cached() -> dict:
-        return {"cache": ResponseCache(fakeredis.FakeAsyncRedis(server=harness.server), KEYS, 60),
-                "answers": lambda: "card-1"}
-
-    assert harness.classify(["fine"], **cached()).predictions == [[Prediction("POSITIVE", 0.9)]]
+    assert harness.classify(["fine"], **cache_of(harness)).predictions == [[Prediction("POSITIVE", 0.9)]]
     with pytest.raises(ServiceError) as info:
-        harness.classify(["fine", "long"], **cached())
+        harness.classify(["fine", "long"], **cache_of(harness))
     assert [item.text for item in harness.enqueued] == ["fine", "long"]  # the second call queued "long" alone
     assert info.value.status == 422 and info.value.message == "text 1: too long"
+
+
+def cache_of(harness: Harness) -> dict:
+    """A response cache on the harness's Redis, under what the live workers answer with: card-1."""
+    return {"cache": ResponseCache(fakeredis.FakeAsyncRedis(server=harness.server), KEYS, 60), "answers": lambda: "card-1"}
+
+
+def test_what_the_cache_answers_keeps_the_request_id_and_no_queue_or_inference_time():
+    harness = Harness(lambda items, _clock: [answer(item, model="card-1") for item in items])
+    harness.classify(["fine"], **cache_of(harness))  # now cached
+    whole = harness.classify(["fine"], request_id="a" * 32, **cache_of(harness))
+    assert (whole.request_id, whole.cached, whole.queue_ms, whole.inference_ms) == ("a" * 32, 1, 0.0, 0.0)
+    part = harness.classify(["fine", "new"], request_id="b" * 32, client_request_id="mine", **cache_of(harness))
+    assert (part.request_id, part.cached) == ("b" * 32, 1)
+    assert [(item.text, item.client_request_id) for item in harness.enqueued[-1:]] == [("new", "mine")]
+
+
+def test_a_request_the_cache_answers_in_part_counts_against_its_clients_share():
+    harness = Harness(lambda items, _clock: [answer(item, model="card-1") for item in items])
+    harness.classify(["fine"], **cache_of(harness))  # now cached
+
+    async def scenario() -> ServiceError:
+        # One request slot per client; the worker never answers, so the first request holds its slot.
+        gateway = Gateway(fakeredis.FakeAsyncRedis(server=harness.server), KEYS,
+                          settings(max_in_flight=4, max_client_share=0.25), clock=harness.clock, **cache_of(harness))
+        first = asyncio.create_task(gateway.classify([Query("fine"), Query("new")], "a"))
+        await asyncio.sleep(0.05)
+        try:
+            with pytest.raises(ServiceError) as refused:
+                await asyncio.wait_for(gateway.classify([Query("other")], "a"), timeout=1)
+            return refused.value
+        finally:
+            first.cancel()
+
+    refused = asyncio.run(scenario())
+    assert refused.status == 429 and "this client already has 1 requests in flight" in refused.message
+
+
+def test_a_process_that_has_not_read_redis_clock_refuses_with_503_saying_why():
+    server = fakeredis.FakeServer()
+    server.connected = False  # Redis away since this process started: its clock was never read
+
+    async def scenario() -> ServiceError:
+        gateway = Gateway(fakeredis.FakeAsyncRedis(server=server), KEYS, settings(), clock=RedisClock())
+        with pytest.raises(ServiceError) as refused:
+            await gateway.classify([Query("fine")])
+        return refused.value
+
+    refused = asyncio.run(scenario())
+    assert (refused.status, refused.retry_after_s) == (503, 1)
+    assert refused.message == ("the request queue is unavailable: this API process could not read Redis's clock "
+                               "yet, which deadlines are measured on; retry later")
