@@ -42,7 +42,9 @@ def test_the_export_is_cached_shared_by_concurrent_starters_and_rebuilt_when_cor
     assert first == second  # one entry, written once; no temporary directory left behind
     entries = [p.name for p in (tmp_path / "onnx").iterdir() if p.is_dir()]
     assert len(entries) == 1 and not entries[0].startswith(".")
+    assert entries[0].startswith(f"{resolve_model(str(tiny_model)).fingerprint[:20]}-torch")  # readable in ls
     graph = Path(first)
+    assert graph.parent.stat().st_mode & 0o777 == 0o755  # readable by workers running as other users, not writable
     manifest = json.loads((graph.parent / MANIFEST).read_text())
     assert manifest["bytes"] == graph.stat().st_size and manifest["model"] == str(tiny_model)
 
@@ -53,7 +55,7 @@ def test_the_export_is_cached_shared_by_concurrent_starters_and_rebuilt_when_cor
     graph.write_bytes(graph.read_bytes()[:1000])  # a torn copy
     with caplog.at_level(logging.WARNING, logger="engine.runtimes.onnx_export"):
         assert exported_onnx(resolve_model(str(tiny_model)), tmp_path, INPUTS) == graph
-    assert any("corrupt: rebuilding" in m for m in caplog.messages)
+    assert f"export cache entry {graph.parent} is incomplete or corrupt: rebuilding it" in caplog.messages
     assert graph.stat().st_size == manifest["bytes"]
 
 

@@ -87,16 +87,64 @@ def test_a_mixed_cluster_is_logged_with_what_tells_its_cards_apart(caplog):
     from api.catalog import Catalog
 
     gpu = dataclasses.replace(CARD, precision="float16", device_type="cuda")
+    older = dataclasses.replace(CARD, precision="", device_type="")  # a worker that does not say
+
+    class Cluster:
+        live = [[heartbeat(CARD, "w1")], [heartbeat(CARD, "w1"), heartbeat(gpu, "w2")],
+                [heartbeat(CARD, "w1"), heartbeat(gpu, "w2")], [heartbeat(older, "w3")]]
+
+        async def described_workers(self):
+            return self.live.pop(0)
+
+    async def refreshes(catalog: Catalog) -> list:
+        return [await catalog.refresh() for _ in range(4)]
+
+    with caplog.at_level(logging.WARNING, logger="api.catalog"):
+        views = asyncio.run(refreshes(Catalog(Cluster())))
+    assert views[1].answers is None
+    # Once, when the mix appears: not for one model, not again while it stays the same mix.
+    assert caplog.messages == ["live workers serve 2 different models or backends (a rollout?): fake-model (fake "
+                               "float32 on cpu, ffffffffffff), fake-model (fake float16 on cuda, ffffffffffff)"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="api.catalog"):
+        Cluster.live = [[heartbeat(CARD, "w1"), heartbeat(older, "w3")]]
+        asyncio.run(Catalog(Cluster()).refresh())
+    assert caplog.messages[0].endswith("fake-model (fake ? on ?, ffffffffffff)")
+
+
+def test_the_catalog_keeps_refreshing_through_redis_outages_and_failures(caplog, monkeypatch):
+    """The background task: a 503 (Redis away) is a debug line, anything else a logged traceback, and either way it
+    reads again a REFRESH_INTERVAL_S later, for as long as the process runs."""
+    import logging
+
+    import api.catalog
+    from api.catalog import Catalog
+    from api.errors import ErrorKind, ServiceError
+
+    outcomes = [ServiceError(ErrorKind.UNAVAILABLE, "the request queue is unavailable"), RuntimeError("boom"),
+                [heartbeat(CARD, "w1")]]
+    waits: list[float] = []
 
     class Cluster:
         async def described_workers(self):
-            return [heartbeat(CARD, "w1"), heartbeat(gpu, "w2")]
+            outcome = outcomes.pop(0)
+            if isinstance(outcome, Exception):
+                raise outcome
+            return outcome
 
-    with caplog.at_level(logging.WARNING, logger="api.catalog"):
-        view = asyncio.run(Catalog(Cluster()).refresh())
-    assert view.answers is None
-    assert caplog.messages == ["live workers serve 2 different models or backends (a rollout?): fake-model (fake "
-                               "float32 on cpu, ffffffffffff), fake-model (fake float16 on cuda, ffffffffffff)"]
+    async def no_wait(seconds):
+        waits.append(seconds)
+        if not outcomes:
+            raise asyncio.CancelledError
+
+    monkeypatch.setattr(api.catalog.asyncio, "sleep", no_wait)
+    catalog = Catalog(Cluster())
+    with caplog.at_level(logging.DEBUG, logger="api.catalog"), pytest.raises(asyncio.CancelledError):
+        asyncio.run(catalog.keep_fresh())
+    assert catalog.view.cards == (CARD,) and waits == [api.catalog.REFRESH_INTERVAL_S] * 3
+    assert [(r.levelname, r.getMessage(), r.exc_info is not None) for r in caplog.records] == [
+        ("DEBUG", "could not read the workers' model cards: the request queue is unavailable", False),
+        ("ERROR", "reading the workers' model cards failed; trying again", True)]
 
 
 def test_the_backend_choice_is_the_first_live_worker_that_made_one_and_empty_if_none_did():
