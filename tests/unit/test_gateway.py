@@ -216,20 +216,24 @@ def test_a_request_the_cache_answers_in_part_counts_against_its_clients_share():
     harness = Harness(lambda items, _clock: [answer(item, model="card-1") for item in items])
     harness.classify(["fine"], **cache_of(harness))  # now cached
 
-    async def scenario() -> ServiceError:
-        # One request slot per client; the worker never answers, so the first request holds its slot.
+    async def scenario() -> tuple[bool, ServiceError]:
+        # One request slot per client; the worker never answers, so admitted requests hold their slots.
         gateway = Gateway(fakeredis.FakeAsyncRedis(server=harness.server), KEYS,
                           settings(max_in_flight=4, max_client_share=0.25), clock=harness.clock, **cache_of(harness))
         first = asyncio.create_task(gateway.classify([Query("fine"), Query("new")], "a"))
         await asyncio.sleep(0.05)
+        another_client = asyncio.create_task(gateway.classify([Query("other")], "b"))
+        await asyncio.sleep(0.05)
         try:
             with pytest.raises(ServiceError) as refused:
-                await asyncio.wait_for(gateway.classify([Query("other")], "a"), timeout=1)
-            return refused.value
+                await asyncio.wait_for(gateway.classify([Query("more")], "a"), timeout=1)
+            return not another_client.done(), refused.value
         finally:
             first.cancel()
+            another_client.cancel()
 
-    refused = asyncio.run(scenario())
+    b_admitted, refused = asyncio.run(scenario())
+    assert b_admitted  # another client's slot is its own
     assert refused.status == 429 and "this client already has 1 requests in flight" in refused.message
 
 
