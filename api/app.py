@@ -204,9 +204,9 @@ def create_app_from_env() -> FastAPI:
 # The collector's thresholds in a server process (Python's defaults: 700, 10, 10). A request allocates a few hundred
 # tracked objects (coroutines, tasks, dicts) and a loaded API holds a hundred requests in flight, so at the default
 # every few requests a young-generation collection walks all the in-flight requests' objects and soon promotes them,
-# which brings older collections. Measured in the service (torch-bf16 worker, wrk with 100 connections, AMX Xeon,
-# 2 cores): 614 -> 537 us of the API process's CPU per request. The cost: cyclic garbage waits for up to 20,000
-# allocations before it is freed (a few MB at most).
+# which brings older collections. Measured served (benchmarks.api_cpu: a torch-bf16 worker, wrk with 100
+# connections, AMX Xeon, 2 cores): 548 -> 499 us of the API process's CPU per request, e5def37 -> c278465. The cost:
+# cyclic garbage waits for up to 20,000 allocations before it is freed (a few MB at most).
 GC_THRESHOLDS = (20_000, 50, 100)
 
 

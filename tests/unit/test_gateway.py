@@ -183,6 +183,11 @@ def test_a_text_the_model_cannot_answer_as_asked_is_422_naming_it():
     assert info.value.message == "text 1: the text is 600 tokens long and the model takes at most 512"
 
 
+def cache_of(harness: Harness) -> dict:
+    """A response cache on the harness's Redis, under what the live workers answer with: card-1."""
+    return {"cache": ResponseCache(fakeredis.FakeAsyncRedis(server=harness.server), KEYS, 60), "answers": lambda: "card-1"}
+
+
 def test_a_refused_text_is_named_by_its_place_in_the_request_when_the_cache_answered_the_others():
     """Only the texts the cache did not answer are queued: the worker's index is into those, the client's into all."""
     harness = Harness(lambda items, _clock: [
@@ -195,11 +200,6 @@ def test_a_refused_text_is_named_by_its_place_in_the_request_when_the_cache_answ
         harness.classify(["fine", "long"], **cache_of(harness))
     assert [item.text for item in harness.enqueued] == ["fine", "long"]  # the second call queued "long" alone
     assert info.value.status == 422 and info.value.message == "text 1: too long"
-
-
-def cache_of(harness: Harness) -> dict:
-    """A response cache on the harness's Redis, under what the live workers answer with: card-1."""
-    return {"cache": ResponseCache(fakeredis.FakeAsyncRedis(server=harness.server), KEYS, 60), "answers": lambda: "card-1"}
 
 
 def test_what_the_cache_answers_keeps_the_request_id_and_no_queue_or_inference_time():
