@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--max-batch-tokens", type=int, default=512)
     parser.add_argument("--shares", type=float, nargs="+", default=[0.0, 0.09, 0.18],
-                        help="the competitor's share of one core; 0: none")
+                        help="the competitor's share of one core; 0: none. The first is what 'of alone' compares "
+                             "with")
     parser.add_argument("--burst-ms", type=float, default=0.5)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds over the shares")
     parser.add_argument("--repeats", type=int, default=2, help="runs over the texts per share and round")
