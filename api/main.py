@@ -59,6 +59,7 @@ def _config(settings: ApiSettings) -> uvicorn.Config:
         access_log=False,  # uvicorn's line costs more than the request itself at high rates; ours is ACCESS_LOG's
         log_config=None,  # uvicorn's lines go through our handler (setup_logging): LOG_FORMAT's format
         # SIGTERM: stop accepting, let admitted requests finish (they end by their deadline at the latest).
+        timeout_keep_alive=settings.keep_alive_s,
         timeout_graceful_shutdown=int(settings.request_timeout_s) + 2,
         limit_concurrency=None,  # admission is the gateway's job (429 with Retry-After, not 503)
     )

@@ -118,6 +118,17 @@ class ApiSettings(SharedSettings, InputLimits):
 
     host: str = Field("127.0.0.1", description="Address the API binds to (`0.0.0.0` in containers).")
     port: int = Field(8000, ge=1, le=65535, description="Port the API listens on.")
+    keep_alive_s: int = Field(
+        75,
+        ge=1,
+        le=3600,
+        description="Seconds an idle keep-alive connection stays open (uvicorn's own default is 5). Longer than the "
+        "idle timeout of every client and proxy in front of the API (AWS ALB and ingress-nginx 60, httpx 5), so that "
+        "they close an idle connection first: a server that closes it just as a client reuses it resets that request "
+        "(a 502 at a proxy). It also outlasts a paused API process (CPU starvation, a VM stall): on waking, a "
+        "connection past its time is closed before the request waiting in it is read. Each idle connection holds a "
+        "socket: shorter frees them sooner where many clients connect and go quiet.",
+    )
     api_processes: int = Field(
         1,
         ge=1,

@@ -5,6 +5,7 @@ to see them. (Workers themselves failing: test_worker_failures.py.)"""
 import asyncio
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -133,6 +134,24 @@ def test_garbage_on_the_queue_under_load_harms_nobody(service, tiny_predictor):
            answered=sum(r.status_code == 200 for _, r in outcomes))
     assert_correct(outcomes, tiny_predictor)
     assert all(w.alive() for w in service.workers)
+
+
+def test_a_request_sent_while_the_api_is_paused_on_a_kept_alive_connection_is_answered(service):
+    """A client reuses its idle connection while the API process is stalled (here SIGSTOP, as CPU starvation or a VM
+    pause would) for longer than uvicorn's own keep-alive default, 5 s. On waking, uvloop runs due timers before it
+    reads sockets: with that default the connection is closed under the waiting request, which is reset (seen as a
+    rare httpx.ReadError in a loaded suite). KEEP_ALIVE_S's default outlasts such a stall."""
+    with httpx.Client(base_url=service.url, timeout=30) as client:
+        assert client.post("/predict", json={"text": "kept alive"}).status_code == 200
+        service.api.signal(signal.SIGSTOP)
+        try:
+            with ThreadPoolExecutor(1) as pool:
+                sent = pool.submit(client.post, "/predict", json={"text": "sent during the stall"})
+                time.sleep(6)
+                service.api.signal(signal.SIGCONT)
+                assert sent.result().status_code == 200
+        finally:
+            service.api.signal(signal.SIGCONT)
 
 
 def test_worker_started_before_redis_waits_instead_of_crash_looping(tiny_model, tmp_path):
