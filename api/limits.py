@@ -35,7 +35,7 @@ class BodySizeLimit:
                 except ValueError:
                     declared = 0
                 if declared > self.max_bytes:
-                    await error_response(self._too_large(), path=scope.get("path", ""))(scope, receive, send)
+                    await error_response(self._too_large(), path=scope["path"])(scope, receive, send)
                     return
         if coding is not None and scope.get("method") == "POST":  # only POST routes read a body
             await self._decoding(coding.decode("latin-1").strip().lower(), scope, receive, send)

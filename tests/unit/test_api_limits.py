@@ -40,6 +40,23 @@ def test_body_size_limit_is_inclusive_declared_or_streamed(size, status):
     run(scenario())
 
 
+def test_a_body_over_the_limit_on_an_open_inference_protocol_route_gets_that_protocols_error_shape():
+    """Declared or streamed, the 413 is shaped by the route's protocol: the OIP's ``{"error": message}``."""
+    async def chunks(body: bytes):
+        yield body
+
+    async def scenario():
+        async with running(settings(max_body_bytes=LIMIT)) as (http, _):
+            body = json.dumps({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES",
+                                           "data": ["x" * LIMIT]}]}).encode()
+            headers = {"content-type": "application/json"}
+            for content in (body, chunks(body)):
+                r = await http.post("/v2/models/sentimentalyzer/infer", content=content, headers=headers)
+                assert (r.status_code, r.json()) == (413, {"error": f"request body exceeds {LIMIT} bytes"})
+
+    run(scenario())
+
+
 def test_a_declared_length_over_the_limit_is_refused_before_the_body_is_read():
     """A client announcing a huge body gets 413 at once: the body is never read (nor the app called)."""
     sent = []

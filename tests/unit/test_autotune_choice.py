@@ -53,6 +53,15 @@ def test_faithful_takes_an_approximate_backend_only_within_its_bounds_and_fastes
     assert choose(table, FASTEST).backend == "torch-int8"
 
 
+def test_faithfuls_bounds_are_inclusive():
+    """FAITHFUL_MAX_PROB_DIFF and FAITHFUL_MAX_LABEL_FLIPS are the most that faithful accepts, not the least refused."""
+    at_both = measured("torch-bf16", 300, full=False, diff=0.03, flips=2)
+    table = [measured("torch", 80), at_both]
+    assert choose(table, Precision("faithful", max_label_flips=2, max_prob_diff=0.03)).backend == "torch-bf16"
+    assert choose(table, Precision("faithful", max_label_flips=1, max_prob_diff=0.03)).backend == "torch"
+    assert choose(table, Precision("faithful", max_label_flips=2, max_prob_diff=0.0299)).backend == "torch"
+
+
 def test_a_flipped_label_or_a_failure_is_never_exact():
     assert not measured("openvino", 999, flips=1).exact
     failed = measured("onnxruntime", 999, error="cannot export")

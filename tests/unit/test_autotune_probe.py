@@ -55,7 +55,7 @@ def source(tmp_path):
     return ModelSource(str(model), model)
 
 
-def run_decide(source, cache_dir, runtimes, policy):
+def run_decide(source, cache_dir, runtimes, policy, *, device="cpu", threads=2):
     opened = []
 
     def opener(backend):
@@ -64,7 +64,7 @@ def run_decide(source, cache_dir, runtimes, policy):
             raise ModelLoadError(f"{backend} is broken here")
         return runtimes[backend]
 
-    choice = decide(source, Tokenizer(FakeHfTokenizer(), 64), opener, policy, device="cpu", threads=2,
+    choice = decide(source, Tokenizer(FakeHfTokenizer(), 64), opener, policy, device=device, threads=threads,
                     cache_dir=cache_dir)
     return choice, opened
 
@@ -145,6 +145,20 @@ def test_a_decision_is_measured_again_when_the_tokenizer_files_or_a_runtimes_ver
     monkeypatch.setattr(probe, "package_version", lambda p: "99.0" if p == "transformers" else real(p))
     upgraded, _ = run_decide(ModelSource(str(model), model), tmp_path, runtimes, policy)
     assert not upgraded.from_cache
+
+
+def test_a_decision_is_kept_per_device_and_thread_count_in_the_export_caches_choices(source, tmp_path, monkeypatch):
+    """Threads and the device change which backend is fastest: each gets its own decision, in EXPORT_CACHE_DIR's
+    choices/ (docs/backends.md: where an operator deletes one to measure again)."""
+    monkeypatch.setattr(auto, "installed", lambda backend: True)
+    policy, runtimes = ProbePolicy(8, 128, seconds=0.05), {"torch": FakeRuntime("torch", 1e-5)}
+    first, _ = run_decide(source, tmp_path, runtimes, policy, threads=2)
+    assert len(list((tmp_path / "choices").glob("*.json"))) == 1 and not first.from_cache
+    other_threads, _ = run_decide(source, tmp_path, runtimes, policy, threads=1)
+    other_device, _ = run_decide(source, tmp_path, runtimes, policy, device="cuda")
+    assert not other_threads.from_cache and not other_device.from_cache
+    assert len(list((tmp_path / "choices").glob("*.json"))) == 3
+    assert run_decide(source, tmp_path, runtimes, policy, threads=1)[0].from_cache
 
 
 def test_the_hosts_load_is_the_busier_of_the_two_timings_and_budgets_are_tuned_for_windows_only(
