@@ -147,7 +147,8 @@ def test_a_decision_is_measured_again_when_the_tokenizer_files_or_a_runtimes_ver
     assert not upgraded.from_cache
 
 
-def test_a_decision_is_kept_per_device_and_thread_count_in_the_export_caches_choices(source, tmp_path, monkeypatch):
+def test_a_decision_is_kept_per_device_and_thread_count_in_the_export_caches_choices(source, tmp_path, monkeypatch,
+                                                                                    caplog):
     """Threads and the device change which backend is fastest: each gets its own decision, in EXPORT_CACHE_DIR's
     choices/ (docs/backends.md: where an operator deletes one to measure again)."""
     monkeypatch.setattr(auto, "installed", lambda backend: True)
@@ -157,8 +158,14 @@ def test_a_decision_is_kept_per_device_and_thread_count_in_the_export_caches_cho
     other_threads, _ = run_decide(source, tmp_path, runtimes, policy, threads=1)
     other_device, _ = run_decide(source, tmp_path, runtimes, policy, device="cuda")
     assert not other_threads.from_cache and not other_device.from_cache
-    assert len(list((tmp_path / "choices").glob("*.json"))) == 3
-    assert run_decide(source, tmp_path, runtimes, policy, threads=1)[0].from_cache
+    decisions = sorted((tmp_path / "choices").glob("*.json"))
+    assert len(decisions) == 3  # each taken under its own lock, beside it
+    assert sorted((tmp_path / "choices").glob("*.lock")) == [d.with_suffix(".lock") for d in decisions]
+    with caplog.at_level("INFO", logger=auto.__name__):
+        reused, _ = run_decide(source, tmp_path, runtimes, policy, threads=1)
+    assert reused.from_cache
+    assert (f"BACKEND=auto: torch, token budget 128 (decided earlier: {reused.from_cache}; delete it to measure "
+            "again)") in caplog.messages
 
 
 def test_the_hosts_load_is_the_busier_of_the_two_timings_and_budgets_are_tuned_for_windows_only(
