@@ -8,7 +8,7 @@ import pytest
 
 from common.options import Query
 from engine.autotune import probe as auto
-from engine.autotune.choice import EXACT_TOLERANCE, Precision
+from engine.autotune.choice import EXACT_TOLERANCE, Precision, gain_note, table_lines
 from engine.autotune.probe import ProbePolicy, decide
 from engine.autotune.probe_texts import PROBE_TEXTS
 from engine.autotune.timing import MIN_ROUNDS
@@ -103,6 +103,8 @@ def test_at_exact_the_start_says_what_faithful_would_gain(source, tmp_path, monk
     assert choice.backend == "torch"
     (note,) = [r.getMessage() for r in caplog.records if "would run" in r.getMessage()]
     assert note.startswith("BACKEND=auto: PRECISION=faithful would run torch-bf16 at ") and "x torch's" in note
+    assert note == (f"BACKEND=auto: {gain_note(choice, Precision(), FAITHFUL)}; answers of PRECISION=exact are "
+                    "PyTorch fp32's (docs/backends.md)")
     caplog.clear()
     with caplog.at_level("INFO", logger=auto.__name__):
         run_decide(source, tmp_path / "slow", {"torch": FakeRuntime("torch", 1e-5)}, ProbePolicy(8, 128, seconds=0.05))
@@ -153,8 +155,16 @@ def test_a_decision_is_kept_per_device_and_thread_count_in_the_export_caches_cho
     choices/ (docs/backends.md: where an operator deletes one to measure again)."""
     monkeypatch.setattr(auto, "installed", lambda backend: True)
     policy, runtimes = ProbePolicy(8, 128, seconds=0.05), {"torch": FakeRuntime("torch", 1e-5)}
-    first, _ = run_decide(source, tmp_path, runtimes, policy, threads=2)
-    assert len(list((tmp_path / "choices").glob("*.json"))) == 1 and not first.from_cache
+    with caplog.at_level("INFO", logger=auto.__name__):
+        first, _ = run_decide(source, tmp_path, runtimes, policy, threads=2)
+    (saved,) = (tmp_path / "choices").glob("*.json")
+    assert not first.from_cache
+    assert [r.getMessage() for r in caplog.records if r.levelname == "INFO"][:2] == [
+        f"BACKEND=auto: measuring the installed backends on {source.ref} (first start with this model, CPU and "
+        "settings)",
+        f"BACKEND=auto measured the installed backends (decision saved in {saved}):\n  " + "\n  ".join(
+            table_lines(first))]
+    caplog.clear()
     other_threads, _ = run_decide(source, tmp_path, runtimes, policy, threads=1)
     other_device, _ = run_decide(source, tmp_path, runtimes, policy, device="cuda")
     assert not other_threads.from_cache and not other_device.from_cache
@@ -183,11 +193,20 @@ def test_the_hosts_load_is_the_busier_of_the_two_timings_and_budgets_are_tuned_f
 
     for shares, expected in [((0.1, 0.4), 0.4), ((0.4, 0.1), 0.4), ((0.1, None), 0.1), ((None, 0.3), 0.3)]:
         with_load(*shares)
-        choice, _ = run_decide(source, tmp_path / f"{shares}", runtimes, ProbePolicy(2, None, seconds=0.05))
+        caplog.clear()
+        with caplog.at_level("WARNING", logger=auto.__name__):
+            choice, _ = run_decide(source, tmp_path / f"{shares}", runtimes, ProbePolicy(2, None, seconds=0.05))
         assert choice.others_cpu_share == pytest.approx(expected) and set(choice.budgets) == {256, 512, 1024}
+        (saved,) = (tmp_path / f"{shares}" / "choices").glob("*.json")
+        busy = [m for m in caplog.messages if "measured while" in m]
+        assert busy == [f"BACKEND=auto measured while other processes used {100 * expected:.0f}% of the CPUs: its "
+                        "figures may be off (how far its rounds spread is in the table); delete "
+                        f"{saved} to measure again on a quieter host"] * (expected > timing.BUSY_SHARE)
     with_load(0.05)
+    caplog.clear()
     with caplog.at_level("WARNING", logger=auto.__name__):
         naive, _ = run_decide(source, tmp_path / "naive", runtimes, ProbePolicy(1, None, seconds=0.05))
+    assert not [m for m in caplog.messages if "measured while" in m]
     assert naive.budgets == {} and naive.max_batch_tokens == auto.DEFAULT_BATCH_TOKENS  # batch 1: nothing to tune
     assert naive.others_cpu_share == pytest.approx(0.05)
     broken = {m.backend: m.error for m in naive.table}["onnxruntime"]
