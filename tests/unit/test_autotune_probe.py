@@ -1,5 +1,6 @@
 """BACKEND=auto's measuring and deciding (engine/autotune/probe.py) with fake candidates: no model, no runtime."""
 
+import json
 import statistics
 import time
 
@@ -159,6 +160,8 @@ def test_a_decision_is_kept_per_device_and_thread_count_in_the_export_caches_cho
         first, _ = run_decide(source, tmp_path, runtimes, policy, threads=2)
     (saved,) = (tmp_path / "choices").glob("*.json")
     assert not first.from_cache
+    recorded = json.loads(saved.read_text())["inputs"]  # what it depends on, for an operator reading the file
+    assert (recorded["device"], recorded["threads"], recorded["max_batch_tokens"]) == ("cpu", 2, 128)
     assert [r.getMessage() for r in caplog.records if r.levelname == "INFO"][:2] == [
         f"BACKEND=auto: measuring the installed backends on {source.ref} (first start with this model, CPU and "
         "settings)",
