@@ -162,6 +162,9 @@ def test_a_decision_is_kept_per_device_and_thread_count_in_the_export_caches_cho
     assert not first.from_cache
     recorded = json.loads(saved.read_text())["inputs"]  # what it depends on, for an operator reading the file
     assert (recorded["device"], recorded["threads"], recorded["max_batch_tokens"]) == ("cpu", 2, 128)
+    assert sorted(recorded) == ["cpu", "device", "export", "inputs", "max_batch_tokens", "max_length", "model",
+                                "precision", "threads", "versions", "window"]  # docs/backends.md's list
+    assert sorted(recorded["versions"]) == ["onnxruntime", "openvino", "tokenizers", "torch", "transformers"]
     assert [r.getMessage() for r in caplog.records if r.levelname == "INFO"][:2] == [
         f"BACKEND=auto: measuring the installed backends on {source.ref} (first start with this model, CPU and "
         "settings)",
