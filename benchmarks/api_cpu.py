@@ -9,6 +9,7 @@ shared VM's drift weighs on each alike:
     python -m benchmarks.api_cpu                                  # this checkout
     python -m benchmarks.api_cpu --checkouts ../before . --rounds 3
     python -m benchmarks.api_cpu --env ACCESS_LOG=false           # any setting, as served
+    python -m benchmarks.api_cpu --floor      # and a bare FastAPI route beside it: the framework's own share
 
 Each checkout's own code runs (its harness starts its API and worker; this file is run there as a child).
 """
@@ -28,6 +29,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve()
+FLOOR = "floor: a bare FastAPI route (benchmarks/api_floor.py)"
 
 
 def child(env: dict[str, str], duration_s: int, connections: int) -> dict:
@@ -61,10 +63,40 @@ def child(env: dict[str, str], duration_s: int, connections: int) -> dict:
             redis.stop()
 
 
-def run_in(checkout: Path, env: dict[str, str], duration_s: int, connections: int) -> dict:
+def serve_floor(duration_s: int, connections: int, delay_s: float) -> dict:
+    """benchmarks.api_floor served as the API is, answering after ``delay_s``, measured as child() measures the API."""
+    from benchmarks.wrk import run_wrk
+    from harness.corpus import load_sentences
+    from harness.processes import Process, cpu_seconds, free_port, python_env, wait_while_alive
+
+    texts, _ = load_sentences()
+    random.Random(0).shuffle(texts)
+    port = free_port()
+    command = ["benchmarks.api_floor:app", "--port", str(port), "--loop", "uvloop", "--http", "httptools",
+               "--no-access-log", "--log-level", "warning"]
+    server = Process.python("uvicorn", python_env(API_FLOOR_DELAY_S=str(delay_s)), None, *command, name="floor")
+    try:
+        wait_while_alive(server, lambda: server.listens_on(port), 60, "the floor server to listen")
+        url = f"http://127.0.0.1:{port}/predict"
+        run_wrk(url, texts, connections, 3)
+        time.sleep(1)
+        before, began = cpu_seconds(server.pid), time.perf_counter()
+        result = run_wrk(url, texts, connections, duration_s)
+        answered = result.rps * (time.perf_counter() - began)
+        api_us = 1e6 * (cpu_seconds(server.pid) - before) / answered
+        return {"rps": result.rps, "errors": result.errors, "api_us": api_us, "redis_us": 0.0}
+    finally:
+        server.stop()
+
+
+def run_in(checkout: Path, env: dict[str, str], duration_s: int, connections: int, *,
+           floor_delay_s: float | None = None) -> dict:
+    """One measured run in ``checkout``: its API, or with ``floor_delay_s`` the floor answering after that long."""
     python = checkout / ".venv" / "bin" / "python"
-    done = subprocess.run([str(python if python.exists() else sys.executable), str(HERE), "--child", json.dumps(env),
-                           str(duration_s), str(connections)], cwd=checkout, capture_output=True, text=True,
+    what = ["--child", json.dumps(env)] if floor_delay_s is None else ["--floor-child"]
+    tail = [] if floor_delay_s is None else [str(floor_delay_s)]
+    done = subprocess.run([str(python if python.exists() else sys.executable), str(HERE), *what,
+                           str(duration_s), str(connections), *tail], cwd=checkout, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(checkout)})
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
@@ -76,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
         print(json.dumps(child(json.loads(argv[1]), int(argv[2]), int(argv[3]))))
+        return 0
+    if argv[:1] == ["--floor-child"]:
+        print(json.dumps(serve_floor(int(argv[1]), int(argv[2]), float(argv[3]))))
         return 0
     from benchmarks.__main__ import ensure_model
     from benchmarks.environment import cpu_model, git_commit
@@ -91,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=15)
     parser.add_argument("--connections", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--floor", action="store_true",
+                        help="also measure, in each round, a bare FastAPI route on uvicorn (benchmarks/api_floor.py) "
+                             "answering at the first checkout's rate")
     parser.add_argument("--quick", action="store_true", help="smoke run: one round of 2 s")
     parser.add_argument("--name", default="api-cpu")
     parser.add_argument("--out", type=Path, default=HERE.parent / "results")
@@ -103,12 +141,20 @@ def main(argv: list[str] | None = None) -> int:
            "MAX_QUEUE_DEPTH": "100000", **dict(pair.split("=", 1) for pair in args.env)}
     checkouts = [c.resolve() for c in args.checkouts]
     runs: dict[str, list[dict]] = {str(c): [] for c in checkouts}
+    if args.floor:
+        runs[FLOOR] = []
     for _ in range(args.rounds):
         for checkout in checkouts:
             measured = run_in(checkout, env, args.duration, args.connections)
             runs[str(checkout)].append(measured)
             print(f"{checkout}: {json.dumps(measured)}", flush=True)
-    rows = [{"checkout": name, "commit": git_commit(Path(name)), "runs": measured,
+        if args.floor:  # at the first checkout's latency this round: as many requests in flight, at its rate
+            delay_s = args.connections / runs[str(checkouts[0])][-1]["rps"]
+            measured = run_in(HERE.parent.parent, {}, args.duration, args.connections, floor_delay_s=delay_s)
+            runs[FLOOR].append(measured)
+            print(f"{FLOOR}: {json.dumps(measured)}", flush=True)
+    rows = [{"checkout": name, "commit": git_commit(HERE.parent.parent if name == FLOOR else Path(name)),
+             "runs": measured,
              **{k: statistics.median(r[k] for r in measured) for k in ("rps", "api_us", "redis_us")}}
             for name, measured in runs.items()]
     result = {"model": model, "model_note": model_note, "env": {k: v for k, v in env.items() if k != "MODEL"},

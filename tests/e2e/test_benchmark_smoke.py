@@ -7,10 +7,10 @@ import sys
 from tests.helpers import ROOT, python_env
 
 
-def run_quick(module: str, model, out, name: str, timeout: float) -> None:
+def run_quick(module: str, model, out, name: str, timeout: float, *extra: str) -> None:
     """``python -m <module> --quick`` with ``model``, its report named ``name`` in ``out``; it must succeed."""
     proc = subprocess.run(
-        [sys.executable, "-m", module, "--quick", "--model", str(model), "--name", name, "--out", str(out)],
+        [sys.executable, "-m", module, "--quick", "--model", str(model), "--name", name, "--out", str(out), *extra],
         cwd=ROOT, env=python_env(), capture_output=True, text=True, timeout=timeout,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -57,8 +57,10 @@ def test_quick_backends_benchmark_measures_every_row_cold_and_warm(tiny_model, t
 
 
 def test_quick_api_cpu_benchmark_measures_the_served_api_per_request(tiny_model, tmp_path):
-    run_quick("benchmarks.api_cpu", tiny_model, tmp_path, "api-cpu", timeout=300)
-    row, = json.loads((tmp_path / "api-cpu.json").read_text())["rows"]
+    run_quick("benchmarks.api_cpu", tiny_model, tmp_path, "api-cpu", 300, "--floor")
+    row, floor = json.loads((tmp_path / "api-cpu.json").read_text())["rows"]
     assert row["checkout"] == str(ROOT) and row["rps"] > 0 and all(r["errors"] == 0 for r in row["runs"])
     assert 10 < row["api_us"] < 100_000 and row["redis_us"] > 0  # CPU per answered request, in microseconds
+    assert floor["checkout"].startswith("floor:") and floor["rps"] > 0 and all(r["errors"] == 0 for r in floor["runs"])
+    assert 10 < floor["api_us"] < row["api_us"]  # a bare route costs less than the API's whole request path
     assert "| API CPU us / request |" in (tmp_path / "api-cpu.md").read_text()
