@@ -183,7 +183,7 @@ class DecisionCache:
             if raw.get("key") != key:
                 return None
             table = [Measured(**m) for m in raw["table"]]
-            budgets = {int(b): float(r) for b, r in raw.get("budgets", {}).items()}
+            budgets = {int(b): float(r) for b, r in raw["budgets"].items()}
             share = raw.get("others_cpu_share")
             return Choice(str(raw["backend"]), int(raw["max_batch_tokens"]), table, budgets, from_cache=str(path),
                           others_cpu_share=None if share is None else float(share))

@@ -137,7 +137,7 @@ def test_the_decision_file_is_made_with_its_directories_and_says_what_it_was_mea
     assert stat.S_IMODE(path.stat().st_mode) == 0o644  # workers running as other users read it too
 
 
-def test_the_decision_cache_round_trips_and_ignores_garbage(tmp_path):
+def test_the_decision_cache_round_trips_and_ignores_garbage(tmp_path, caplog):
     cache = DecisionCache(tmp_path)
     key = cache.key({"model": "abc", "threads": 2})
     assert key != cache.key({"model": "abc", "threads": 1}) and cache.load(key) is None
@@ -148,5 +148,12 @@ def test_the_decision_cache_round_trips_and_ignores_garbage(tmp_path):
     assert (loaded.backend, loaded.max_batch_tokens, loaded.budgets, loaded.from_cache, loaded.host_busy) == (
         "openvino", 256, {256: 180.0, 512: 170.0}, str(path), True)  # a later start still says it was measured busy
     assert [m.backend for m in loaded.table] == ["torch", "openvino"]
-    path.write_text("{not json")
-    assert cache.load(key) is None
+    cache.save(key, Choice("torch", 512, [measured("torch", 80)], others_cpu_share=None), {"model": "abc"})
+    again = cache.load(key)  # the host's load could not be read while measuring: kept as unknown, not unreadable
+    assert again is not None and again.others_cpu_share is None and not again.host_busy
+    for garbage in ("{not json", json.dumps({"key": key, "backend": "torch", "max_batch_tokens": 512, "table": []})):
+        path.write_text(garbage)  # not JSON; a decision without its token budgets' figures
+        with caplog.at_level("WARNING", logger="engine.autotune.choice"):
+            assert cache.load(key) is None
+        assert caplog.messages[-1].startswith(f"ignoring unreadable backend decision {path} (")
+        assert caplog.messages[-1].endswith("): measuring again")

@@ -184,6 +184,16 @@ def test_a_decision_is_kept_per_device_and_thread_count_in_the_export_caches_cho
             "again)") in caplog.messages
 
 
+def test_the_cpu_a_decision_is_keyed_by_is_its_model_and_the_instruction_sets_that_pick_a_runtime(monkeypatch):
+    monkeypatch.setattr(auto, "cpu_model", lambda: "Some Xeon")
+    monkeypatch.setattr(auto, "cpu_flags", lambda: {"sse4_2", "amx_int8", "avx2", "avx512_bf16", "fma"})
+    assert auto.cpu_identity() == "Some Xeon [avx2 avx512_bf16 amx_int8]"  # in a fixed order, nothing else
+    monkeypatch.setattr(auto, "cpu_flags", lambda: {"avx512f", "avx512_vnni", "amx_bf16"})
+    assert auto.cpu_identity() == "Some Xeon [avx512f avx512_vnni amx_bf16]"
+    assert auto.package_version("no-such-package-here") == ""  # not installed: recorded as such
+    assert auto.package_version("numpy") == np.__version__
+
+
 def test_the_hosts_load_is_the_busier_of_the_two_timings_and_budgets_are_tuned_for_windows_only(
         source, tmp_path, monkeypatch, caplog):
     from engine.autotune import timing
