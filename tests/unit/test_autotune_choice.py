@@ -141,6 +141,7 @@ def test_the_decision_cache_round_trips_and_ignores_garbage(tmp_path, caplog):
     cache = DecisionCache(tmp_path)
     key = cache.key({"model": "abc", "threads": 2})
     assert key != cache.key({"model": "abc", "threads": 1}) and cache.load(key) is None
+    assert key == cache.key({"threads": 2, "model": "abc"})  # the same inputs, in whatever order they were gathered
     choice = Choice("openvino", 256, [measured("torch", 80), measured("openvino", 170)], {256: 180.0, 512: 170.0},
                     others_cpu_share=0.3)
     path = cache.save(key, choice, {"model": "abc"})
@@ -151,9 +152,10 @@ def test_the_decision_cache_round_trips_and_ignores_garbage(tmp_path, caplog):
     cache.save(key, Choice("torch", 512, [measured("torch", 80)], others_cpu_share=None), {"model": "abc"})
     again = cache.load(key)  # the host's load could not be read while measuring: kept as unknown, not unreadable
     assert again is not None and again.others_cpu_share is None and not again.host_busy
-    for garbage in ("{not json", json.dumps({"key": key, "backend": "torch", "max_batch_tokens": 512, "table": []})):
-        path.write_text(garbage)  # not JSON; a decision without its token budgets' figures
+    without_budgets = json.dumps({"key": key, "backend": "torch", "max_batch_tokens": 512, "table": []})
+    for garbage, why in [("{not json", "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+                         (without_budgets, "'budgets'")]:
+        path.write_text(garbage)
         with caplog.at_level("WARNING", logger="engine.autotune.choice"):
             assert cache.load(key) is None
-        assert caplog.messages[-1].startswith(f"ignoring unreadable backend decision {path} (")
-        assert caplog.messages[-1].endswith("): measuring again")
+        assert caplog.messages[-1] == f"ignoring unreadable backend decision {path} ({why}): measuring again"

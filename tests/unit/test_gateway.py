@@ -71,6 +71,17 @@ def test_the_first_reply_per_text_wins():
     assert outcome.predictions == [[Prediction("POSITIVE", 0.71)], [Prediction("POSITIVE", 0.61)]]
 
 
+def test_the_in_flight_count_is_reported_as_a_request_takes_and_gives_back_its_slot():
+    counts: list[int] = []
+
+    def respond(items, _clock):
+        counts.append(-1)  # the worker's turn: the request holds its slot
+        return [answer(item) for item in items]
+
+    Harness(respond).classify(["a", "b"], on_in_flight=counts.append)
+    assert counts == [1, -1, 0]  # e.g. the sentimentalyzer_in_flight gauge's set
+
+
 def test_replies_that_are_not_this_requests_are_dropped(caplog):
     foreign_id = new_request_id()
 
