@@ -16,12 +16,16 @@ from common.protocol import Prediction
 from tests.unit.api_harness import settings
 
 LIMITS = settings()  # max_text_chars=100, max_batch_texts=5
-MODELS = infer_models(request_models(LIMITS).text, LIMITS.max_batch_texts, LIMITS.max_text_chars)
 
 
-def parse(body, header_length=None):
+def models():
+    """Built by the test that uses them, not at import: a mutation run switches its mutant on after imports."""
+    return infer_models(request_models(LIMITS).text, LIMITS.max_batch_texts, LIMITS.max_text_chars)
+
+
+def parse(body, header_length=None, built=None):
     raw = json.dumps(body).encode() if isinstance(body, dict) else body
-    return parse_infer(raw, header_length, MODELS, LIMITS.max_batch_texts)
+    return parse_infer(raw, header_length, built or models(), LIMITS.max_batch_texts)
 
 
 def tensor(name="text", data=("great", "awful"), shape=None, **extra):
@@ -120,6 +124,14 @@ def test_the_header_length_must_leave_some_json(length, message):
     ({"inputs": [tensor()], "outputs": [{"name": "label"}, {"name": "label"}]}, None, "an output is requested twice"),
     ({"inputs": [tensor()], "outputs": [{"name": "logits"}]}, None, "outputs.0.name: Input should be 'label' or"),
     ({"inputs": [tensor()], "parameters": {"top_k": 0}}, None, "parameters.top_k: Input should be greater than or"),
+    ({"inputs": [tensor(colour="red")]}, None, "inputs.0.colour: Extra inputs are not permitted"),
+    ({"inputs": [tensor(shape=[1] * 9, data=["ok"])]}, None, "inputs.0.shape: List should have at most 8 items"),
+    ({"inputs": [tensor(shape=[1] * 8, data=["ok"])], "bad": 1}, None, "bad: Extra inputs are not permitted"),
+    ({"inputs": [{"name": "text", "shape": [], "datatype": "BYTES", "data": ["ok"]}]}, None,
+     "inputs.0.shape: List should have at least 1 item"),
+    ({"inputs": [tensor(shape=[-1, 2])]}, None, "inputs.0.shape.0: Input should be greater than or equal to 0"),
+    ({"inputs": [{"name": "text", "shape": [0], "datatype": "BYTES", "data": []}]}, None,
+     "inputs.0.data: List should have at least 1 item"),
     (b"{not json", None, "body: Invalid JSON"),
     (json.dumps({"inputs": [tensor()]}).encode(), "lots", f"{HEADER_LENGTH} must be an integer, got 'lots'"),
     (json.dumps({"inputs": [tensor()]}).encode(), "9999", f"{HEADER_LENGTH} is 9999 but the body has"),
@@ -128,6 +140,16 @@ def test_a_wrong_request_is_422_saying_what_is_wrong(body, header_length, messag
     with pytest.raises(ServiceError) as info:
         parse(body, header_length)
     assert info.value.kind == ErrorKind.VALIDATION and message in info.value.message
+
+
+def test_the_published_schema_names_the_input_tensor_and_says_what_its_fields_hold():
+    """What /openapi.json shows a client writing its own requests (tritonclient needs none of it)."""
+    schema = models().request.model_json_schema()
+    tensor_schema = schema["$defs"]["InferInputTensor"]
+    assert tensor_schema["title"] == "InferInputTensor" and tensor_schema["additionalProperties"] is False
+    fields = tensor_schema["properties"]
+    assert fields["name"]["description"] == "text, and text_pair for pairs (same shape)."
+    assert fields["data"]["description"] == "The texts, flat in row-major order (absent: sent as binary tensor data)."
 
 
 @pytest.mark.parametrize("blob,declared,message", [
@@ -200,7 +222,8 @@ def test_a_mebibyte_of_empty_elements_under_shape_1_is_refused_by_its_size_befor
     # 262,000 empty elements: decoding and validating each cost ~1 s and ~300 MB; the shape says 1 element, and 1
     # element of at most MAX_TEXT_CHARS=100 characters is at most 4 + 400 bytes.
     raw, length = binary_request(b"\0\0\0\0" * 262_000, [1])
-    peak, outcome = peak_bytes(lambda: parse(raw, length))
+    built = models()  # before measuring: the parse's own allocations only
+    peak, outcome = peak_bytes(lambda: parse(raw, length, built))
     assert isinstance(outcome, ServiceError) and outcome.kind == ErrorKind.VALIDATION
     assert outcome.message == ("input 'text' declares 1048000 bytes of binary data, more than its 1 element(s) can "
                                "take: at most 404 (a 4-byte length and at most 400 bytes of UTF-8 text each)")
@@ -211,7 +234,8 @@ def test_binary_data_holding_more_elements_than_its_shape_is_refused_at_the_firs
     # Within the size 5 elements can take (5 x 404 bytes), 505 empty elements: refused at the sixth length read,
     # before any element is decoded (an element's refusal would otherwise name element 0, the empty one).
     raw, length = binary_request(b"\0\0\0\0" * 505, [5])
-    peak, outcome = peak_bytes(lambda: parse(raw, length))
+    built = models()  # before measuring: the parse's own allocations only
+    peak, outcome = peak_bytes(lambda: parse(raw, length, built))
     assert outcome.message == "input 'text': binary data holds more than the 5 element(s) of its shape"
     assert peak < 64 * 1024
 
@@ -231,7 +255,8 @@ def test_a_shape_holding_more_than_max_batch_texts_is_refused_before_its_data_is
 ], ids=["300k-empty-texts", "200k-lists-in-parameters", "200k-objects-in-tensor-parameters"])
 def test_json_with_more_values_than_any_request_has_is_refused_before_it_is_parsed(body):
     raw = json.dumps(body, separators=(",", ":")).encode()
-    peak, outcome = peak_bytes(lambda: parse(raw))
+    built = models()  # before measuring: the parse's own allocations only
+    peak, outcome = peak_bytes(lambda: parse(raw, None, built))
     assert isinstance(outcome, ServiceError)
     assert outcome.message.startswith("request body could not be parsed as JSON within its limits: more than 84 "
                                       "values")  # 4 per text of MAX_BATCH_TEXTS=5, and 64
