@@ -150,6 +150,10 @@ def test_the_published_schema_names_the_input_tensor_and_says_what_its_fields_ho
     fields = tensor_schema["properties"]
     assert fields["name"]["description"] == "text, and text_pair for pairs (same shape)."
     assert fields["data"]["description"] == "The texts, flat in row-major order (absent: sent as binary tensor data)."
+    assert schema["title"] == "InferRequest" and schema["additionalProperties"] is False
+    (example,) = schema["examples"]  # the documented example is a request the service takes
+    assert example == {"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": ["great", "awful"]}]}
+    assert [q.text for q in parse(example).queries] == ["great", "awful"]
 
 
 @pytest.mark.parametrize("blob,declared,message", [
