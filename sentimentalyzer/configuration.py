@@ -29,11 +29,11 @@ from common.cli import _declaring_class, _default_text, env_name, flag
 from common.settings import EMPTY_IS_UNSET, InputLimits, SharedSettings
 from engine.settings import ModelSettings, default_cache_dir
 from naive.settings import NaiveSettings
+from sentimentalyzer.generated import document_main
 from sentimentalyzer.serve import own_arguments
 from worker.settings import WorkerSettings
 
 COMMAND = "python -m sentimentalyzer.configuration"
-ROOT = Path(__file__).resolve().parents[1]
 PAGE = Path("docs") / "configuration.md"
 
 
@@ -237,34 +237,8 @@ def render() -> str:
     return "".join(out)
 
 
-def default_output() -> Path:
-    if not (ROOT / "pyproject.toml").is_file():
-        raise SystemExit(f"not in a checkout of the project: give the page's path with --output (e.g. {PAGE})")
-    return ROOT / PAGE
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=COMMAND, description="Write docs/configuration.md from the settings classes.")
-    parser.add_argument("--output", type=Path, help=f"where to write the page (default: {PAGE} of this checkout)")
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--check", action="store_true", help="write nothing; exit 1 if the page is out of date")
-    mode.add_argument("--stdout", action="store_true", help="print the page instead of writing it")
-    args = parser.parse_args(argv)
-    page = render()
-    if args.stdout:
-        sys.stdout.write(page)
-        return 0
-    path = args.output or default_output()
-    if args.check:
-        current = path.read_text(encoding="utf-8") if path.is_file() else None
-        if current != page:
-            print(f"{path} is out of date: run `{COMMAND}`", file=sys.stderr)
-            return 1
-        print(f"{path} is up to date")
-        return 0
-    path.write_text(page, encoding="utf-8")
-    print(f"wrote {path}")
-    return 0
+    return document_main(argv, command=COMMAND, document=PAGE, source="the settings classes", render=render)
 
 
 if __name__ == "__main__":
