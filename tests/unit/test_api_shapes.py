@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from common.options import Options
+from api.protocols import request_models
+from common.options import MAX_TOP_K, Options
 from tests.unit.api_harness import KEYS, fake_answer, run, running, settings
 from tests.unit.fakes import DownRedis
 
@@ -135,6 +136,19 @@ def test_top_k_beyond_the_models_labels_is_422_before_queueing_and_openapi_state
                 assert {"type": "integer", "minimum": 1, "maximum": 2} in schemas[name]["properties"]["top_k"]["anyOf"]
 
     run(scenario())
+
+
+def test_request_models_built_knowing_the_models_labels_state_them_as_top_ks_maximum():
+    """As the naive server builds them (it loads the model first); the API's come with MAX_TOP_K, and its served
+    OpenAPI document states the labels once a worker has described the model (the test above)."""
+    known = request_models(settings(), max_top_k=2)
+    unknown = request_models(settings())
+    for models, maximum in ((known, 2), (unknown, MAX_TOP_K)):
+        for key, shape in models.shapes.items():
+            schema = shape.model.model_json_schema()
+            top_k = schema["properties"]["top_k"] if "top_k" in schema["properties"] else (
+                schema["$defs"]["InferenceParameters"]["properties"]["top_k"])
+            assert {"type": "integer", "minimum": 1, "maximum": maximum} in top_k["anyOf"], key
 
 
 def test_open_inference_protocol_routes_answer_in_its_shapes():
