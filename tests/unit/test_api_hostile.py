@@ -193,6 +193,18 @@ def test_the_value_count_lets_exactly_its_limit_through(opening):
         check_json_values(body(limit + 1), 5)
 
 
+@pytest.mark.parametrize("opening", [b'{"a":', b"["])
+def test_brackets_alone_are_counted_without_a_comma_in_the_body(opening):
+    """Deep nesting has no commas: each opening bracket is a value (and a level of the parser's recursion)."""
+    from api.errors import ServiceError
+    from api.protocols.fields import check_json_values, json_values_limit
+
+    limit = json_values_limit(5)
+    check_json_values(opening * limit, 5)
+    with pytest.raises(ServiceError, match=f"more than {limit} values"):
+        check_json_values(opening * (limit + 1), 5)
+
+
 def test_commas_in_a_string_that_never_ends_are_left_to_the_parser():
     """An unterminated string is a syntax error the parser reports; the scan stops there instead of counting what
     follows as values."""
