@@ -151,6 +151,27 @@ def test_request_models_built_knowing_the_models_labels_state_them_as_top_ks_max
             assert {"type": "integer", "minimum": 1, "maximum": maximum} in top_k["anyOf"], key
 
 
+@pytest.mark.parametrize("key", ["text", "texts"])
+def test_a_dialect_of_our_bodies_adds_its_field_and_parses_the_bodies_that_set_it(key):
+    """Adding a protocol that speaks through one of our bodies is one module: its Dialect names the body's key."""
+    from pydantic import Field
+
+    from api.protocols import ours
+    from api.protocols.predict import request_models as build_models
+    from api.protocols.spec import Dialect, Job, Protocol
+
+    def job_of(body):
+        return Job([], render=lambda answers: "dialect") if body.flavour is not None else None
+
+    dialect = Protocol("dialect", dialect=Dialect(key, lambda build: {"flavour": (str | None, Field(None))}, job_of))
+    models = build_models((ours.PROTOCOL, dialect), settings())
+    model = models.shapes[key].model
+    assert "flavour" in model.model_json_schema()["properties"]
+    value = "good" if key == "text" else ["good"]
+    assert models.job_of(model(**{key: value, "flavour": "x"})).render([]) == "dialect"
+    assert models.job_of(model(**{key: value})).queries[0].text == "good"  # ours, as without the dialect
+
+
 def test_open_inference_protocol_routes_answer_in_its_shapes():
     async def scenario():
         async with running(settings(served_model_name="sst2")) as (http, _):
