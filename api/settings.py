@@ -122,12 +122,10 @@ class ApiSettings(SharedSettings, InputLimits):
         75,
         ge=1,
         le=3600,
-        description="Seconds an idle keep-alive connection stays open (uvicorn's own default is 5). Longer than the "
-        "idle timeout of every client and proxy in front of the API (AWS ALB and ingress-nginx 60, httpx 5), so that "
-        "they close an idle connection first: a server that closes it just as a client reuses it resets that request "
-        "(a 502 at a proxy). It also outlasts a paused API process (CPU starvation, a VM stall): on waking, a "
-        "connection past its time is closed before the request waiting in it is read. Each idle connection holds a "
-        "socket: shorter frees them sooner where many clients connect and go quiet.",
+        description="Seconds an idle keep-alive connection stays open (uvicorn's own default is 5). Keep it above the "
+        "idle timeout of whatever pools connections to the API (ALB, ingress-nginx 60; Go's clients 90; Google Cloud's "
+        "load balancers 600), so that the pool closes an idle connection first: otherwise a request sent just as the "
+        "API closes it is reset (a 502 at a proxy; docs/deployment.md). Each idle connection holds a socket.",
     )
     api_processes: int = Field(
         1,

@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             runs[str(checkout)].append(measured)
             print(f"{checkout}: {json.dumps(measured)}", flush=True)
         if args.floor:  # at the first checkout's latency this round: as many requests in flight, at its rate
-            delay_s = args.connections / runs[str(checkouts[0])][-1]["rps"]
+            delay_s = args.connections / max(runs[str(checkouts[0])][-1]["rps"], 1.0)
             measured = run_in(HERE.parent.parent, {}, args.duration, args.connections, floor_delay_s=delay_s)
             runs[FLOOR].append(measured)
             print(f"{FLOOR}: {json.dumps(measured)}", flush=True)
@@ -175,8 +175,9 @@ def markdown(result: dict) -> str:
              "|---|---|---|---|---|---|"]
     for row in result["rows"]:
         api_runs = ", ".join(f"{r['api_us']:.0f}" for r in row["runs"])
-        lines.append(f"| {row['checkout']} | `{row['commit']}` | {row['rps']:.1f} | {row['api_us']:.0f} | "
-                     f"{row['redis_us']:.0f} | {api_runs} |")
+        redis_us = "—" if row["checkout"] == FLOOR else f"{row['redis_us']:.0f}"  # the floor has no Redis
+        lines.append(f"| {row['checkout']} | `{row['commit']}` | {row['rps']:.1f} | {row['api_us']:.0f} | {redis_us} | "
+                     f"{api_runs} |")
     return "\n".join(lines) + "\n"
 
 

@@ -14,27 +14,28 @@ described the model, as here, ``top_k``'s maximum is MAX_TOP_K (a served documen
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from api.settings import ApiSettings
-from common.cli import env_name
 from sentimentalyzer.generated import document_main
 
 COMMAND = "python -m sentimentalyzer.openapi"
 DOCUMENT = Path("docs") / "openapi.json"
 
 
+class _Defaults(ApiSettings):
+    """ApiSettings read from nothing but its arguments: no environment variables, no .env file."""
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, **_others):  # type: ignore[no-untyped-def]
+        return (init_settings,)
+
+
 def default_settings() -> ApiSettings:
-    """The API's settings at their defaults: the environment's values for them are set aside while they are read."""
-    names = {env_name(field) for field in ApiSettings.model_fields}
-    aside = {name: os.environ.pop(name) for name in list(os.environ) if name.upper() in names}  # case-insensitive
-    try:
-        return ApiSettings()
-    finally:
-        os.environ.update(aside)
+    """The API's settings at their defaults, whatever this process's environment says (which is left alone)."""
+    return _Defaults()
 
 
 def render() -> str:

@@ -137,10 +137,10 @@ def test_garbage_on_the_queue_under_load_harms_nobody(service, tiny_predictor):
 
 
 def test_a_request_sent_while_the_api_is_paused_on_a_kept_alive_connection_is_answered(service):
-    """A client reuses its idle connection while the API process is stalled (here SIGSTOP, as CPU starvation or a VM
-    pause would) for longer than uvicorn's own keep-alive default, 5 s. On waking, uvloop runs due timers before it
-    reads sockets: with that default the connection is closed under the waiting request, which is reset (httpx:
-    ReadError, connection reset by peer). KEEP_ALIVE_S's default outlasts such a stall."""
+    """A client reuses its idle connection while the API process is stopped (SIGSTOP) for longer than uvicorn's own
+    keep-alive default, 5 s. On waking, the due keep-alive timer closes the connection with the request unread in it,
+    which is reset (httpx: ReadError, connection reset by peer): seen with KEEP_ALIVE_S=5. Its default outlasts such
+    a stop."""
     with httpx.Client(base_url=service.url, timeout=30) as client:
         assert client.post("/predict", json={"text": "kept alive"}).status_code == 200
         service.api.signal(signal.SIGSTOP)

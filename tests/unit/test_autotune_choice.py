@@ -153,9 +153,9 @@ def test_the_decision_cache_round_trips_and_ignores_garbage(tmp_path, caplog):
     again = cache.load(key)  # the host's load could not be read while measuring: kept as unknown, not unreadable
     assert again is not None and again.others_cpu_share is None and not again.host_busy
     without_budgets = json.dumps({"key": key, "backend": "torch", "max_batch_tokens": 512, "table": []})
-    for garbage, why in [("{not json", "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
-                         (without_budgets, "'budgets'")]:
+    for garbage, why in [("{not json", "Expecting property name"), (without_budgets, "'budgets'")]:
         path.write_text(garbage)
         with caplog.at_level("WARNING", logger="engine.autotune.choice"):
             assert cache.load(key) is None
-        assert caplog.messages[-1] == f"ignoring unreadable backend decision {path} ({why}): measuring again"
+        assert caplog.messages[-1].startswith(f"ignoring unreadable backend decision {path} ({why}")  # the cause
+        assert caplog.messages[-1].endswith("): measuring again")
