@@ -32,32 +32,47 @@ HERE = Path(__file__).resolve()
 FLOOR = "floor: a bare FastAPI route (benchmarks/api_floor.py)"
 
 
-def child(env: dict[str, str], duration_s: int, connections: int) -> dict:
-    """In a checkout: its service on a private Redis, warmed up, then one measured wrk run."""
-    from benchmarks.systems import warm_up
-    from benchmarks.wrk import run_wrk
+def sentences() -> list[str]:
     from harness.corpus import load_sentences
-    from harness.processes import RedisServer, cpu_seconds
-    from harness.service import start_service
 
     texts, _ = load_sentences()
     random.Random(0).shuffle(texts)
+    return texts
+
+
+def measure(url: str, texts: list[str], connections: int, duration_s: int, api_pid: int,
+            redis_pid: int | None = None) -> dict:
+    """One settling run, then one measured wrk run against ``url``: the CPU per answered request of ``api_pid`` (and
+    of ``redis_pid``, where there is one)."""
+    from benchmarks.wrk import run_wrk
+    from harness.processes import cpu_seconds
+
+    # Settle: the first connections' pools (and a worker's shapes); its end (wrk hangs up mid-request) is not in the
+    # measured run.
+    run_wrk(url, texts, connections, 3)
+    time.sleep(1)
+    api0, began = cpu_seconds(api_pid), time.perf_counter()
+    redis0 = cpu_seconds(redis_pid) if redis_pid is not None else 0.0
+    result = run_wrk(url, texts, connections, duration_s)
+    answered = result.rps * (time.perf_counter() - began)
+    redis_us = 1e6 * (cpu_seconds(redis_pid) - redis0) / answered if redis_pid is not None else 0.0
+    return {"rps": result.rps, "errors": result.errors, "api_us": 1e6 * (cpu_seconds(api_pid) - api0) / answered,
+            "redis_us": redis_us}
+
+
+def child(env: dict[str, str], duration_s: int, connections: int) -> dict:
+    """In a checkout: its service on a private Redis, warmed up, then one measured wrk run."""
+    from benchmarks.systems import warm_up
+    from harness.processes import RedisServer
+    from harness.service import start_service
+
+    texts = sentences()
     with tempfile.TemporaryDirectory(prefix="api-cpu-") as logs:
         redis = RedisServer(Path(logs))
         service = start_service(redis.url, Path(logs), workers=1, env=env, ready_timeout=600)
         try:
             warm_up(service.url, texts, 100)
-            # Settle: the first connections' pools and the worker's shapes; its end (wrk hangs up mid-request) is
-            # not in the measured run.
-            run_wrk(f"{service.url}/predict", texts, connections, 3)
-            time.sleep(1)
-            api0, redis0, began = cpu_seconds(service.api.pid), cpu_seconds(redis.pid), time.perf_counter()
-            result = run_wrk(f"{service.url}/predict", texts, connections, duration_s)
-            elapsed = time.perf_counter() - began
-            answered = result.rps * elapsed
-            return {"rps": result.rps, "errors": result.errors,
-                    "api_us": 1e6 * (cpu_seconds(service.api.pid) - api0) / answered,
-                    "redis_us": 1e6 * (cpu_seconds(redis.pid) - redis0) / answered}
+            return measure(f"{service.url}/predict", texts, connections, duration_s, service.api.pid, redis.pid)
         finally:
             service.stop()
             redis.stop()
@@ -65,26 +80,15 @@ def child(env: dict[str, str], duration_s: int, connections: int) -> dict:
 
 def serve_floor(duration_s: int, connections: int, delay_s: float) -> dict:
     """benchmarks.api_floor served as the API is, answering after ``delay_s``, measured as child() measures the API."""
-    from benchmarks.wrk import run_wrk
-    from harness.corpus import load_sentences
-    from harness.processes import Process, cpu_seconds, free_port, python_env, wait_while_alive
+    from harness.processes import Process, free_port, python_env, wait_while_alive
 
-    texts, _ = load_sentences()
-    random.Random(0).shuffle(texts)
     port = free_port()
     command = ["benchmarks.api_floor:app", "--port", str(port), "--loop", "uvloop", "--http", "httptools",
                "--no-access-log", "--log-level", "warning"]
     server = Process.python("uvicorn", python_env(API_FLOOR_DELAY_S=str(delay_s)), None, *command, name="floor")
     try:
         wait_while_alive(server, lambda: server.listens_on(port), 60, "the floor server to listen")
-        url = f"http://127.0.0.1:{port}/predict"
-        run_wrk(url, texts, connections, 3)
-        time.sleep(1)
-        before, began = cpu_seconds(server.pid), time.perf_counter()
-        result = run_wrk(url, texts, connections, duration_s)
-        answered = result.rps * (time.perf_counter() - began)
-        api_us = 1e6 * (cpu_seconds(server.pid) - before) / answered
-        return {"rps": result.rps, "errors": result.errors, "api_us": api_us, "redis_us": 0.0}
+        return measure(f"http://127.0.0.1:{port}/predict", sentences(), connections, duration_s, server.pid)
     finally:
         server.stop()
 
