@@ -50,7 +50,7 @@ def _one_model(build: Build) -> type[BaseModel]:
         "PredictRequest",
         __config__=ConfigDict(extra="forbid", json_schema_extra={"examples": [
             {"text": "a charming and often affecting journey"},
-            {"text": "a charming and often affecting journey", "top_k": None, "function_to_apply": "softmax"},
+            {"text": "a charming and often affecting journey", "function_to_apply": "softmax"},
             {"text": "A man is playing a guitar.", "text_pair": "Someone makes music."}]}),
         text=(text, Field(examples=["a charming and often affecting journey"])),
         text_pair=(text | None, Field(None, description=PAIR_HELP)),
@@ -63,7 +63,7 @@ def _batch_model(build: Build) -> type[BaseModel]:
     text = build.text
     pair = create_model(
         "TextPair",
-        __config__=ConfigDict(extra="forbid", json_schema_extra=None),
+        __config__=ConfigDict(extra="forbid"),
         text=(text, ...),
         text_pair=(text | None, Field(None, description=PAIR_HELP)),
     )
