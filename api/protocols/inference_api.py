@@ -18,7 +18,7 @@ from common.options import FUNCTIONS, NONE
 def _fields(build: Build) -> dict[str, Any]:
     parameters = create_model(
         "InferenceParameters",
-        __config__=ConfigDict(extra="forbid", json_schema_extra=None),
+        __config__=ConfigDict(extra="forbid"),
         top_k=(integer(ge=1, le=top_k_maximum(build.max_top_k)) | None, Field(None, description=(
             "Labels per input, best first; absent or null: every label."))),
         function_to_apply=(Literal[FUNCTIONS] | None, Field(None)),  # type: ignore[valid-type]

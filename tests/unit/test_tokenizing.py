@@ -13,21 +13,24 @@ class FakeHfTokenizer:
     """Each word is a token id (its length); [CLS]=101 a [SEP]=102 (b [SEP]) ; truncation at max_length from its
     ``truncation_side`` (of the words: enough for these tests). Records every call, in every copy."""
 
-    pad_token_id = 0
-
-    def __init__(self, *, type_ids: bool = False, side: str = "right") -> None:
+    def __init__(self, *, type_ids: bool = False, side: str = "right", pad_token_id: int | None = 0) -> None:
         self.model_input_names = ["input_ids", "attention_mask"] + (["token_type_ids"] if type_ids else [])
         self.padding_side = side
         self.truncation_side = "right"
+        self.pad_token_id = pad_token_id
         self.calls: list[tuple[str, list[str], list[str] | None, bool]] = []
+        self.copies: list[FakeHfTokenizer] = []
 
     def __deepcopy__(self, memo):
-        twin = copy.copy(self)  # shares .calls: one record of all calls
+        twin = copy.copy(self)  # shares .calls and .copies: one record of all calls and copies
+        self.copies.append(twin)
         return twin
 
     def __call__(self, texts, pairs=None, *, return_token_type_ids, return_attention_mask, truncation,
                  max_length=None, verbose=True):
-        assert not return_attention_mask and (truncation or not verbose)  # an untruncated call logs nothing
+        # The masks are made per pass (Tokenizer.pad): the tokenizer must not build them too (None would ask for
+        # them, as the model's inputs name them). An untruncated call logs nothing.
+        assert return_attention_mask is False and (truncation or not verbose)
         self.calls.append((self.truncation_side, texts, pairs, truncation))
         ids, types = [], []
         for i, text in enumerate(texts):
@@ -97,3 +100,21 @@ def test_models_without_segment_ids_get_no_such_input():
     tokenizer = Tokenizer(FakeHfTokenizer(), max_length=8)
     assert tokenizer.input_names == ("input_ids", "attention_mask")
     assert set(tokenizer.pad([Encoding([101, 102])])) == {"input_ids", "attention_mask"}
+
+
+@pytest.mark.parametrize("pad_token_id,padded_with", [(3, 3), (None, 0)])
+def test_passes_are_padded_with_the_tokenizers_pad_token_or_0_where_it_has_none(pad_token_id, padded_with):
+    tokenizer = Tokenizer(FakeHfTokenizer(pad_token_id=pad_token_id), max_length=8)
+    inputs = tokenizer.pad([Encoding([101, 5, 102]), Encoding([101, 102])])
+    assert inputs["input_ids"].tolist() == [[101, 5, 102], [101, 102, padded_with]]
+    assert inputs["input_ids"].dtype == np.int64
+
+
+def test_the_tokenizer_for_the_other_truncation_side_is_copied_once_and_the_models_own_never():
+    hf = FakeHfTokenizer()
+    tokenizer = Tokenizer(hf, max_length=4)
+    for _ in range(3):
+        tokenizer.encode(queries("a bb ccc dddd", "x"))
+        tokenizer.encode(queries("a bb ccc dddd", truncation_side="left"))
+    assert len(hf.copies) == 1 and hf.copies[0].truncation_side == "left"
+    assert [side for side, *_ in hf.calls] == ["right", "left"] * 3
