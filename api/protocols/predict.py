@@ -8,7 +8,6 @@ tagged union of the /predict bodies, and the routes, which hand each body's job 
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from functools import partial
 from typing import Annotated, Any, Union
 
 from fastapi import FastAPI, Request, Response
@@ -19,6 +18,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Discriminator, Tag
 
 from api.errors import ErrorKind, error_responses
+from api.protocols.direct import DirectBodyRoutes, JsonAnswer, is_json
 from api.protocols.fields import check_json_values, json_values_limit, text_type
 from api.protocols.spec import Answer, BodyRoute, Build, Job, Protocol, Shape
 from common.settings import InputLimits
@@ -112,12 +112,19 @@ def _shape_of(keys: tuple[str, ...]) -> Callable[[Any], str | None]:
 
 
 def add_body_routes(app: FastAPI, models: RequestModels, answer: Answer, *, errors: Iterable[ErrorKind]) -> None:
-    """POST /predict and the protocols' body routes, each handing its body's job to ``answer``. Added on the app
-    itself: an included APIRouter adds a second layer of route matching to every request (FastAPI 0.165; seen in
-    a profile of /predict)."""
+    """POST /predict and the protocols' body routes, each handing its body's job to ``answer``, and the direct path
+    to their JSON answers (api/protocols/direct.py). Added on the app itself: an included APIRouter adds a second
+    layer of route matching to every request (FastAPI 0.165; seen in a profile of /predict)."""
     documented = error_responses(*errors)
-    add = partial(app.router.add_api_route, methods=["POST"], response_model=None,
-                  route_class_override=_bounded_route(models.max_texts))  # the router's: it takes a route class
+    route_class = _bounded_route(models.max_texts)
+    answers: dict[str, JsonAnswer] = {}
+
+    def add(path: str, handler: Callable[..., Any], **kwargs: Any) -> None:
+        # The router's add_api_route: it takes a route class.
+        app.router.add_api_route(path, handler, methods=["POST"], response_model=None,
+                                 route_class_override=route_class, **kwargs)
+        answers[path] = app.router.routes[-1].json_answer  # type: ignore[attr-defined]
+
     add("/predict", _handler(models.predict, models.job_of, answer), name="predict", summary=PREDICT_SUMMARY,
         responses={200: {"description": models.answers_doc, "model": models.answer_type}, **documented})
     for route in models.routes:
@@ -125,62 +132,68 @@ def add_body_routes(app: FastAPI, models: RequestModels, answer: Answer, *, erro
         add(route.path, _handler(shape.model, shape.job_of, answer), name=route.path.strip("/").replace("/", "_"),
             summary=route.summary,
             responses={200: {"model": route.answer, "description": route.answer_doc}, **documented})
-
-
-def _is_json(content_type: str | None) -> bool:
-    """Whether FastAPI parses a body of this Content-Type as JSON (application/json or application/*+json)."""
-    if content_type == "application/json":  # what nearly every client sends
-        return True
-    if not content_type:
-        return False
-    kind = content_type.partition(";")[0].strip().lower()
-    if kind.count("/") != 1:  # as email.message, which FastAPI asks: not a type/subtype, so text/plain
-        return False
-    return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
+    app.add_middleware(DirectBodyRoutes, answers=answers, exception_handlers=app.exception_handlers)
 
 
 def _bounded_route(max_texts: int) -> type[APIRoute]:
-    """Routes that parse and validate their JSON body themselves (as FastAPI would, without its per-request
-    dependency solving), after refusing one that holds more values than any request of at most ``max_texts`` texts
-    (fields.check_json_values): a JSON parser builds every value first, pydantic counts a list's items after."""
-    small = json_values_limit(max_texts)
+    """Routes that parse and validate their JSON body themselves (``json_answer``), as FastAPI would without its
+    per-request dependency solving. The same answer is what the direct path (api/protocols/direct.py) gives these
+    routes' requests without going through FastAPI's router: the route itself answers what that path leaves to
+    FastAPI."""
 
     class BoundedRoute(APIRoute):
+        json_answer: JsonAnswer
+
         def get_route_handler(self) -> Callable[[Request], Any]:
             handle = super().get_route_handler()
             field, endpoint = self.body_field, self.endpoint
             if field is None or self.dependant.dependencies:
-                # Dependencies (the app's or the route's) would be skipped by the JSON path below.
+                # Dependencies (the app's or the route's) would be skipped by the JSON path.
                 raise RuntimeError(f"{self.path}: a body route takes a body and no dependencies")
+            self.json_answer = answer = json_answer(field, endpoint, max_texts)
 
             async def bounded(request: Request) -> Response:
                 body = await request.body()  # read once: FastAPI's own read gets it from the request
-                if not body or not _is_json(request.headers.get("content-type")):
-                    return await handle(request)  # FastAPI's answers: its 415, its 422 for a missing body
-                if len(body) > small:  # a body of fewer bytes than values allowed needs no look
-                    check_json_values(body, max_texts)
-                # What FastAPI does with a JSON body, without its per-request dependency solving (these routes take
-                # the body and the request, no dependencies): parse, validate as the body field, the same errors.
-                try:
-                    value = json.loads(body)
-                except json.JSONDecodeError as error:
-                    raise RequestValidationError([{"type": "json_invalid", "loc": ("body", error.pos),
-                                                   "msg": "JSON decode error", "input": {},
-                                                   "ctx": {"error": error.msg}}], body=error.doc) from error
-                except Exception:  # noqa: BLE001
-                    # Not UTF-8, nested deeper than the parser goes, ...: FastAPI's own parse fails alike, and its
-                    # answer is the documented one (api/errors.py), from the body it reads again.
-                    return await handle(request)
-                parsed, errors = field.validate(value, {}, loc=("body",))
-                if errors:
-                    raise RequestValidationError(errors, body=value)
-                answer = await endpoint(parsed, request)
-                # As FastAPI answers a route without a response model: a Response as it is, data as JSON.
-                return answer if isinstance(answer, Response) else JSONResponse(jsonable_encoder(answer))
+                if is_json(request.headers.get("content-type")) and (response := await answer(request, body)):
+                    return response
+                return await handle(request)  # FastAPI's answers: its 415, its 422 for a missing body, ...
 
             return bounded
 
     return BoundedRoute
+
+
+def json_answer(field: Any, endpoint: Callable[..., Any], max_texts: int) -> JsonAnswer:
+    """What FastAPI does with a route's JSON body, without its per-request dependency solving (these routes take
+    the body and the request, no dependencies): parse, validate as the body ``field``, the same errors, the
+    ``endpoint``'s answer. First a body that holds more values than any request of at most ``max_texts`` texts is
+    refused (fields.check_json_values): a JSON parser builds every value first, pydantic counts a list's items
+    after. None: a body for FastAPI to answer (none at all, not UTF-8, nested deeper than the parser goes, ...)."""
+    small = json_values_limit(max_texts)
+
+    async def answer(request: Request, body: bytes) -> Response | None:
+        if not body:
+            return None
+        if len(body) > small:  # a body of fewer bytes than values allowed needs no look
+            check_json_values(body, max_texts)
+        try:
+            value = json.loads(body)
+        except json.JSONDecodeError as error:
+            raise RequestValidationError([{"type": "json_invalid", "loc": ("body", error.pos),
+                                           "msg": "JSON decode error", "input": {},
+                                           "ctx": {"error": error.msg}}], body=error.doc) from error
+        except Exception:  # noqa: BLE001
+            # FastAPI's own parse fails alike, and its answer is the documented one (api/errors.py), from the body
+            # it reads again.
+            return None
+        parsed, errors = field.validate(value, {}, loc=("body",))
+        if errors:
+            raise RequestValidationError(errors, body=value)
+        answered = await endpoint(parsed, request)
+        # As FastAPI answers a route without a response model: a Response as it is, data as JSON.
+        return answered if isinstance(answered, Response) else JSONResponse(jsonable_encoder(answered))
+
+    return answer
 
 
 def _handler(model: Any, job_of: Callable[[Any], Job], answer: Answer) -> Callable[..., Any]:
