@@ -4,10 +4,10 @@ or one error. No HTTP in here.
 Flow of one request: the response cache, if on (texts answered before are answered from it) -> N work items (one
 per text the cache did not answer), encoded -> admission (this process's request slots, and the client's share of
 them and of the queue in those items' bytes: api/admission.py) -> the items pushed by a Lua script that refuses
-when the queue is deeper than the limit (check and push in one atomic round trip) -> BLMPOP on the
-request's own reply key until all N replies arrived or the deadline passed -> each text's ranked labels in input
-order, or the error a worker reported. A caller that cancels (its client hung up) frees its slot at once and marks
-the request cancelled: workers skip its texts that have not started.
+when the queue is deeper than the limit (check and push in one atomic step), pipelined with a first BLMPOP on
+the request's own reply key (one round trip) -> more BLMPOPs until all N replies arrived or the deadline passed ->
+each text's ranked labels in input order, or the error a worker reported. A caller that cancels (its client hung
+up) frees its slot at once and marks the request cancelled: workers skip its texts that have not started.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 import redis.asyncio
@@ -45,6 +46,12 @@ log = logging.getLogger(__name__)
 
 # BLMPOP's timeout must be positive; Redis measures it in (fractional) seconds.
 _MIN_WAIT_S = 0.01
+# The longest wait pipelined with the push (then BLMPOPs of their own, up to the deadline). Redis runs that wait even
+# when the push failed with an error reply (out of memory, a read-only replica after a failover, NOSCRIPT after a
+# restart): nothing was queued, and the wait blocks for replies that never come. Its bound is what such a failure
+# costs before its 503 (or, for NOSCRIPT, the push sent again); most requests are answered well within it, in the
+# one round trip.
+FIRST_WAIT_S = 1.0
 # A cancellation is kept this long past its request's deadline, after which no worker runs its texts anyway
 # (both sides compare on Redis's clock, common/clock.py, to within a round trip): workers then drop the entry.
 CANCELLED_MARGIN_S = 5.0
@@ -77,6 +84,9 @@ class Gateway:
         self._on_enqueued = on_enqueued  # e.g. a metrics counter's inc
         self._clock = clock
         self._scripts = Scripts(client, keys)
+        # Whether the push script is known to be in Redis: until then a pipelined push would fail (NOSCRIPT) and its
+        # wait block for FIRST_WAIT_S, so the first push goes on its own (see _push_and_wait).
+        self._script_loaded = False
         self._admission = Admission(settings, on_in_flight)
         self._cache = cache
         self._answers = answers
@@ -119,8 +129,8 @@ class Gateway:
                                          client_request_id)) for i, q in enumerate(queries)]
         with self._admission.admit(client, [len(payload) for payload in payloads]):
             try:
-                await self._enqueue(payloads)
-                replies = await self._collect(request_id, len(queries), deadline)
+                first = await self._enqueue(request_id, payloads, deadline)
+                replies = await self._collect(request_id, len(queries), deadline, first)
             except asyncio.CancelledError:
                 # The caller gave up (its client hung up): the texts not started yet are not worth running.
                 await self._cancel(request_id, deadline)
@@ -147,20 +157,47 @@ class Gateway:
                                "read Redis's clock yet, which deadlines are measured on; retry later",
                                retry_after_s=1) from None
 
-    async def _enqueue(self, payloads: list[bytes]) -> None:
-        """Push the encoded work items, or refuse with 429 if the queue is full."""
+    async def _enqueue(self, request_id: str, payloads: list[bytes], deadline: float) -> list[bytes]:
+        """Push the encoded work items, or refuse with 429 if the queue is full: the raw replies that came with the
+        push."""
         s = self._settings
         async with self._unavailable:
-            depth = await self._scripts.push_if_room(payloads, s.max_queue_depth, s.max_queue_bytes)
-        if depth < 0:
+            depth, popped = await self._push_and_wait(request_id, payloads, deadline)
+            _raise_error_reply(depth)
+        if depth < 0:  # what the wait popped is the refusal marker
             limit = f"{s.max_queue_depth} texts" if depth == -1 else f"{s.max_queue_bytes} bytes of text"
             raise ServiceError(ErrorKind.OVERLOADED, f"the queue is full (limit {limit}); retry later",
                                retry_after_s=s.retry_after_s)
         self._on_enqueued(len(payloads))
+        async with self._unavailable:
+            _raise_error_reply(popped)  # queued (and counted), and a 503 all the same
+        return popped[1] if popped else []
 
-    async def _collect(self, request_id: str, count: int, deadline: float) -> list[Reply]:
+    async def _push_and_wait(self, request_id: str, payloads: list[bytes], deadline: float) -> tuple[Any, Any]:
+        """The push and a first wait for its replies, in one round trip: the push's answer (the queue's new length;
+        -1 or -2, refused; or an error reply) and the wait's (None: no reply within FIRST_WAIT_S)."""
+        s = self._settings
+        if self._script_loaded:
+            wait_s = max(min(deadline - self._clock(), FIRST_WAIT_S), _MIN_WAIT_S)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                self._scripts.queue_push_if_room(pipe, request_id, payloads, s.max_queue_depth, s.max_queue_bytes)
+                pipe.blmpop(wait_s, 1, self._keys.reply(request_id), direction="LEFT", count=len(payloads))
+                depth, popped = await pipe.execute(raise_on_error=False)
+            if not isinstance(depth, redis.exceptions.NoScriptError):
+                return depth, popped
+        # This process's first push, or Redis restarted or flushed its scripts (NOSCRIPT: nothing was pushed, so
+        # pushing again cannot queue the texts twice): this call loads the script, and _collect waits as usual.
+        depth = await self._scripts.push_if_room(request_id, payloads, s.max_queue_depth, s.max_queue_bytes)
+        self._script_loaded = True
+        return depth, None
+
+    async def _collect(self, request_id: str, count: int, deadline: float, first: list[bytes]) -> list[Reply]:
+        """The request's ``count`` replies: ``first`` (those that came with the push), then what BLMPOP brings
+        until the deadline (then 504)."""
         key = self._keys.reply(request_id)
         got: dict[int, Reply] = {}
+        for raw in first:
+            _accept(raw, request_id, count, got)
         while len(got) < count:
             remaining = deadline - self._clock()
             if remaining <= 0:
@@ -202,6 +239,12 @@ class Gateway:
             await self._redis.delete(key)
         except redis.RedisError:
             pass  # replies that land later expire on their own (REPLY_TTL_S)
+
+
+def _raise_error_reply(answer: object) -> None:
+    """Raise ``answer`` if it is a pipelined command's error reply."""
+    if isinstance(answer, redis.RedisError):
+        raise answer
 
 
 def _accept(raw: bytes, request_id: str, count: int, got: dict[int, Reply]) -> None:

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import hashlib
 import json
 import logging
 import os
@@ -32,6 +33,11 @@ from api.app import create_app
 from api.settings import ApiSettings
 from common.protocol import Prediction, Reply, decode_item, encode_reply
 
+try:
+    from common.scripts import REFUSAL_MARKER
+except ImportError:  # a commit from before the push was pipelined with its first wait
+    REFUSAL_MARKER = None
+
 
 class _InstantScript:
     """A registered Lua script: the push script answers every item at once; the others do nothing (the worker-states
@@ -40,11 +46,13 @@ class _InstantScript:
     def __init__(self, stub: InstantRedis, source: str) -> None:
         self._stub = stub
         self._is_push = "LLEN" in source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
 
     async def __call__(self, keys: Sequence[str] = (), args: Sequence[Any] = ()) -> int:
         if not self._is_push:
             return []
-        for raw in (arg for arg in args if isinstance(arg, bytes)):  # the limits come first, as numbers
+        # The limits come first, as numbers; then the refusal marker, if this commit has one.
+        for raw in (arg for arg in args if isinstance(arg, bytes) and arg != REFUSAL_MARKER):
             item = decode_item(raw)
             reply = Reply(item.request_id, item.index, predictions=[Prediction("POSITIVE", 0.9)], queue_ms=1.0,
                           inference_ms=2.0)
@@ -57,9 +65,15 @@ class InstantRedis:
 
     def __init__(self) -> None:
         self.replies: dict[str, list[bytes]] = {}
+        self.scripts: dict[str, _InstantScript] = {}
 
     def register_script(self, source: str) -> _InstantScript:
-        return _InstantScript(self, source)
+        script = _InstantScript(self, source)
+        self.scripts[script.sha] = script
+        return script
+
+    def pipeline(self, transaction: bool = True) -> _InstantPipeline:
+        return _InstantPipeline(self)
 
     async def blmpop(self, timeout: float, numkeys: int, key: str, direction: str, count: int) -> list[Any]:
         return [key, self.replies.pop(key.rsplit(":", 1)[1])]
@@ -71,6 +85,31 @@ class InstantRedis:
 
     async def aclose(self) -> None:
         return None
+
+
+class _InstantPipeline:
+    """A pipeline of the commands the request path sends together (the push and the first wait): queued, then run
+    in order by ``execute``."""
+
+    def __init__(self, stub: InstantRedis) -> None:
+        self._stub = stub
+        self._calls: list[Any] = []
+
+    async def __aenter__(self) -> _InstantPipeline:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> None:
+        script = self._stub.scripts[sha]
+        self._calls.append(lambda: script(keys_and_args[:numkeys], keys_and_args[numkeys:]))
+
+    def blmpop(self, *args: Any, **kwargs: Any) -> None:
+        self._calls.append(lambda: self._stub.blmpop(*args, **kwargs))
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        return [await call() for call in self._calls]
 
 
 def dropping_tracer_provider() -> Any:

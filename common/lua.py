@@ -9,18 +9,26 @@ fields (``request_id``, ``index``) and ``text`` that the pop and recovery script
 # Refuse a push that would take the queue past its limits, in texts or in bytes: the check and the push in one
 # step, so concurrent producers cannot overshoot together. The queued bytes are a counter the pop and the recovery
 # keep (it resets whenever the queue is found empty, so a drift — messages pushed or removed by hand — heals).
-# KEYS: requests, queued_bytes.  ARGV: depth limit, bytes limit, items...
+# A refusal leaves the refusal marker on the request's reply key, expiring soon: the API pipelines its wait for the
+# replies right after the push, and that wait must end at once instead of blocking for replies that never come.
+# KEYS: requests, queued_bytes, reply:<request id>.  ARGV: depth limit, bytes limit, refusal marker,
+#       marker ttl ms, items...
 # Returns the new length, or -1 (too many texts) or -2 (too many bytes); nothing pushed then.
 PUSH_IF_ROOM = """
+local function refuse(code)
+  redis.call('RPUSH', KEYS[3], ARGV[3])
+  redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[4]))
+  return code
+end
 local depth = redis.call('LLEN', KEYS[1])
-if depth + #ARGV - 2 > tonumber(ARGV[1]) then return -1 end
+if depth + #ARGV - 4 > tonumber(ARGV[1]) then return refuse(-1) end
 local size = 0
-for i = 3, #ARGV do size = size + #ARGV[i] end
+for i = 5, #ARGV do size = size + #ARGV[i] end
 local queued = 0
 if depth > 0 then queued = tonumber(redis.call('GET', KEYS[2]) or '0') end
-if queued + size > tonumber(ARGV[2]) then return -2 end
+if queued + size > tonumber(ARGV[2]) then return refuse(-2) end
 redis.call('SET', KEYS[2], queued + size)
-return redis.call('RPUSH', KEYS[1], unpack(ARGV, 3))
+return redis.call('RPUSH', KEYS[1], unpack(ARGV, 5))
 """
 
 # Read one message's identity without trusting it: `unpack_limit` decodes only the first object (a message of

@@ -26,6 +26,12 @@ from common.protocol import REQUEST_ID_CHARS, REQUEST_ID_LENGTH, ErrorCode, Repl
 # whose message vanished (an operator cleared the queue) cannot stay forever.
 DEATHS_TTL_S = 7200
 
+# What PUSH_IF_ROOM leaves on a request's reply key when it refuses, so that the wait pipelined after the push
+# (api/gateway.py) pops it and ends at once. Never a reply: 0xc1 starts no msgpack message. The expiry is for a wait
+# that never comes (its connection dropped in between, or a push sent on its own).
+REFUSAL_MARKER = b"\xc1 refused: the queue is full"
+REFUSAL_MARKER_TTL_MS = 1000
+
 # Lua patterns have no {n} repetition: the class is spelled out once per character.
 REQUEST_ID_LUA_PATTERN = "^" + f"[{REQUEST_ID_CHARS}]" * REQUEST_ID_LENGTH + "$"
 
@@ -113,11 +119,25 @@ class Scripts:
         self._beat = client.register_script(BEAT)
         self._withdraw = client.register_script(WITHDRAW)
 
-    def push_if_room(self, payloads: Sequence[bytes], max_depth: int, max_bytes: int) -> Any:
+    def push_if_room(self, request_id: str, payloads: Sequence[bytes], max_depth: int, max_bytes: int) -> Any:
         """RPUSH ``payloads`` onto the request list unless that takes it past ``max_depth`` texts or ``max_bytes``:
-        the new length, or -1 (texts) / -2 (bytes) and nothing pushed."""
-        return self._push_if_room(keys=[self._keys.requests, self._keys.queued_bytes],
-                                  args=[max_depth, max_bytes, *payloads])
+        the new length, or -1 (texts) / -2 (bytes), nothing pushed and ``REFUSAL_MARKER`` on the reply key of
+        ``request_id``."""
+        keys, args = self._push_arguments(request_id, payloads, max_depth, max_bytes)
+        return self._push_if_room(keys=keys, args=args)
+
+    def queue_push_if_room(self, pipe: redis.client.Pipeline | redis.asyncio.client.Pipeline, request_id: str,
+                           payloads: Sequence[bytes], max_depth: int, max_bytes: int) -> None:
+        """``push_if_room`` queued on ``pipe``, by the script's sha alone: a pipeline given the script object asks
+        SCRIPT EXISTS first on every execute, a round trip more. So its answer can be a ``NoScriptError`` (Redis
+        restarted or its scripts were flushed): nothing was pushed then, and ``push_if_room`` loads the script."""
+        keys, args = self._push_arguments(request_id, payloads, max_depth, max_bytes)
+        pipe.evalsha(self._push_if_room.sha, len(keys), *keys, *args)
+
+    def _push_arguments(self, request_id: str, payloads: Sequence[bytes], max_depth: int,
+                        max_bytes: int) -> tuple[list[str], list[Any]]:
+        keys = [self._keys.requests, self._keys.queued_bytes, self._keys.reply(request_id)]
+        return keys, [max_depth, max_bytes, REFUSAL_MARKER, REFUSAL_MARKER_TTL_MS, *payloads]
 
     def pop_window(self, worker_id: str, incarnation: str, max_items: int, *, suspect_allowed: bool,
                    suspect_deaths: int, lease_s: float, now: float) -> Any:

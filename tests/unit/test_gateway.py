@@ -3,18 +3,32 @@ request's reply key the moment its items are enqueued (``on_enqueued``), so each
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 import fakeredis
 import pytest
 
+import api.gateway as gateway_module
 from api.cache import ResponseCache
 from api.errors import ErrorKind, ServiceError
-from api.gateway import Gateway, Outcome
+from api.gateway import FIRST_WAIT_S, Gateway, Outcome
 from common.clock import RedisClock
 from common.options import Query
-from common.protocol import ErrorCode, Prediction, Reply, WorkError, WorkItem, decode_item, encode_reply, new_request_id
-from tests.unit.api_harness import KEYS, settings
+from common.protocol import (
+    ErrorCode,
+    Prediction,
+    ProtocolError,
+    Reply,
+    WorkError,
+    WorkItem,
+    decode_item,
+    decode_reply,
+    encode_reply,
+    new_request_id,
+)
+from common.scripts import REFUSAL_MARKER
+from tests.unit.api_harness import KEYS, fake_worker, settings
 from tests.unit.fakes import Clock
 
 Respond = Callable[[list[WorkItem], Clock], list[bytes]]
@@ -262,3 +276,75 @@ def test_a_process_that_has_not_read_redis_clock_refuses_with_503_saying_why():
     assert (refused.status, refused.retry_after_s) == (503, 1)
     assert refused.message == ("the request queue is unavailable: this API process could not read Redis's clock "
                                "yet, which deadlines are measured on; retry later")
+
+
+def on_a_warm_gateway(scenario, *, worker: bool = True, **overrides):
+    """``await scenario(gateway, redis)`` with a gateway that has pushed once (its push script is loaded: pushes
+    now go pipelined with their first wait), on fakeredis with the real clock and, with ``worker``, a fake worker
+    that answers every text."""
+    async def run():
+        server = fakeredis.FakeServer()
+        client = fakeredis.FakeAsyncRedis(server=server)
+        s = settings(**overrides)
+        gateway = Gateway(client, KEYS, s)
+        await client.rpush(KEYS.reply("0" * 32), answer(WorkItem("0" * 32, 0, "warm up", 0.0, 0.0)))
+        await gateway.classify([Query("warm up")], request_id="0" * 32)
+        stop = asyncio.Event()
+        answering = asyncio.create_task(fake_worker(fakeredis.FakeAsyncRedis(server=server), s, stop,
+                                                    heartbeat=False)) if worker else None
+        try:
+            return await scenario(gateway, client)
+        finally:
+            stop.set()
+            if answering:
+                await answering
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("limit,limits", [("limit 4 texts", {"max_queue_depth": 4, "max_queue_bytes": 10**6}),
+                                          ("limit 10000 bytes", {"max_queue_depth": 50, "max_queue_bytes": 10**4})])
+def test_a_full_queue_answers_429_at_once_and_its_marker_is_not_taken_for_a_reply(limit, limits, caplog):
+    async def scenario(gateway, client):
+        await client.rpush(KEYS.requests, *[b"earlier"] * 4)
+        await client.set(KEYS.queued_bytes, 10**4)  # full by bytes too
+        started = time.monotonic()
+        with pytest.raises(ServiceError) as refused:
+            await gateway.classify([Query("more")], request_id="r" * 32)
+        return refused.value, time.monotonic() - started, await client.exists(KEYS.reply("r" * 32))
+
+    with caplog.at_level(logging.ERROR, logger="api.gateway"):
+        refused, took, left = on_a_warm_gateway(scenario, worker=False, max_batch_texts=4, max_client_share=1.0,
+                                                retry_after_s=3, **limits)
+    assert (refused.kind, refused.retry_after_s) == (ErrorKind.OVERLOADED, 3) and limit in refused.message
+    assert took < FIRST_WAIT_S / 4  # the marker ended the wait pipelined after the push
+    assert left == 0 and caplog.messages == []  # popped, and never read as a reply
+    with pytest.raises(ProtocolError):
+        decode_reply(REFUSAL_MARKER)
+
+
+def test_after_redis_lost_its_scripts_a_request_is_pushed_again_and_answered(monkeypatch):
+    monkeypatch.setattr(gateway_module, "FIRST_WAIT_S", 0.05)  # what the NOSCRIPT path waits for nothing
+
+    async def scenario(gateway, client):
+        await client.script_flush()  # as after a restart: the pipelined push is answered NOSCRIPT
+        first = await gateway.classify([Query("good"), Query("bad")])
+        return first, await gateway.classify([Query("good again")]), await client.llen(KEYS.requests)
+
+    first, then, queued = on_a_warm_gateway(scenario)
+    assert [ranked[0].label for ranked in first.predictions] == ["POSITIVE", "NEGATIVE"]
+    assert then.predictions[0][0].label == "POSITIVE" and queued == 0  # each text queued once
+
+
+def test_an_error_reply_to_the_push_is_a_503_after_the_first_wait_not_at_the_deadline():
+    async def scenario(gateway, client):
+        await client.set(KEYS.requests, "not a list")  # the script's LLEN answers WRONGTYPE, as OOM would refuse
+        started = time.monotonic()
+        with pytest.raises(ServiceError) as refused:
+            await gateway.classify([Query("fine")])
+        return refused.value, time.monotonic() - started
+
+    refused, took = on_a_warm_gateway(scenario, worker=False, request_timeout_s=30.0)
+    assert (refused.status, refused.retry_after_s) == (503, 1)
+    assert refused.message == "the request queue is unavailable; retry later"
+    assert took < FIRST_WAIT_S + 1.0
