@@ -34,7 +34,7 @@ from api.protocols.predict import add_body_routes
 from api.service_routes import add_service_routes
 from api.settings import ApiSettings
 from common.clock import RedisClock
-from common.redis_factory import async_client
+from common.redis_factory import async_client, async_waiting_client
 from common.tracing import tracer_provider_from_env
 
 if TYPE_CHECKING:
@@ -123,8 +123,11 @@ def _lifespan(settings: ApiSettings, metrics: ApiMetrics, client: redis.asyncio.
         cache_redis = cache_client or (async_client(settings, longest_block_s=0, max_connections=settings.max_in_flight
                                                     + POOL_HEADROOM, url=settings.cache_redis_url)
                                        if own_cache_client else redis_client)
+        # The requests' pushes and waits: their own pool, as many connections as requests admitted at once.
+        waiting = async_waiting_client(settings, max_connections=settings.max_in_flight) if client is None else client
         clock = RedisClock()
-        app.state.services = s = _services(settings, metrics, redis_client, cache_redis, clock, trace_context)
+        app.state.services = s = _services(settings, metrics, redis_client, cache_redis, waiting, clock,
+                                           trace_context)
         background = [asyncio.create_task(keep_clock_in_sync(clock, redis_client)),
                       asyncio.create_task(s.catalog.keep_fresh())]
         try:
@@ -134,6 +137,7 @@ def _lifespan(settings: ApiSettings, metrics: ApiMetrics, client: redis.asyncio.
                 task.cancel()
             if client is None:
                 await redis_client.aclose()
+                await waiting.aclose()
             if own_cache_client:
                 await cache_redis.aclose()
 
@@ -141,7 +145,8 @@ def _lifespan(settings: ApiSettings, metrics: ApiMetrics, client: redis.asyncio.
 
 
 def _services(settings: ApiSettings, metrics: ApiMetrics, redis_client: redis.asyncio.Redis,
-              cache_redis: redis.asyncio.Redis, clock: RedisClock, trace_context: TraceContext | None) -> Services:
+              cache_redis: redis.asyncio.Redis, waiting: redis.asyncio.Redis, clock: RedisClock,
+              trace_context: TraceContext | None) -> Services:
     keys = settings.keys()
     cluster = ClusterView(redis_client, keys)
     catalog = Catalog(cluster)
@@ -149,7 +154,7 @@ def _services(settings: ApiSettings, metrics: ApiMetrics, redis_client: redis.as
              if settings.cache_ttl_s > 0 else None)
     gateway = Gateway(redis_client, keys, settings, on_enqueued=metrics.texts.inc,
                       on_in_flight=metrics.in_flight.set, clock=clock, cache=cache,
-                      answers=lambda: catalog.view.answers, trace_context=trace_context)
+                      answers=lambda: catalog.view.answers, trace_context=trace_context, waiting=waiting)
     return Services(gateway, cluster, catalog, metrics, settings)
 
 

@@ -26,6 +26,7 @@ from api.admission import Admission
 from api.cache import ResponseCache
 from api.errors import ErrorKind, ServiceError
 from api.redis_errors import UnavailableOnRedisError
+from api.round_trip import blmpop, round_trip
 from api.settings import ApiSettings
 from common.clock import RedisClock
 from common.keys import Keys
@@ -40,6 +41,7 @@ from common.protocol import (
     encode_item,
     new_request_id,
 )
+from common.redis_factory import BLOCKING_READ_MARGIN_S
 from common.scripts import Scripts
 
 log = logging.getLogger(__name__)
@@ -73,13 +75,17 @@ class Gateway:
                  clock: Callable[[], float] = time.time,
                  cache: ResponseCache | None = None,
                  answers: Callable[[], str | None] = lambda: None,
-                 trace_context: Callable[[], str | None] | None = None) -> None:
+                 trace_context: Callable[[], str | None] | None = None,
+                 waiting: redis.asyncio.Redis | None = None) -> None:
         """``cache``: the response cache, if on; ``answers``: what the live workers answer with (their cards'
         ``answers``, None while unknown or mixed), which the cache is looked up under; ``trace_context``: with
-        tracing on, the ``traceparent`` of the request in progress, which its work items carry."""
+        tracing on, the ``traceparent`` of the request in progress, which its work items carry; ``waiting``: the
+        client of the requests' pushes and waits (common/redis_factory.py ``async_waiting_client``: no socket
+        timeout, each request's deadline bounds its round trips), None: ``client``."""
         self._redis = client
+        self._waiting = waiting or client
         self._keys = keys
-        self._unavailable = UnavailableOnRedisError(client)
+        self._unavailable = UnavailableOnRedisError(client, self._waiting)
         self._settings = settings
         self._on_enqueued = on_enqueued  # e.g. a metrics counter's inc
         self._clock = clock
@@ -129,12 +135,17 @@ class Gateway:
                                          client_request_id)) for i, q in enumerate(queries)]
         with self._admission.admit(client, [len(payload) for payload in payloads]):
             try:
-                first = await self._enqueue(request_id, payloads, deadline)
-                replies = await self._collect(request_id, len(queries), deadline, first)
+                # Redis answers every wait by the deadline: past it (and the margin for its timer tick), it is gone.
+                async with asyncio.timeout(deadline - now + BLOCKING_READ_MARGIN_S):
+                    first = await self._enqueue(request_id, payloads, deadline)
+                    replies = await self._collect(request_id, len(queries), deadline, first)
             except asyncio.CancelledError:
                 # The caller gave up (its client hung up): the texts not started yet are not worth running.
                 await self._cancel(request_id, deadline)
                 raise
+            except TimeoutError:
+                async with self._unavailable:  # the 503 of a Redis that stopped answering, its pools reset
+                    raise redis.TimeoutError("no answer from Redis by the request's deadline") from None
         outcome = _outcome(request_id, replies, positions)
         if self._cache is not None:
             await self._cache.store([(r.model, q, ranked) for q, r, ranked in zip(queries, replies, outcome.predictions)
@@ -179,10 +190,9 @@ class Gateway:
         s = self._settings
         if self._script_loaded:
             wait_s = max(min(deadline - self._clock(), FIRST_WAIT_S), _MIN_WAIT_S)
-            async with self._redis.pipeline(transaction=False) as pipe:
-                self._scripts.queue_push_if_room(pipe, request_id, payloads, s.max_queue_depth, s.max_queue_bytes)
-                pipe.blmpop(wait_s, 1, self._keys.reply(request_id), direction="LEFT", count=len(payloads))
-                depth, popped = await pipe.execute(raise_on_error=False)
+            push = self._scripts.push_if_room_command(request_id, payloads, s.max_queue_depth, s.max_queue_bytes)
+            depth, popped = await round_trip(self._waiting, push,
+                                             blmpop(self._keys.reply(request_id), wait_s, len(payloads)))
             if not isinstance(depth, redis.exceptions.NoScriptError):
                 return depth, popped
         # This process's first push, or Redis restarted or flushed its scripts (NOSCRIPT: nothing was pushed, so
@@ -206,8 +216,8 @@ class Gateway:
                                    f"no answer within {self._settings.request_timeout_s:g}s; the workers are "
                                    "busy or absent")
             async with self._unavailable:
-                popped = await self._redis.blmpop(max(remaining, _MIN_WAIT_S), 1, key,
-                                                  direction="LEFT", count=count - len(got))
+                [popped] = await round_trip(self._waiting, blmpop(key, max(remaining, _MIN_WAIT_S), count - len(got)))
+                _raise_error_reply(popped)
             if popped is None:
                 continue  # timed out: the loop head turns it into a 504
             for raw in popped[1]:

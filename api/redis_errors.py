@@ -20,10 +20,11 @@ class UnavailableOnRedisError:
     common/redis_factory.py.) A plain class, not a generator-based context manager: it wraps every Redis call
     of the request path, and costs a fraction of one."""
 
-    __slots__ = ("_client",)
+    __slots__ = ("_clients",)
 
-    def __init__(self, client: redis.asyncio.Redis) -> None:
-        self._client = client
+    def __init__(self, *clients: redis.asyncio.Redis) -> None:
+        """``clients``: those of the same Redis whose idle connections a broken one drops (each pool once)."""
+        self._clients = tuple({id(client.connection_pool): client for client in clients}.values())
 
     async def __aenter__(self) -> None:
         return None
@@ -33,10 +34,11 @@ class UnavailableOnRedisError:
         if not isinstance(exc, redis.RedisError):
             return  # no error, or not ours to map: it propagates unchanged
         if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
-            try:
-                await self._client.connection_pool.disconnect(inuse_connections=False)
-            except Exception:  # noqa: BLE001 - best effort; the 503 is what matters
-                log.debug("could not reset the connection pool", exc_info=True)
+            for client in self._clients:
+                try:
+                    await client.connection_pool.disconnect(inuse_connections=False)
+                except Exception:  # noqa: BLE001 - best effort; the 503 is what matters
+                    log.debug("could not reset the connection pool", exc_info=True)
         log.warning("Redis unavailable: %s: %s", type(exc).__name__, exc)
         raise ServiceError(ErrorKind.UNAVAILABLE, "the request queue is unavailable; retry later",
                            retry_after_s=1) from None

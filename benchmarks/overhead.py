@@ -66,6 +66,7 @@ class InstantRedis:
     def __init__(self) -> None:
         self.replies: dict[str, list[bytes]] = {}
         self.scripts: dict[str, _InstantScript] = {}
+        self.connection_pool = _InstantPool(self)
 
     def register_script(self, source: str) -> _InstantScript:
         script = _InstantScript(self, source)
@@ -110,6 +111,43 @@ class _InstantPipeline:
 
     async def execute(self, raise_on_error: bool = True) -> list[Any]:
         return [await call() for call in self._calls]
+
+
+class _InstantPool:
+    """The pool of the request path's raw round trips (api/round_trip.py): one connection that runs each command
+    sent as the client methods above would."""
+
+    def __init__(self, stub: InstantRedis) -> None:
+        self._connection = _InstantConnection(stub)
+
+    async def get_connection(self) -> _InstantConnection:
+        return self._connection
+
+    async def release(self, connection: _InstantConnection) -> None:
+        return None
+
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        return None
+
+
+class _InstantConnection:
+    def __init__(self, stub: InstantRedis) -> None:
+        self._stub = stub
+        self._sent: list[tuple[Any, ...]] = []
+
+    def pack_commands(self, commands: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        return list(commands)
+
+    async def send_packed_command(self, commands: list[tuple[Any, ...]], check_health: bool = True) -> None:
+        self._sent.extend(commands)
+
+    async def read_response(self) -> Any:
+        name, *args = self._sent.pop(0)
+        if name == "EVALSHA":
+            sha, numkeys, *keys_and_args = args
+            return await self._stub.scripts[sha](keys_and_args[:numkeys], keys_and_args[numkeys:])
+        timeout, numkeys, key, direction, _, count = args  # BLMPOP
+        return await self._stub.blmpop(timeout, numkeys, key, direction=direction, count=count)
 
 
 def dropping_tracer_provider() -> Any:

@@ -74,12 +74,29 @@ def async_client(settings: SharedSettings, *, longest_block_s: float, max_connec
     """Client for an API process (of the queue's Redis, or of ``url``'s: the response cache's). The pool blocks
     (briefly) instead of raising when exhausted; callers admit at most ``max_connections`` concurrent waiters so
     that never lasts."""
-    kwargs = dict(max_connections=max_connections, timeout=settings.redis_connect_timeout_s,
-                  retry=AsyncRetry(NoBackoff(), 0), **_common_kwargs(settings, longest_block_s))
+    return _async(settings, url, max_connections=max_connections, timeout=settings.redis_connect_timeout_s,
+                  **_common_kwargs(settings, longest_block_s))
+
+
+def async_waiting_client(settings: SharedSettings, *, max_connections: int) -> redis.asyncio.Redis:
+    """Client for the requests' pushes and waits in an API process (api/gateway.py, api/round_trip.py): no socket
+    timeout, each request bounding its round trips once by its deadline instead (a timer per read and, in Python
+    3.11, a task per send otherwise), and a pool that raises rather than waits when exhausted: admission holds the
+    process's requests to ``max_connections``, each with one connection at a time, so it never is."""
+    kwargs = _common_kwargs(settings, 0.0)
+    kwargs["socket_timeout"] = None
+    return _async(settings, None, max_connections=max_connections, blocking=False, **kwargs)
+
+
+def _async(settings: SharedSettings, url: str | None, *, blocking: bool = True, **kwargs: Any) -> redis.asyncio.Redis:
+    """An API process's client of ``url`` (None: the queue's Redis, through the Sentinels if set), no retries;
+    ``blocking``: a pool that waits for a free connection."""
+    kwargs["retry"] = AsyncRetry(NoBackoff(), 0)
     if settings.redis_sentinels and url is None:
         sentinel = redis.asyncio.sentinel.Sentinel(settings.sentinel_addresses(),
                                                    sentinel_kwargs=_sentinel_kwargs(settings))
-        return sentinel.master_for(settings.redis_sentinel_master, connection_pool_class=_SentinelBlockingPool,
+        pool_class = _SentinelBlockingPool if blocking else redis.asyncio.sentinel.SentinelConnectionPool
+        return sentinel.master_for(settings.redis_sentinel_master, connection_pool_class=pool_class,
                                    **kwargs, **_master_kwargs(settings))
-    pool = redis.asyncio.BlockingConnectionPool.from_url(url or settings.redis_url, **kwargs)
-    return redis.asyncio.Redis(connection_pool=pool)
+    pool_class = redis.asyncio.BlockingConnectionPool if blocking else redis.asyncio.ConnectionPool
+    return redis.asyncio.Redis(connection_pool=pool_class.from_url(url or settings.redis_url, **kwargs))

@@ -126,13 +126,13 @@ class Scripts:
         keys, args = self._push_arguments(request_id, payloads, max_depth, max_bytes)
         return self._push_if_room(keys=keys, args=args)
 
-    def queue_push_if_room(self, pipe: redis.client.Pipeline | redis.asyncio.client.Pipeline, request_id: str,
-                           payloads: Sequence[bytes], max_depth: int, max_bytes: int) -> None:
-        """``push_if_room`` queued on ``pipe``, by the script's sha alone: a pipeline given the script object asks
-        SCRIPT EXISTS first on every execute, a round trip more. So its answer can be a ``NoScriptError`` (Redis
-        restarted or its scripts were flushed): nothing was pushed then, and ``push_if_room`` loads the script."""
+    def push_if_room_command(self, request_id: str, payloads: Sequence[bytes], max_depth: int,
+                             max_bytes: int) -> tuple[Any, ...]:
+        """``push_if_room`` as a raw command to send (api/round_trip.py), by the script's sha alone. So its answer can
+        be NOSCRIPT (Redis restarted or its scripts were flushed): nothing was pushed then, and ``push_if_room``
+        loads the script."""
         keys, args = self._push_arguments(request_id, payloads, max_depth, max_bytes)
-        pipe.evalsha(self._push_if_room.sha, len(keys), *keys, *args)
+        return ("EVALSHA", self._push_if_room.sha, len(keys), *keys, *args)
 
     def _push_arguments(self, request_id: str, payloads: Sequence[bytes], max_depth: int,
                         max_bytes: int) -> tuple[list[str], list[Any]]:

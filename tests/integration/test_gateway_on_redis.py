@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import threading
 import time
 
@@ -18,7 +19,7 @@ from api.gateway import FIRST_WAIT_S, Gateway, Outcome
 from api.settings import ApiSettings
 from common.options import Query
 from common.protocol import Prediction, Reply, decode_item, encode_reply, new_request_id
-from common.redis_factory import async_client
+from common.redis_factory import BLOCKING_READ_MARGIN_S, async_client, async_waiting_client
 from tests.helpers import RedisServer
 
 # What the push script runs inside Redis, which its command counts include.
@@ -47,13 +48,15 @@ def on_gateway(s: ApiSettings, scenario, *requests: tuple[str, list[str]]):
     of a gateway goes on its own, to load the script; later ones are pipelined with their first wait."""
     async def run():
         client = async_client(s, longest_block_s=s.request_timeout_s, max_connections=4)
-        gateway = Gateway(client, s.keys(), s)
+        waiting = async_waiting_client(s, max_connections=4)  # as served: api/app.py
+        gateway = Gateway(client, s.keys(), s, waiting=waiting)
         try:
             for request_id, texts in requests:
                 await gateway.classify([Query(t) for t in texts], request_id=request_id)
             return await scenario(gateway)
         finally:
             await client.aclose()
+            await waiting.aclose()
 
     return asyncio.run(run())
 
@@ -175,3 +178,31 @@ def test_an_out_of_memory_push_is_a_503_within_the_first_wait(private_redis):
     assert failed.message == "the request queue is unavailable; retry later"
     assert took < FIRST_WAIT_S + 1.0  # not the 30 s deadline
     assert [client.llen(s.keys().requests)] == queued  # nothing pushed
+
+
+def test_a_redis_that_stops_answering_is_a_503_by_the_deadline_and_its_margin(private_redis):
+    """The waits' connections have no socket timeout (common/redis_factory.py): each request's deadline bounds its
+    round trips. Redis frozen (SIGSTOP) after the push: the request ends with the 503 of an unavailable queue once
+    its deadline and the margin for Redis's late answer have passed, not never. REQUEST_TIMEOUT_S is short, as a
+    user with a latency budget would set it, so that the test waits seconds, not a minute."""
+    s = settings(private_redis.url, request_timeout_s=1.0)
+    client = redis.Redis.from_url(private_redis.url)
+
+    async def scenario(gateway: Gateway):
+        async def freeze_after_the_push():
+            while not client.llen(s.keys().requests):
+                await asyncio.sleep(0.01)
+            private_redis.process.signal(signal.SIGSTOP)
+
+        freezer = asyncio.create_task(freeze_after_the_push())
+        try:
+            return await timed(gateway.classify([Query("frozen")]))
+        finally:
+            await freezer
+
+    try:
+        outcome, took = on_gateway(s, scenario, answered(s, client, ["loads the script"]))
+    finally:
+        private_redis.process.signal(signal.SIGCONT)
+    assert isinstance(outcome, ServiceError) and outcome.kind == ErrorKind.UNAVAILABLE
+    assert s.request_timeout_s + BLOCKING_READ_MARGIN_S - 0.5 < took < s.request_timeout_s + BLOCKING_READ_MARGIN_S + 2
