@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import threading
 import time
@@ -180,7 +181,7 @@ def test_an_out_of_memory_push_is_a_503_within_the_first_wait(private_redis):
     assert [client.llen(s.keys().requests)] == queued  # nothing pushed
 
 
-def test_a_redis_that_stops_answering_is_a_503_by_the_deadline_and_its_margin(private_redis):
+def test_a_redis_that_stops_answering_is_a_503_by_the_deadline_and_its_margin(private_redis, caplog):
     """The waits' connections have no socket timeout (common/redis_factory.py): each request's deadline bounds its
     round trips. Redis frozen (SIGSTOP) after the push: the request ends with the 503 of an unavailable queue once
     its deadline and the margin for Redis's late answer have passed, not never. REQUEST_TIMEOUT_S is short, as a
@@ -201,8 +202,10 @@ def test_a_redis_that_stops_answering_is_a_503_by_the_deadline_and_its_margin(pr
             await freezer
 
     try:
-        outcome, took = on_gateway(s, scenario, answered(s, client, ["loads the script"]))
+        with caplog.at_level(logging.WARNING, logger="api.redis_errors"):
+            outcome, took = on_gateway(s, scenario, answered(s, client, ["loads the script"]))
     finally:
         private_redis.process.signal(signal.SIGCONT)
+    assert "Redis unavailable: TimeoutError: no answer from Redis by the request's deadline" in caplog.messages
     assert isinstance(outcome, ServiceError) and outcome.kind == ErrorKind.UNAVAILABLE
     assert s.request_timeout_s + BLOCKING_READ_MARGIN_S - 0.5 < took < s.request_timeout_s + BLOCKING_READ_MARGIN_S + 2

@@ -13,8 +13,6 @@ from starlette.exceptions import HTTPException
 from api.protocols.direct import DirectBodyRoutes, is_json
 from tests.unit.api_harness import run, running, settings
 
-pytestmark = pytest.mark.unit
-
 
 class Inner:
     """The app behind the middleware (FastAPI's layers in the service): records what reached it, echoes the body."""

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 from redis.asyncio.sentinel import SentinelConnectionPool as AsyncSentinelPool
 from redis.sentinel import SentinelConnectionPool
 
-from common.redis_factory import async_client, sync_client
+from common.redis_factory import async_client, async_waiting_client, sync_client
 from common.settings import SharedSettings
 
 SENTINELS = dict(redis_sentinels=" s1:26379, s2:26380", redis_sentinel_master="queue", redis_sentinel_password="sp",
@@ -61,3 +61,16 @@ def test_the_master_is_reached_over_tls_when_redis_url_says_rediss(url, tls):
         connection_class = client.connection_pool.connection_class
         assert "Managed" in connection_class.__name__
         assert ("SSL" in connection_class.__name__) is tls, connection_class
+
+
+@pytest.mark.parametrize("sentinels", [False, True], ids=["redis-url", "sentinel"])
+def test_the_waits_client_has_no_socket_timeout_and_a_pool_that_never_waits(sentinels):
+    """The requests' pushes and waits (api/round_trip.py): each request bounds its round trips by its deadline, and
+    admission holds them to the pool's size, so a pool short of connections raises rather than queues a request."""
+    settings = SharedSettings(**SENTINELS) if sentinels else SharedSettings(redis_connect_timeout_s=1.5)
+    pool = async_waiting_client(settings, max_connections=9).connection_pool
+    assert not isinstance(pool, redis.asyncio.BlockingConnectionPool) and pool.max_connections == 9
+    assert isinstance(pool, AsyncSentinelPool) is sentinels
+    kwargs = pool.connection_kwargs
+    assert kwargs["socket_timeout"] is None and kwargs["retry"].get_retries() == 0 and kwargs["retry_on_error"] == []
+    assert kwargs["socket_connect_timeout"] == settings.redis_connect_timeout_s and kwargs["socket_keepalive"]

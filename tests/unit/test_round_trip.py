@@ -9,8 +9,6 @@ import redis
 
 from api.round_trip import blmpop, round_trip
 
-pytestmark = pytest.mark.unit
-
 
 def run_on_fake(scenario):
     async def main():
