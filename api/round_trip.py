@@ -2,10 +2,11 @@
 client's pool (common/redis_factory.py ``async_waiting_client``), their replies read in order.
 
 Not redis-py's command methods or its pipeline: each request makes one such round trip (its push and a first wait
-for its replies) and often no other, and those layers cost more than the round trip's own I/O. Measured in-process,
-100 concurrent push-and-wait round trips on a real Redis (AMD EPYC): ~23 us of client CPU each here, ~55 us as a
-redis-py pipeline on the client the rest of the API uses (its pool waits under a timer, Python 3.11 sends under
-``asyncio.wait_for``: a task per send, and reads under a timer each), ~80 us as two commands. The connection's
+for its replies) and often no other, and those layers cost more than the round trip's own I/O. Measured by
+``python -m benchmarks.round_trips`` (100 push-and-wait round trips in flight on a real Redis, AMD EPYC): 27 us of
+client CPU each here, 56 us as a redis-py pipeline on the client the rest of the API uses (its pool waits under a
+timer, Python 3.11 sends under ``asyncio.wait_for``: a task per send, and reads under a timer each), 82 us as two
+commands. The connection's
 own send and read are redis-py's: its parser, its error replies, its disconnect when a read is cut off (a cancelled
 request), so that a late reply can never be read as the next request's."""
 
