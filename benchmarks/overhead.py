@@ -35,7 +35,7 @@ from common.protocol import Prediction, Reply, decode_item, encode_reply
 
 try:
     from common.scripts import REFUSAL_MARKER
-except ImportError:  # a commit from before the push was pipelined with its first wait
+except ImportError:  # a commit from before the push and its first wait went in one round trip
     REFUSAL_MARKER = None
 
 
@@ -73,9 +73,6 @@ class InstantRedis:
         self.scripts[script.sha] = script
         return script
 
-    def pipeline(self, transaction: bool = True) -> _InstantPipeline:
-        return _InstantPipeline(self)
-
     async def blmpop(self, timeout: float, numkeys: int, key: str, direction: str, count: int) -> list[Any]:
         return [key, self.replies.pop(key.rsplit(":", 1)[1])]
 
@@ -86,31 +83,6 @@ class InstantRedis:
 
     async def aclose(self) -> None:
         return None
-
-
-class _InstantPipeline:
-    """A pipeline of the commands the request path sends together (the push and the first wait): queued, then run
-    in order by ``execute``."""
-
-    def __init__(self, stub: InstantRedis) -> None:
-        self._stub = stub
-        self._calls: list[Any] = []
-
-    async def __aenter__(self) -> _InstantPipeline:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        return None
-
-    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> None:
-        script = self._stub.scripts[sha]
-        self._calls.append(lambda: script(keys_and_args[:numkeys], keys_and_args[numkeys:]))
-
-    def blmpop(self, *args: Any, **kwargs: Any) -> None:
-        self._calls.append(lambda: self._stub.blmpop(*args, **kwargs))
-
-    async def execute(self, raise_on_error: bool = True) -> list[Any]:
-        return [await call() for call in self._calls]
 
 
 class _InstantPool:
