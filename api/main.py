@@ -24,6 +24,7 @@ from pathlib import Path
 
 import uvicorn
 
+from api.http_protocol import CoalescingHttpToolsProtocol
 from api.settings import ApiSettings
 from common.cli import parse_into_environment
 from common.logs import setup_logging
@@ -54,7 +55,7 @@ def _config(settings: ApiSettings) -> uvicorn.Config:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,  # httptools, each response in one write (api/http_protocol.py)
         log_level=settings.log_level.lower(),
         access_log=False,  # uvicorn's line costs more than the request itself at high rates; ours is ACCESS_LOG's
         log_config=None,  # uvicorn's lines go through our handler (setup_logging): LOG_FORMAT's format

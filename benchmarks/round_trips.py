@@ -7,7 +7,8 @@ script stands in for the push script and answers at once (it pushes the reply th
 measured is the client's side:
 
 - ``raw``: the request path's way (api/round_trip.py on common/redis_factory.py's ``async_waiting_client``): both
-  commands written at once on a connection of a pool without socket timeouts;
+  commands written at once on a connection of its lean pool, without socket timeouts;
+- ``raw, redis-py pool``: the same on redis-py's own pool (same settings), whose checkouts and returns cost more;
 - ``pipeline``: a redis-py pipeline of both on the API's general client (blocking pool, socket timeouts);
 - ``two commands``: EVALSHA, then BLMPOP, on the general client.
 
@@ -30,6 +31,8 @@ TASKS = 100
 
 
 async def measure(url: str, rounds: int, per_task: int) -> dict[str, list[float]]:
+    import redis.asyncio
+
     from api.round_trip import blmpop, round_trip
     from api.settings import ApiSettings
     from common.redis_factory import async_client, async_waiting_client
@@ -37,10 +40,17 @@ async def measure(url: str, rounds: int, per_task: int) -> dict[str, list[float]
     settings = ApiSettings(redis_url=url)
     general = async_client(settings, longest_block_s=settings.request_timeout_s, max_connections=TASKS + 16)
     waiting = async_waiting_client(settings, max_connections=TASKS)
+    stock = waiting.connection_pool
+    stock_pool = redis.asyncio.ConnectionPool(connection_class=stock.connection_class, max_connections=TASKS,
+                                              **stock.connection_kwargs)
+    waiting_stock = redis.asyncio.Redis(connection_pool=stock_pool)
     sha = await general.script_load(ANSWERING_PUSH)
 
     async def raw(key: str) -> None:
         await round_trip(waiting, ("EVALSHA", sha, 1, key, b"reply"), blmpop(key, 1, 1))
+
+    async def raw_stock_pool(key: str) -> None:
+        await round_trip(waiting_stock, ("EVALSHA", sha, 1, key, b"reply"), blmpop(key, 1, 1))
 
     async def pipeline(key: str) -> None:
         async with general.pipeline(transaction=False) as pipe:
@@ -52,8 +62,8 @@ async def measure(url: str, rounds: int, per_task: int) -> dict[str, list[float]
         await general.evalsha(sha, 1, key, b"reply")
         await general.blmpop(1, 1, key, direction="LEFT", count=1)
 
-    ways: dict[str, Callable[[str], Awaitable[None]]] = {"raw": raw, "pipeline": pipeline,
-                                                          "two commands": two_commands}
+    ways: dict[str, Callable[[str], Awaitable[None]]] = {"raw": raw, "raw, redis-py pool": raw_stock_pool,
+                                                          "pipeline": pipeline, "two commands": two_commands}
     results: dict[str, list[float]] = {name: [] for name in ways}
     try:
         for _ in range(rounds):
@@ -68,6 +78,7 @@ async def measure(url: str, rounds: int, per_task: int) -> dict[str, list[float]
     finally:
         await general.aclose()
         await waiting.aclose()
+        await waiting_stock.aclose()
     return results
 
 
@@ -89,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
     print(f"client CPU per push-and-wait, {TASKS} in flight, median of {args.rounds} rounds ({cpu_model()}):")
     for name, runs in results.items():
-        print(f"  {name:>12}: {statistics.median(runs):5.1f} us  [{', '.join(f'{r:.1f}' for r in runs)}]")
+        print(f"  {name:>18}: {statistics.median(runs):5.1f} us  [{', '.join(f'{r:.1f}' for r in runs)}]")
     return 0
 
 

@@ -37,6 +37,37 @@ class _SentinelBlockingPool(redis.asyncio.sentinel.SentinelConnectionPool, redis
     ``async_client``'s pool does without Sentinel)."""
 
 
+class _LeanPool(redis.asyncio.ConnectionPool):
+    """The requests' pool (``async_waiting_client``): redis-py's, less what each checkout and return cost on top of
+    the round trip itself. redis-py 8 takes a lock around each, records observability counters (awaited, and a pool
+    name formatted, each time), dispatches a release event, and checks the connection through its retry policy's
+    wrapper (``python -m benchmarks.round_trips`` measures both pools under the same round trips). None of that is
+    needed here: nothing awaits between taking a connection from the idle list and marking it in use (one event
+    loop, so no lock), and the checks that matter stay: a connection the server closed, or with unread bytes (a
+    reply that came after its reader gave up), is connected afresh before any use."""
+
+    async def get_connection(self, command_name: Any = None, *keys: Any, **options: Any) -> Any:
+        connection = self.get_available_connection()  # MaxConnectionsError when all are in use
+        try:
+            if not connection.is_connected or await connection.can_read():
+                await connection.disconnect()
+                await connection.connect()
+        except BaseException:
+            await self.release(connection)
+            raise
+        return connection
+
+    async def release(self, connection: Any) -> None:
+        self._in_use_connections.remove(connection)
+        if connection.should_reconnect():
+            await connection.disconnect()
+        self._available_connections.append(connection)
+
+
+class _SentinelLeanPool(_LeanPool, redis.asyncio.sentinel.SentinelConnectionPool):
+    """``_LeanPool`` of the master found through Sentinel (each new connection asks the Sentinels where it is)."""
+
+
 def _common_kwargs(settings: SharedSettings, longest_block_s: float) -> dict[str, Any]:
     return dict(
         socket_connect_timeout=settings.redis_connect_timeout_s,
@@ -81,22 +112,22 @@ def async_client(settings: SharedSettings, *, longest_block_s: float, max_connec
 def async_waiting_client(settings: SharedSettings, *, max_connections: int) -> redis.asyncio.Redis:
     """Client for the requests' pushes and waits in an API process (api/gateway.py, api/round_trip.py): no socket
     timeout, each request bounding its round trips once by its deadline instead (a timer per read and, in Python
-    3.11, a task per send otherwise), and a pool that raises rather than waits when exhausted: admission holds the
-    process's requests to ``max_connections``, each with one connection at a time, so it never is."""
+    3.11, a task per send otherwise), and a ``_LeanPool``, which raises rather than waits when exhausted: admission
+    holds the process's requests to ``max_connections``, each with one connection at a time, so it never is."""
     kwargs = _common_kwargs(settings, 0.0)
     kwargs["socket_timeout"] = None
-    return _async(settings, None, max_connections=max_connections, blocking=False, **kwargs)
+    return _async(settings, None, max_connections=max_connections, lean=True, **kwargs)
 
 
-def _async(settings: SharedSettings, url: str | None, *, blocking: bool = True, **kwargs: Any) -> redis.asyncio.Redis:
+def _async(settings: SharedSettings, url: str | None, *, lean: bool = False, **kwargs: Any) -> redis.asyncio.Redis:
     """An API process's client of ``url`` (None: the queue's Redis, through the Sentinels if set), no retries;
-    ``blocking``: a pool that waits for a free connection."""
+    its pool waits for a free connection, or (``lean``) is a ``_LeanPool``, which raises instead."""
     kwargs["retry"] = AsyncRetry(NoBackoff(), 0)
     if settings.redis_sentinels and url is None:
         sentinel = redis.asyncio.sentinel.Sentinel(settings.sentinel_addresses(),
                                                    sentinel_kwargs=_sentinel_kwargs(settings))
-        pool_class = _SentinelBlockingPool if blocking else redis.asyncio.sentinel.SentinelConnectionPool
+        pool_class = _SentinelLeanPool if lean else _SentinelBlockingPool
         return sentinel.master_for(settings.redis_sentinel_master, connection_pool_class=pool_class,
                                    **kwargs, **_master_kwargs(settings))
-    pool_class = redis.asyncio.BlockingConnectionPool if blocking else redis.asyncio.ConnectionPool
+    pool_class = _LeanPool if lean else redis.asyncio.BlockingConnectionPool
     return redis.asyncio.Redis(connection_pool=pool_class.from_url(url or settings.redis_url, **kwargs))

@@ -1,5 +1,6 @@
-"""The API's Redis client against a real redis-server: a bounded pool that refuses fast when exhausted, and no
-client-side retries (a re-sent command could duplicate or lose queue items)."""
+"""The API's Redis clients against a real redis-server: a bounded pool that refuses fast when exhausted, no
+client-side retries (a re-sent command could duplicate or lose queue items), and the requests' lean pool that hands
+out only clean, connected connections."""
 
 import asyncio
 import socket
@@ -10,8 +11,9 @@ import pytest
 import redis
 import redis.asyncio
 
+from api.round_trip import blmpop, round_trip
 from api.settings import ApiSettings
-from common.redis_factory import BLOCKING_READ_MARGIN_S, async_client, sync_client
+from common.redis_factory import BLOCKING_READ_MARGIN_S, async_client, async_waiting_client, sync_client
 
 
 def settings(redis_server) -> ApiSettings:
@@ -84,3 +86,63 @@ def test_a_server_that_stops_answering_times_out_after_the_longest_wait_plus_the
     finally:
         silent.close()
     assert BLOCKING_READ_MARGIN_S <= time.monotonic() - started < BLOCKING_READ_MARGIN_S + 1.5
+
+
+def waiting_pool_scenario(redis_server, scenario):
+    """Run ``scenario(client, admin)`` on the requests' client (one connection: each round trip reuses it)."""
+    async def main():
+        client = async_waiting_client(settings(redis_server), max_connections=1)
+        admin = redis.asyncio.Redis.from_url(redis_server.url)
+        try:
+            return await scenario(client, admin)
+        finally:
+            await client.aclose()
+            await admin.aclose()
+
+    return asyncio.run(main())
+
+
+def test_the_requests_pool_reuses_its_connection_and_replaces_one_the_server_closed(redis_server, key_prefix):
+    """A connection Redis closed while idle (a restart, a CLIENT KILL, an idle timeout) is connected afresh when
+    taken from the pool: the next request is answered, not failed."""
+    async def scenario(client, admin):
+        await round_trip(client, ("CLIENT", "SETNAME", f"{key_prefix}-waits"))
+        [first_id] = await round_trip(client, ("CLIENT", "ID"))
+        assert await round_trip(client, ("CLIENT", "ID")) == [first_id]  # the same connection, kept
+        await admin.client_kill_filter(_id=first_id)
+        await asyncio.sleep(0.1)  # the close reaches the idle connection
+        [second_id] = await round_trip(client, ("CLIENT", "ID"))
+        return first_id, second_id, await round_trip(client, ("RPUSH", f"{key_prefix}:k", b"a"),
+                                                     blmpop(f"{key_prefix}:k", 1, 1))
+
+    first_id, second_id, replies = waiting_pool_scenario(redis_server, scenario)
+    assert second_id != first_id and replies == [1, [f"{key_prefix}:k".encode(), [b"a"]]]
+
+
+def test_the_requests_pool_never_hands_out_a_connection_with_a_reply_nobody_read(redis_server, key_prefix):
+    """A reply left unread on a returned connection would be read as the next command's answer: such a connection
+    is connected afresh instead, and the next request reads its own reply."""
+    async def scenario(client, admin):
+        pool = client.connection_pool
+        connection = await pool.get_connection()
+        await connection.send_command("ECHO", "stale")  # sent, never read
+        await asyncio.sleep(0.1)  # the reply is in the socket
+        await pool.release(connection)
+        return await round_trip(client, ("ECHO", "fresh"))
+
+    assert waiting_pool_scenario(redis_server, scenario) == [b"fresh"]
+
+
+def test_a_cut_off_wait_leaves_no_late_reply_for_the_next_request(redis_server, key_prefix):
+    """A request cancelled during its BLMPOP (its client hung up): an item pushed after it must not reach the next
+    request on the same pool, which waits on another key."""
+    async def scenario(client, admin):
+        waiting = asyncio.create_task(round_trip(client, blmpop(f"{key_prefix}:gone", 5, 1)))
+        await asyncio.sleep(0.1)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await admin.rpush(f"{key_prefix}:gone", b"late")
+        return await round_trip(client, blmpop(f"{key_prefix}:mine", 0.2, 1)), await admin.llen(f"{key_prefix}:gone")
+
+    assert waiting_pool_scenario(redis_server, scenario) == ([None], 1)  # nothing read; the late item still queued
