@@ -33,6 +33,9 @@ class SocketStandIn(asyncio.Transport):
     def close(self) -> None:
         self.closed = True
 
+    def write_eof(self) -> None:
+        self.sends.append(b"<eof>")
+
     def pause_reading(self) -> None:
         pass
 
@@ -97,6 +100,18 @@ def test_a_close_writes_what_is_pending_first_and_a_closed_transport_gets_nothin
 
     socket = asyncio.run(scenario())
     assert socket.sends == [b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n"] and socket.closed
+
+
+def test_an_end_of_file_comes_after_what_is_pending():
+    async def scenario():
+        socket = SocketStandIn()
+        transport = CoalescingTransport(socket, asyncio.get_running_loop())
+        transport.write(b"last words")
+        transport.write_eof()
+        await asyncio.sleep(0)
+        return socket.sends
+
+    assert asyncio.run(scenario()) == [b"last words", b"<eof>"]
 
 
 @pytest.mark.parametrize("attribute", ["get_extra_info", "is_closing", "pause_reading", "set_write_buffer_limits"])
