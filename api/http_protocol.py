@@ -42,7 +42,7 @@ class CoalescingTransport:
         """Write what is pending, in one write (a transport already closing drops it, as its own write would)."""
         pending, self._pending = self._pending, None
         if pending and not self._transport.is_closing():
-            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+            self._transport.write(b"".join(pending))  # of one chunk: that chunk itself, not a copy
 
     def close(self) -> None:
         self.flush()

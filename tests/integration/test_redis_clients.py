@@ -14,6 +14,7 @@ import redis.asyncio
 from api.round_trip import blmpop, round_trip
 from api.settings import ApiSettings
 from common.redis_factory import BLOCKING_READ_MARGIN_S, async_client, async_waiting_client, sync_client
+from tests.helpers import RedisServer, free_port
 
 
 def settings(redis_server) -> ApiSettings:
@@ -146,3 +147,28 @@ def test_a_cut_off_wait_leaves_no_late_reply_for_the_next_request(redis_server, 
         return await round_trip(client, blmpop(f"{key_prefix}:mine", 0.2, 1)), await admin.llen(f"{key_prefix}:gone")
 
     assert waiting_pool_scenario(redis_server, scenario) == ([None], 1)  # nothing read; the late item still queued
+
+
+def test_a_failed_connect_gives_its_connection_back_to_the_requests_pool(tmp_path):
+    """Redis down: each request fails with the connection error itself (a 503), none uses up the pool's only
+    connection, and once Redis is back the next request is answered."""
+    port = free_port()
+
+    async def scenario():
+        client = async_waiting_client(ApiSettings(redis_url=f"redis://127.0.0.1:{port}/0",
+                                                  redis_connect_timeout_s=0.3), max_connections=1)
+        errors = []
+        for _ in range(2):
+            with pytest.raises(redis.ConnectionError) as failed:
+                await round_trip(client, ("PING",))
+            errors.append(failed.value)
+        server = RedisServer.on_port(port, tmp_path)
+        try:
+            return errors, await round_trip(client, ("PING",))
+        finally:
+            await client.aclose()
+            server.stop()
+
+    errors, answer = asyncio.run(scenario())
+    assert not any(isinstance(error, redis.exceptions.MaxConnectionsError) for error in errors), errors
+    assert answer == [b"PONG"]

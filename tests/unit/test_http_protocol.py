@@ -102,6 +102,18 @@ def test_a_close_writes_what_is_pending_first_and_a_closed_transport_gets_nothin
     assert socket.sends == [b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n"] and socket.closed
 
 
+def test_a_connection_closed_with_nothing_to_say_is_just_closed():
+    """uvicorn closes idle keep-alive connections, and those whose client left, with nothing pending."""
+    async def scenario():
+        socket = SocketStandIn()
+        CoalescingTransport(socket, asyncio.get_running_loop()).close()
+        await asyncio.sleep(0)
+        return socket
+
+    socket = asyncio.run(scenario())
+    assert socket.sends == [] and socket.closed
+
+
 def test_an_end_of_file_comes_after_what_is_pending():
     async def scenario():
         socket = SocketStandIn()
