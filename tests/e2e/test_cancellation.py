@@ -70,8 +70,11 @@ def test_cancelled_waits_never_deliver_an_answer_to_the_wrong_request(redis_serv
         proxy = await delaying_proxy(redis_server.port, seed=2)
         port = proxy.sockets[0].getsockname()[1]
         # One gateway caller stands for CONCURRENCY clients: the per-client share is lifted (MAX_CLIENT_SHARE=1).
+        # REDIS_CONNECT_TIMEOUT_S as a user behind a slow proxy sets it: this proxy accepts in the same event loop as
+        # the CONCURRENCY callers, and each cancelled wait costs a new connection through it; on a loaded 2-core
+        # machine an accept can take longer than the default 1 s, and the test is about answers, not connect times.
         settings = ApiSettings(redis_url=f"redis://127.0.0.1:{port}/0", key_prefix=worker, request_timeout_s=20,
-                               max_in_flight=CONCURRENCY, max_client_share=1.0)
+                               max_in_flight=CONCURRENCY, max_client_share=1.0, redis_connect_timeout_s=5.0)
         client = async_client(settings, longest_block_s=20, max_connections=CONCURRENCY + 16)
         gateway = Gateway(client, Keys(worker), settings)
         semaphore = asyncio.Semaphore(CONCURRENCY)
