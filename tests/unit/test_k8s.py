@@ -1,6 +1,7 @@
 """Static checks of the Kubernetes manifests (deploy/k8s, kustomize): no cluster runs here. They parse, their
 references resolve the way kustomize and Kubernetes resolve them, their commands are the project's entry points,
-their environment builds valid settings, and KEDA watches the very list the API pushes to."""
+their environment builds valid settings, each model has its own workers, and KEDA watches, for each, the very list
+the API pushes that model's requests to."""
 
 import importlib.util
 from pathlib import Path
@@ -12,7 +13,7 @@ from fastapi.routing import APIRoute
 
 from api.app import create_app
 from api.settings import ApiSettings
-from common.keys import Keys
+from common.keys import DEFAULT_MODEL_NAME, Keys
 from worker.settings import WorkerSettings
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
@@ -21,6 +22,8 @@ DOCS = [doc for name in KUSTOMIZATION["resources"] for doc in yaml.safe_load_all
 OBJECTS = {(doc["kind"], doc["metadata"]["name"]): doc for doc in DOCS}
 # Environment the images set or libraries read, not the project's settings.
 NOT_SETTINGS = {"HF_HOME"}
+# Every Deployment but the API and Redis runs the workers of one model version.
+WORKERS = sorted(name for kind, name in OBJECTS if kind == "Deployment" and name not in {"api", "redis"})
 
 
 def deployment(name: str) -> dict:
@@ -45,10 +48,17 @@ def environment(name: str) -> dict[str, str]:
     return {**generated_settings(), **{e["name"]: e["value"] for e in c.get("env", [])}}
 
 
+def served(name: str) -> tuple[str, int]:
+    """(SERVED_MODEL_NAME, MODEL_VERSION) a worker Deployment serves, as its manifest says (explicitly)."""
+    env = environment(name)
+    return env["SERVED_MODEL_NAME"], int(env["MODEL_VERSION"])
+
+
 def test_every_manifest_is_listed_and_parses():
     listed = set(KUSTOMIZATION["resources"])
     assert listed == {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
-    assert {kind for kind, _ in OBJECTS} == {"Deployment", "Service", "PodDisruptionBudget", "ScaledObject"}
+    assert {kind for kind, _ in OBJECTS} == {"Deployment", "Service", "PodDisruptionBudget", "ScaledObject",
+                                             "PersistentVolumeClaim"}
 
 
 @pytest.mark.parametrize("kind", ["Service", "PodDisruptionBudget"])
@@ -71,13 +81,42 @@ def test_service_ports_name_container_ports():
 
 
 def test_commands_are_the_projects_entry_points():
-    for name, module in (("api", "api"), ("worker", "worker")):
+    for name, module in (("api", "api"), *((worker, "worker") for worker in WORKERS)):
         command = container(name)["command"]
-        assert command == ["python", "-m", module]
+        assert command == ["python", "-m", module], name
         assert importlib.util.find_spec(module) is not None
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        command = container("worker")[probe]["exec"]["command"]
-        assert command == ["python", "-m", "worker.healthcheck"] and importlib.util.find_spec(command[2])
+    for worker in WORKERS:
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            command = container(worker)[probe]["exec"]["command"]
+            assert command == ["python", "-m", "worker.healthcheck"] and importlib.util.find_spec(command[2])
+
+
+def test_two_models_each_version_served_by_one_deployment_and_the_apis_default_among_them():
+    """One Deployment per model version (two Deployments of one version could serve different cards: a mixed
+    answer), set explicitly; the model TEI's and the Inference API's bodies go to is one the workers serve."""
+    versions = [served(name) for name in WORKERS]
+    assert len(set(versions)) == len(versions), versions
+    assert len({name for name, _ in versions}) >= 2  # the two-model example
+    for name, version in versions:
+        Keys().served(name, version)  # a valid name and version for the keys
+    assert environment("api")["SERVED_MODEL_NAME"] in {name for name, _ in versions}
+    assert served("worker") == (DEFAULT_MODEL_NAME, 1)  # the default model, as before
+
+
+def test_volumes_mounted_are_the_pods_and_claims_exist_and_each_workers_model_is_mounted_or_a_hub_id():
+    for worker in WORKERS:
+        pod = deployment(worker)["spec"]["template"]["spec"]
+        volumes = {volume["name"]: volume for volume in pod["volumes"]}
+        mounts = {mount["mountPath"]: mount for mount in container(worker)["volumeMounts"]}
+        for mount in mounts.values():
+            assert mount["name"] in volumes, f"{worker} mounts {mount['name']}, which is not a volume of its pod"
+        for volume in volumes.values():
+            if "persistentVolumeClaim" in volume:
+                assert ("PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"]) in OBJECTS
+        model = environment(worker)["MODEL"]
+        if model.startswith("/"):  # a directory: on a volume of its own, read only
+            (mount,) = [m for path, m in mounts.items() if model == path or model.startswith(path.rstrip("/") + "/")]
+            assert mount.get("readOnly") and "persistentVolumeClaim" in volumes[mount["name"]], worker
 
 
 def test_api_probes_are_its_readiness_and_liveness_routes():
@@ -90,7 +129,7 @@ def test_api_probes_are_its_readiness_and_liveness_routes():
     assert ports["http"] == int(environment("api")["PORT"])
 
 
-@pytest.mark.parametrize("name, settings_class", [("api", ApiSettings), ("worker", WorkerSettings)])
+@pytest.mark.parametrize("name, settings_class", [("api", ApiSettings), *((w, WorkerSettings) for w in WORKERS)])
 def test_environment_names_real_settings_and_builds_valid_ones(name, settings_class, monkeypatch):
     env = environment(name)
     fields = {field.upper() for field in settings_class.model_fields}
@@ -103,31 +142,41 @@ def test_environment_names_real_settings_and_builds_valid_ones(name, settings_cl
 
 def test_the_api_drains_within_its_grace_period():
     api_pod = deployment("api")["spec"]["template"]["spec"]
-    settings = ApiSettings(**{k.lower(): v for k, v in environment("api").items() if k.lower() in ApiSettings.model_fields})
+    settings = ApiSettings(**{k.lower(): v for k, v in environment("api").items()
+                              if k.lower() in ApiSettings.model_fields})
     pause = int(container("api")["lifecycle"]["preStop"]["exec"]["command"][1])
     # uvicorn's graceful shutdown is REQUEST_TIMEOUT_S + 2 (api/main.py), after the preStop pause.
     assert api_pod["terminationGracePeriodSeconds"] >= pause + int(settings.request_timeout_s) + 2
 
 
-def test_keda_scales_the_workers_on_the_queue_the_api_pushes_to():
-    scaled = OBJECTS[("ScaledObject", "worker")]
-    assert ("Deployment", scaled["spec"]["scaleTargetRef"]["name"]) in OBJECTS
-    (trigger,) = scaled["spec"]["triggers"]
-    assert trigger["type"] == "redis"
-    meta = trigger["metadata"]
+def test_keda_scales_each_models_workers_on_the_queue_the_api_pushes_that_model_to(monkeypatch):
+    scaled_objects = {name: obj for (kind, name), obj in OBJECTS.items() if kind == "ScaledObject"}
+    targets = sorted(obj["spec"]["scaleTargetRef"]["name"] for obj in scaled_objects.values())
+    assert targets == WORKERS  # one ScaledObject per worker Deployment, none for anything else
     settings = generated_settings()
-    assert meta["listName"] == Keys(settings["KEY_PREFIX"]).requests
     redis_url = urlsplit(settings["REDIS_URL"])
-    assert meta["address"] == redis_url.netloc and meta["databaseIndex"] == redis_url.path.strip("/")
-    host, port = meta["address"].split(":")
-    assert int(port) in {p["port"] for p in OBJECTS[("Service", host)]["spec"]["ports"]}
-    # The target: one full window queued per busy worker (see scaledobject.yaml for the derivation).
-    assert int(meta["listLength"]) == int(environment("worker")["MAX_BATCH_SIZE"])
-    assert scaled["spec"]["minReplicaCount"] >= 1  # cold starts take minutes: keep one warm
-    assert scaled["spec"]["maxReplicaCount"] > scaled["spec"]["minReplicaCount"]
+    for name, scaled in scaled_objects.items():
+        worker = scaled["spec"]["scaleTargetRef"]["name"]
+        (trigger,) = scaled["spec"]["triggers"]
+        assert trigger["type"] == "redis"
+        meta = trigger["metadata"]
+        # The list this worker's model version is queued on: from its manifest's env, and from its settings.
+        model, version = served(worker)
+        expected = Keys(settings["KEY_PREFIX"]).served(model, version).requests
+        assert meta["listName"] == expected, f"ScaledObject {name} watches {meta['listName']}, {worker} pops {expected}"
+        for key, value in environment(worker).items():
+            monkeypatch.setenv(key, value)
+        assert WorkerSettings().served_keys().requests == expected
+        assert meta["address"] == redis_url.netloc and meta["databaseIndex"] == redis_url.path.strip("/")
+        host, port = meta["address"].split(":")
+        assert int(port) in {p["port"] for p in OBJECTS[("Service", host)]["spec"]["ports"]}
+        # The target: one full window queued per busy worker (see scaledobject.yaml for the derivation).
+        assert int(meta["listLength"]) == int(environment(worker)["MAX_BATCH_SIZE"])
+        assert scaled["spec"]["minReplicaCount"] >= 1  # cold starts take minutes: keep one warm
+        assert scaled["spec"]["maxReplicaCount"] > scaled["spec"]["minReplicaCount"]
 
 
 def test_images_are_the_one_kustomize_retags():
     (image,) = KUSTOMIZATION["images"]
-    for name in ("api", "worker"):
+    for name in ("api", *WORKERS):
         assert container(name)["image"] == image["name"]
