@@ -34,12 +34,13 @@ access_log = logging.getLogger("api.access")
 class RequestNote:
     """What the request path learns of a request for its access line and its X-Request-ID."""
 
-    __slots__ = ("client_id", "request_id", "texts")
+    __slots__ = ("client_id", "model", "request_id", "texts")
 
     def __init__(self, client_id: str | None) -> None:
         self.client_id = client_id  # the client's X-Request-ID, if well-formed
         self.request_id: str | None = None  # the id its work items were queued under (server-made), else a fresh one
         self.texts: int | None = None  # texts asked for, on prediction routes that got past validation
+        self.model = ""  # the model it was routed to (a served name), on prediction routes that got that far
 
     def public_id(self) -> str:
         """The request's id as its response, its access line and the workers' logs show it."""

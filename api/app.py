@@ -29,11 +29,13 @@ from api.handling import PREDICT_ERRORS, Services, classify
 from api.info import API_VERSION, with_top_k_limit
 from api.limits import BodySizeLimit
 from api.metrics import ApiMetrics, RequestMetrics
+from api.models import ModelRouter, ModelVersion
 from api.protocols import PROTOCOLS, request_models
 from api.protocols.predict import add_body_routes
 from api.service_routes import add_service_routes
 from api.settings import ApiSettings
 from common.clock import RedisClock
+from common.keys import Keys
 from common.redis_factory import async_client, async_waiting_client
 from common.tracing import tracer_provider_from_env
 
@@ -92,7 +94,7 @@ def create_app(settings: ApiSettings, client: redis.asyncio.Redis | None = None,
     if settings.api_key is not None:  # outside the body's limits and decoding, inside CORS and the access log
         app.add_middleware(RequireApiKey, api_key=settings.api_key)
     allow_origins(app, settings.cors_allow_origins)  # outside the others: their refusals carry CORS headers too
-    app.add_middleware(RequestMetrics, metrics=metrics, routes=metric_routes(app, settings),
+    app.add_middleware(RequestMetrics, metrics=metrics, routes=metric_routes(app),
                        access_log=AccessLog(settings.client_id_header, settings.trusted_proxy_hops)
                        if settings.access_log else None)
     return app
@@ -123,21 +125,25 @@ def _lifespan(settings: ApiSettings, metrics: ApiMetrics, client: redis.asyncio.
         cache_redis = cache_client or (async_client(settings, longest_block_s=0, max_connections=settings.max_in_flight
                                                     + POOL_HEADROOM, url=settings.cache_redis_url)
                                        if own_cache_client else redis_client)
-        # The requests' pushes and waits: their own pool, as many connections as requests admitted at once.
-        waiting = async_waiting_client(settings, max_connections=settings.max_in_flight) if client is None else client
         clock = RedisClock()
+
+        def waiting() -> redis.asyncio.Redis | None:
+            """A model version's own pool for its requests' pushes and waits (api/models.py), as many connections as
+            requests it admits at once; None: with a client given (tests), that one."""
+            return async_waiting_client(settings, max_connections=settings.max_in_flight) if client is None else None
+
         app.state.services = s = _services(settings, metrics, redis_client, cache_redis, waiting, clock,
                                            trace_context)
         background = [asyncio.create_task(keep_clock_in_sync(clock, redis_client)),
-                      asyncio.create_task(s.catalog.keep_fresh())]
+                      asyncio.create_task(s.models.keep_fresh())]
         try:
             yield
         finally:
             for task in background:
                 task.cancel()
+            await s.models.aclose()
             if client is None:
                 await redis_client.aclose()
-                await waiting.aclose()
             if own_cache_client:
                 await cache_redis.aclose()
 
@@ -145,17 +151,24 @@ def _lifespan(settings: ApiSettings, metrics: ApiMetrics, client: redis.asyncio.
 
 
 def _services(settings: ApiSettings, metrics: ApiMetrics, redis_client: redis.asyncio.Redis,
-              cache_redis: redis.asyncio.Redis, waiting: redis.asyncio.Redis, clock: RedisClock,
+              cache_redis: redis.asyncio.Redis, waiting: Callable[[], redis.asyncio.Redis | None], clock: RedisClock,
               trace_context: TraceContext | None) -> Services:
-    keys = settings.keys()
-    cluster = ClusterView(redis_client, keys)
-    catalog = Catalog(cluster)
-    cache = (ResponseCache(cache_redis, keys, settings.cache_ttl_s, on_error=metrics.cache_errors.inc)
-             if settings.cache_ttl_s > 0 else None)
-    gateway = Gateway(redis_client, keys, settings, on_enqueued=metrics.texts.inc,
-                      on_in_flight=metrics.in_flight.set, clock=clock, cache=cache,
-                      answers=lambda: catalog.view.answers, trace_context=trace_context, waiting=waiting)
-    return Services(gateway, cluster, catalog, metrics, settings)
+    """The routes' services: the models, each version with its gateway, cluster view, catalog and cache."""
+
+    def build(name: str, version: int, keys: Keys) -> ModelVersion:
+        metrics.add_model(name)
+        cluster = ClusterView(redis_client, keys)
+        catalog = Catalog(cluster)
+        cache = (ResponseCache(cache_redis, keys, settings.cache_ttl_s, on_error=metrics.cache_errors.labels(name).inc)
+                 if settings.cache_ttl_s > 0 else None)
+        pool = waiting()
+        gateway = Gateway(redis_client, keys, settings, on_enqueued=metrics.texts.labels(name).inc,
+                          on_in_flight=metrics.in_flight.labels(name, str(version)).set, clock=clock, cache=cache,
+                          answers=lambda: catalog.view.answers, trace_context=trace_context, waiting=pool)
+        return ModelVersion(name, version, keys, gateway, cluster, catalog, pool)
+
+    models = ModelRouter(redis_client, settings.keys(), settings.served_model_name, build)
+    return Services(models, metrics, settings)
 
 
 def add_routes(app: FastAPI, settings: ApiSettings) -> None:
@@ -171,7 +184,7 @@ def add_routes(app: FastAPI, settings: ApiSettings) -> None:
 
 
 def _state_top_k_limit(app: FastAPI, api_key: bool) -> None:
-    """The OpenAPI document with top_k's limit: the served model's labels, known once a worker has described it;
+    """The OpenAPI document with top_k's limit: the default model's labels, known once a worker has described it;
     with ``api_key``, the key's requirement on every route it guards (api/auth.py)."""
     generated = app.openapi  # FastAPI's, built once and cached
     stated: list[dict[str, Any]] = []  # FastAPI's document, with the key stated once
@@ -183,16 +196,15 @@ def _state_top_k_limit(app: FastAPI, api_key: bool) -> None:
                 document_api_key(document)
             stated.append(document)
         services = getattr(app.state, "services", None)  # set by the lifespan
-        return with_top_k_limit(stated[0], services.catalog.view.num_labels if services else None)
+        default = services.models.routed() if services else None  # the model of the bodies that name none
+        return with_top_k_limit(stated[0], default.catalog.view.num_labels if default else None)
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def metric_routes(app: FastAPI, settings: ApiSettings) -> set[str]:
-    """The paths /metrics counts by name (others are "other"): every route's, the /v2 model routes with the served
-    model's name in them."""
-    paths = {route.path for route in app.routes if isinstance(route, APIRoute)}
-    return {path.replace("{model}", settings.served_model_name) for path in paths if "{version}" not in path}
+def metric_routes(app: FastAPI) -> set[str]:
+    """The paths /metrics counts by name (others are "other"): every route's, the /v2 model routes as templates."""
+    return {route.path for route in app.routes if isinstance(route, APIRoute)}
 
 
 def create_app_from_env() -> FastAPI:

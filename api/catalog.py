@@ -1,17 +1,15 @@
 """What an API process knows of the model its workers serve, from their heartbeats' model cards
 (common/model_card.py): labels for ``top_k``'s limit, the fingerprint that keys the response cache, and what
-``/info`` and the Open Inference Protocol's metadata describe. Refreshed in the background about once a second
-(and by ``/readyz`` and ``/info``), so the request path only reads a field.
+``/info`` and the Open Inference Protocol's metadata describe. One per model version (api/models.py), refreshed in
+the background about once a second (and by ``/readyz`` and ``/info``), so the request path only reads a field.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 
 from api.cluster import ClusterView, backend_counts
-from api.errors import ServiceError
 from common.model_card import BACKEND_CHOICE_FIELD, ModelCard
 
 log = logging.getLogger(__name__)
@@ -81,15 +79,3 @@ class Catalog:
                                   f"{c.fingerprint[:12]})" for c in view.cards))
         self.view = view
         return view
-
-    async def keep_fresh(self) -> None:
-        """The background task of an API process. Nothing ends it but cancellation: a view that stopped refreshing
-        would hold a model that is gone (the cache would answer with its answers)."""
-        while True:
-            try:
-                await self.refresh()
-            except ServiceError as exc:
-                log.debug("could not read the workers' model cards: %s", exc.message)  # Redis away: it comes back
-            except Exception:  # noqa: BLE001 - see above; the traceback is logged
-                log.exception("reading the workers' model cards failed; trying again")
-            await asyncio.sleep(REFRESH_INTERVAL_S)

@@ -16,11 +16,10 @@ from fastapi.responses import JSONResponse
 from starlette.types import Message
 
 from api.access import client_identity, identity_header, note_of
-from api.catalog import Catalog, ModelView
-from api.cluster import ClusterView
 from api.errors import ErrorKind, ServiceError
-from api.gateway import Gateway, Outcome
+from api.gateway import Outcome
 from api.metrics import ApiMetrics
+from api.models import ModelRouter, ModelVersion
 from api.settings import ApiSettings
 from common.options import top_k_refusal
 from common.protocol import new_request_id
@@ -32,18 +31,18 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-# What a prediction route can fail with (documented in OpenAPI; a missing API key's 401: api/auth.py).
+# What a prediction route can fail with (documented in OpenAPI; a missing API key's 401: api/auth.py); 404: a model
+# never served (api/models.py).
 PREDICT_ERRORS = (ErrorKind.VALIDATION, ErrorKind.PAYLOAD_TOO_LARGE, ErrorKind.UNSUPPORTED_MEDIA_TYPE,
-                  ErrorKind.OVERLOADED, ErrorKind.UNAVAILABLE, ErrorKind.TIMEOUT, ErrorKind.WORKER_ERROR)
+                  ErrorKind.NOT_FOUND, ErrorKind.OVERLOADED, ErrorKind.UNAVAILABLE, ErrorKind.TIMEOUT,
+                  ErrorKind.WORKER_ERROR)
 
 
 @dataclass(frozen=True, slots=True)
 class Services:
     """What the routes use, built by the app's lifespan (api/app.py)."""
 
-    gateway: Gateway
-    cluster: ClusterView
-    catalog: Catalog
+    models: ModelRouter  # each served model version with its gateway, cluster view and catalog
     metrics: ApiMetrics
     settings: ApiSettings
 
@@ -94,19 +93,26 @@ def client_of(request: Request, s: Services) -> str:
 
 
 async def run_job(s: Services, job: Job, request: Request) -> Outcome:
-    """Answer ``job`` for the client of ``request`` (while it stays connected) and count it."""
+    """Answer ``job`` for the client of ``request`` (while it stays connected) and count it. ``job.version`` is
+    set once the job is routed (api/models.py), for its answer to name the version that gave it."""
+    note = note_of(request.scope)
+    if note is not None and s.models.is_known(name := job.model or s.models.default):
+        note.model = name  # a served name (never one a client made up): /metrics's label, whatever comes of it
+    served = await s.models.route(job.model, job.version)
+    job.version = served.version
     top_k = job.options.top_k
-    if top_k is not None and top_k > 1 and (num_labels := s.catalog.view.num_labels) is not None and (
+    if top_k is not None and top_k > 1 and (num_labels := served.catalog.view.num_labels) is not None and (
             why := top_k_refusal(job.options, num_labels)):
         raise ServiceError(ErrorKind.VALIDATION, why)  # the workers would refuse it too: no need to queue it
     # The id its texts are queued under is made here (new_request_id: never the client's, it names the reply key),
     # not in the gateway, so that the response and the access line show it even when the request then fails.
     request_id, client_id = new_request_id(), None
-    if (note := note_of(request.scope)) is not None:
-        note.request_id, note.texts, client_id = request_id, len(job.queries), note.client_id
-    outcome = await while_connected(request, s.gateway.classify(job.queries, client_of(request, s),
-                                                                request_id=request_id, client_request_id=client_id))
-    s.metrics.observe(outcome, len(job.queries), cache_on=s.settings.cache_ttl_s > 0)
+    if note is not None:
+        note.request_id, note.texts, note.model, client_id = request_id, len(job.queries), served.name, note.client_id
+    outcome = await while_connected(request, served.gateway.classify(job.queries, client_of(request, s),
+                                                                     request_id=request_id,
+                                                                     client_request_id=client_id))
+    s.metrics.observe(outcome, len(job.queries), served.name, cache_on=s.settings.cache_ttl_s > 0)
     return outcome
 
 
@@ -131,11 +137,13 @@ async def classify(job: Job, request: Request) -> JSONResponse:
                         headers=timing_headers(outcome, started, s.settings.cache_ttl_s > 0))
 
 
-async def live_view(s: Services) -> ModelView:
-    """The live workers' view, read now (ready means the model is known too: /info, top_k's limit, the cache key);
-    503 without a live worker, or until this process has read Redis's clock (deadlines are stamped on it)."""
-    view = await s.catalog.refresh()
-    if not view.workers:
-        raise ServiceError(ErrorKind.UNAVAILABLE, "no live worker (no heartbeat in Redis)", retry_after_s=1)
-    await s.gateway.sync_clock()
-    return view
+async def live_version(s: Services, name: str | None = None, version: int | None = None) -> ModelVersion:
+    """Where a request for ``name`` (None: the default model) and ``version`` would go, its live workers read now
+    (ready means the model is known too: /info, top_k's limit, the cache key); 404 for a name or version never
+    served, 503 without a live worker, or until this process has read Redis's clock (deadlines are stamped on
+    it)."""
+    await s.models.find(name, version)  # a name never served: 404, without reading every version again
+    await s.models.refresh()
+    served = s.models.pick(name, version)
+    await served.gateway.sync_clock()
+    return served

@@ -86,14 +86,18 @@ class InfoOut(BaseModel):
                                          "rollout is under way (then model_id etc. describe the first).")
     auto_choice: AutoChoiceOut | None = Field(None, description="BACKEND=auto's decision, as the first live worker "
                                               "that made one measured it (docs/backends.md); null for a named BACKEND.")
-    served_model_name: str = Field(description="SERVED_MODEL_NAME: the model's name in the /v2 routes.")
+    served_model_name: str = Field(description="The model's name (SERVED_MODEL_NAME of its workers): in the /v2 "
+                                   "routes, in our JSON's `model` field, in /info's `?model=`.")
+    served_version: int = Field(1, description="The version described (MODEL_VERSION of its workers): where the "
+                                "name's unpinned requests go now.")
     response_cache_ttl_s: int = Field(description="CACHE_TTL_S (0: no response cache).")
     version: str = Field(API_VERSION, description="The HTTP API's version.")
     protocol_version: int = Field(PROTOCOL_VERSION, description="The API-worker wire protocol's version.")
 
 
-def info_of(view: ModelView, settings: ApiSettings) -> InfoOut | None:
-    """The /info body; None while no live worker has described its model."""
+def info_of(view: ModelView, settings: ApiSettings, name: str, version: int) -> InfoOut | None:
+    """The /info body of version ``version`` of the model served as ``name``; None while no live worker has
+    described its model."""
     if not view.cards:
         return None
     card: ModelCard = view.cards[0]
@@ -110,7 +114,7 @@ def info_of(view: ModelView, settings: ApiSettings) -> InfoOut | None:
         models=[ServedModelOut(model_id=c.model, model_sha=c.fingerprint, model_revision=c.revision or None,
                                backend=c.backend, labels=list(c.labels)) for c in view.cards],
         auto_choice=_auto_choice(view.backend_choice),
-        served_model_name=settings.served_model_name, response_cache_ttl_s=settings.cache_ttl_s,
+        served_model_name=name, served_version=version, response_cache_ttl_s=settings.cache_ttl_s,
     )
 
 

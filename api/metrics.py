@@ -9,8 +9,9 @@ the tier's processes, those restarted included: one scrape, the whole tier, no r
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -21,43 +22,60 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.access import NOTE_KEY, REQUEST_ID_HEADER, AccessLog, RequestNote, client_request_id
 from api.cluster import ClusterSnapshot
+from api.errors import OIP_PREFIX
 from api.gateway import Outcome
 from common.batch_metrics import BATCH_HISTOGRAMS, SUM_FIELD, cumulative_buckets
 from common.counters import COUNTER_HELP
 
+# The cluster's metrics are per model version (api/models.py); the API tier's own, per model.
+CLUSTER_LABELS = ["model", "version"]
+MODEL_LABEL = "model"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.4, 0.6, 1.0, 1.5, 2.5, 4.0, 6.0, 10.0, 20.0, 30.0)
 
 
 class ClusterCollector:
-    """Exposes the last ``ClusterSnapshot`` at scrape time. The ``/metrics`` route refreshes it first; while
-    Redis is away the last values stay."""
+    """Exposes the last ``ClusterSnapshot`` of each model version at scrape time, labelled ``model`` and
+    ``version``. The ``/metrics`` route refreshes them first; while Redis is away the last values stay."""
 
     def __init__(self) -> None:
-        self.snapshot = ClusterSnapshot()
+        self.snapshots: dict[tuple[str, int], ClusterSnapshot] = {}
 
     def collect(self) -> Iterable[Metric]:
-        snap = self.snapshot
-        yield GaugeMetricFamily("sentimentalyzer_queue_depth", "Pending texts in the request list (Redis LLEN)",
-                                value=snap.queue_depth)
-        yield GaugeMetricFamily("sentimentalyzer_live_workers", "Workers that beat and make progress",
-                                value=snap.live_workers)
+        snaps = [((model, str(version)), snap) for (model, version), snap in sorted(self.snapshots.items())]
+
+        def gauge(name: str, help_text: str, value: Callable[[ClusterSnapshot], float]) -> Metric:
+            family = GaugeMetricFamily(name, help_text, labels=CLUSTER_LABELS)
+            for labels, snap in snaps:
+                family.add_metric(labels, value(snap))
+            return family
+
+        yield gauge("sentimentalyzer_queue_depth", "Pending texts in the model version's request list (Redis LLEN)",
+                    lambda snap: snap.queue_depth)
+        yield gauge("sentimentalyzer_live_workers", "Workers that beat and make progress",
+                    lambda snap: snap.live_workers)
         backends = GaugeMetricFamily("sentimentalyzer_workers_by_backend",
                                      "Live workers per backend they run (BACKEND=auto: the one each chose)",
-                                     labels=["backend"])
-        for backend, count in snap.backends.items():
-            backends.add_metric([backend], count)
+                                     labels=[*CLUSTER_LABELS, "backend"])
+        for labels, snap in snaps:
+            for backend, count in snap.backends.items():
+                backends.add_metric([*labels, backend], count)
         yield backends
-        yield GaugeMetricFamily("sentimentalyzer_stalled_workers",
-                                "Workers holding work past their lease (frozen, hung or starved; their work is "
-                                "being taken back)", value=snap.stalled_workers)
+        yield gauge("sentimentalyzer_stalled_workers", "Workers holding work past their lease (frozen, hung or "
+                    "starved; their work is being taken back)", lambda snap: snap.stalled_workers)
         for name, help_text in COUNTER_HELP.items():
-            yield CounterMetricFamily(f"sentimentalyzer_worker_{name}", f"{help_text}, all workers (from Redis)",
-                                      value=float(snap.worker_counts.get(name, 0)))
+            counter = CounterMetricFamily(f"sentimentalyzer_worker_{name}", f"{help_text}, all workers (from Redis)",
+                                          labels=CLUSTER_LABELS)
+            for labels, snap in snaps:
+                counter.add_metric(labels, float(snap.worker_counts.get(name, 0)))
+            yield counter
         for spec in BATCH_HISTOGRAMS:
-            counts = snap.batch_histograms.get(spec.name, {})
-            buckets = [(floatToGoString(bound), count) for bound, count in cumulative_buckets(spec, counts)]
-            yield HistogramMetricFamily(f"sentimentalyzer_{spec.name}", f"{spec.help} (all workers, from Redis)",
-                                        buckets=buckets, sum_value=float(counts.get(SUM_FIELD, 0.0)))
+            histogram = HistogramMetricFamily(f"sentimentalyzer_{spec.name}", f"{spec.help} (all workers, from Redis)",
+                                              labels=CLUSTER_LABELS)
+            for labels, snap in snaps:
+                counts = snap.batch_histograms.get(spec.name, {})
+                buckets = [(floatToGoString(bound), count) for bound, count in cumulative_buckets(spec, counts)]
+                histogram.add_metric(labels, buckets, sum_value=float(counts.get(SUM_FIELD, 0.0)))
+            yield histogram
 
 
 class ApiMetrics:
@@ -66,28 +84,29 @@ class ApiMetrics:
         tier has several; None: this process's values only."""
         self.registry = CollectorRegistry()
         self.requests = Counter("sentimentalyzer_requests", "HTTP requests by route and status",
-                                ["route", "status"], registry=self.registry)
+                                ["route", "status", MODEL_LABEL], registry=self.registry)
         self.latency = Histogram("sentimentalyzer_request_latency_seconds", "End-to-end request latency",
-                                 ["route"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.texts = Counter("sentimentalyzer_texts", "Texts enqueued by this process", registry=self.registry)
+                                 ["route", MODEL_LABEL], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.texts = Counter("sentimentalyzer_texts", "Texts enqueued by this process", [MODEL_LABEL],
+                             registry=self.registry)
         # Several processes: their sum, the live ones only (a dead process waits on nothing).
         self.in_flight = Gauge("sentimentalyzer_in_flight", "Requests the API processes are waiting on",
-                               multiprocess_mode="livesum", registry=self.registry)
+                               [MODEL_LABEL, "version"], multiprocess_mode="livesum", registry=self.registry)
         # Per request, from the replies: time spent queued (enqueue -> picked up by a worker) vs in the model.
         # Their sum against sentimentalyzer_request_latency_seconds shows what the HTTP + Redis path adds.
         self.queue_wait = Histogram("sentimentalyzer_queue_wait_seconds",
                                     "Per request: enqueue to pick-up by a worker (slowest text of the request)",
-                                    buckets=LATENCY_BUCKETS, registry=self.registry)
+                                    [MODEL_LABEL], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.inference = Histogram("sentimentalyzer_inference_seconds",
                                    "Per request: the forward pass(es) that answered it (slowest text of the request)",
-                                   buckets=LATENCY_BUCKETS, registry=self.registry)
+                                   [MODEL_LABEL], buckets=LATENCY_BUCKETS, registry=self.registry)
         # The response cache (CACHE_TTL_S > 0), in texts: hits answered from it, misses sent to the workers.
         self.cache_hits = Counter("sentimentalyzer_cache_hits", "Texts answered from the response cache",
-                                  registry=self.registry)
+                                  [MODEL_LABEL], registry=self.registry)
         self.cache_misses = Counter("sentimentalyzer_cache_misses", "Texts the response cache did not hold (sent to "
-                                    "the workers)", registry=self.registry)
+                                    "the workers)", [MODEL_LABEL], registry=self.registry)
         self.cache_errors = Counter("sentimentalyzer_cache_errors", "Response-cache reads or writes that failed "
-                                    "(the texts went to the workers)", registry=self.registry)
+                                    "(the texts went to the workers)", [MODEL_LABEL], registry=self.registry)
         self.cluster = ClusterCollector()
         self.registry.register(self.cluster)  # type: ignore[arg-type]
         # What a scrape answers: this process's registry, or every process's files plus the cluster (the same from
@@ -98,18 +117,28 @@ class ApiMetrics:
             MultiProcessCollector(self._scraped, path=str(multiprocess_dir))
             self._scraped.register(self.cluster)  # type: ignore[arg-type]
 
+    def add_model(self, model: str) -> None:
+        """Give ``model`` its series of the per-model counters at zero (a counter with labels has no series until
+        first counted: a dashboard's rate() of it would show nothing rather than 0)."""
+        for counter in (self.texts, self.cache_hits, self.cache_misses, self.cache_errors):
+            counter.labels(model)
+
     def exposition(self) -> bytes:
         """The text a scrape of ``/metrics`` gets."""
         return generate_latest(self._scraped)
 
-    def observe(self, outcome: Outcome, texts: int, *, cache_on: bool) -> None:
-        """Count one answered request of ``texts`` texts."""
+    def observe(self, outcome: Outcome, texts: int, model: str, *, cache_on: bool) -> None:
+        """Count one answered request of ``texts`` texts for ``model``."""
         if cache_on:
-            self.cache_hits.inc(outcome.cached)
-            self.cache_misses.inc(texts - outcome.cached)
+            self.cache_hits.labels(model).inc(outcome.cached)
+            self.cache_misses.labels(model).inc(texts - outcome.cached)
         if outcome.cached < texts:  # something was queued: where its time went
-            self.queue_wait.observe(outcome.queue_ms / 1000)
-            self.inference.observe(outcome.inference_ms / 1000)
+            self.queue_wait.labels(model).observe(outcome.queue_ms / 1000)
+            self.inference.labels(model).observe(outcome.inference_ms / 1000)
+
+
+# A path of the /v2 model routes: /v2/models/<name>[/versions/<v>][/ready|/config|/infer].
+_MODEL_PATH = re.compile(rf"^{OIP_PREFIX}/models/[^/]+(?P<versioned>/versions/[^/]+)?(?P<rest>/[a-z]+)?$")
 
 
 class RequestMetrics:
@@ -119,16 +148,26 @@ class RequestMetrics:
 
     def __init__(self, app: ASGIApp, metrics: ApiMetrics, routes: set[str],
                  access_log: AccessLog | None = None) -> None:
+        """``routes``: the paths counted by name (the rest: "other"), the /v2 model routes as their templates."""
         self.app = app
         self.metrics = metrics
         self.routes = routes
         self.access_log = access_log
 
+    def _model_route(self, path: str) -> str:
+        """A /v2 model route's template (its model is the ``model`` label), or "other"."""
+        found = _MODEL_PATH.match(path)
+        if found is None:
+            return "other"
+        template = f"{OIP_PREFIX}/models/{{model}}{'/versions/{version}' if found['versioned'] else ''}{found['rest']}"
+        return template if template in self.routes else "other"
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route = scope["path"] if scope["path"] in self.routes else "other"
+        path = scope["path"]
+        route = path if path in self.routes else self._model_route(path)
         started = time.perf_counter()
         status = 500
         note = scope[NOTE_KEY] = RequestNote(client_request_id(scope["headers"]))
@@ -144,7 +183,8 @@ class RequestMetrics:
             await self.app(scope, receive, send_wrapper)
         finally:
             elapsed = time.perf_counter() - started
-            self.metrics.requests.labels(route, str(status)).inc()
-            self.metrics.latency.labels(route).observe(elapsed)
+            # The model a request was routed to (never a name a client made up: api/handling.py).
+            self.metrics.requests.labels(route, str(status), note.model).inc()
+            self.metrics.latency.labels(route, note.model).observe(elapsed)
             if self.access_log is not None:
                 self.access_log(scope, note, status, elapsed)

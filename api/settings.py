@@ -153,19 +153,22 @@ class ApiSettings(SharedSettings, InputLimits):
     max_queue_depth: int = Field(
         2000,
         ge=1,
-        description="Queue length (texts) beyond which new requests get 429 + Retry-After. Bounds the latency "
-        "of admitted requests (depth / throughput); too low rejects bursts the workers could absorb.",
+        description="Queue length (texts) beyond which new requests get 429 + Retry-After; each model version has "
+        "its own queue. Bounds the latency of admitted requests (depth / throughput); too low rejects bursts the "
+        "workers could absorb.",
     )
     max_in_flight: int = Field(
         512,
         ge=1,
-        description="Concurrent requests one API process waits on (each holds a Redis connection for its "
-        "blocking wait; the pool is sized from this). Beyond it: 429. One client may hold MAX_CLIENT_SHARE of them.",
+        description="Concurrent requests one API process waits on, per model version (each holds a Redis connection "
+        "for its blocking wait; each version's pool is sized from this, so a model whose workers are stuck holds none "
+        "of another's). Beyond it: 429. One client may hold MAX_CLIENT_SHARE of them.",
     )
     max_queue_bytes: int = Field(
         2_097_152,
         ge=4096,
-        description="Size of the queued texts (bytes of their messages, all API processes together) beyond which new "
+        description="Size of the queued texts (bytes of their messages, all API processes together, per model "
+        "version) beyond which new "
         "requests get 429 + Retry-After. Bounds queued work where texts are long: 2,000 texts of 2,000 characters "
         "are ~100x the work of 2,000 short reviews. Too low rejects bursts of long texts the workers could absorb. "
         "The default is the least that leaves one client's share (MAX_CLIENT_SHARE 0.5) room for a full-size batch "
@@ -227,12 +230,6 @@ class ApiSettings(SharedSettings, InputLimits):
         "headers and X-Cache readable. Unset: no CORS and no cost per request (browsers refuse cross-origin calls; "
         "a preflight gets 405). An origin allowed lets any page served from it use the API with the key its users "
         "give it; `*`, every page.",
-    )
-    served_model_name: str = Field(
-        "sentimentalyzer",
-        pattern=r"^[A-Za-z0-9_.\-]+$",
-        description="The model's name in the Open Inference Protocol routes (`/v2/models/<name>/...`), which "
-        "tritonclient, the KServe SDK and perf_analyzer are given. Other names answer 404.",
     )
     cache_ttl_s: int = Field(
         0,

@@ -34,8 +34,9 @@ CACHE_COUNTERS = ("sentimentalyzer_cache_hits_total", "sentimentalyzer_cache_mis
 
 
 def api_counters(url: str) -> dict[str, float]:
+    """The API's cache counters, summed over their series (one per served model)."""
     text = httpx.get(f"{url}/metrics", timeout=10).text
-    return {name: float(m.group(1)) if (m := re.search(rf"^{name} (\S+)$", text, re.M)) else 0.0
+    return {name: sum(float(value) for value in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
             for name in CACHE_COUNTERS}
 
 

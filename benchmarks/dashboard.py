@@ -29,7 +29,7 @@ from benchmarks.__main__ import ensure_model
 from benchmarks.environment import cpu_model, git_commit
 from benchmarks.wrk import run_wrk, wrk_binary
 from harness.corpus import load_sentences
-from harness.dashboard import RATE_INTERVAL, dashboard
+from harness.dashboard import concrete, dashboard
 from harness.processes import ROOT, RedisServer, wait_until
 from harness.prometheus import PrometheusServer
 from harness.service import Service, start_service
@@ -106,7 +106,7 @@ def render(prometheus: PrometheusServer, spans: list[tuple[str, float, float]], 
         ax = axes[panel["gridPos"]["y"] // 8][panel["gridPos"]["x"] // 12]
         drawn = 0
         for target in panel["targets"]:
-            expr = target["expr"].replace(RATE_INTERVAL, rate_window)
+            expr = concrete(target["expr"], rate_window)  # the dashboard's `model` variable at All
             for series in prometheus.query_range(expr, start, end, scrape_s):
                 points = gapped([(float(t) - start, float(v)) for t, v in series["values"]
                                  if v not in ("NaN", "+Inf")], scrape_s)

@@ -34,23 +34,34 @@ from api.settings import ApiSettings
 from common.protocol import Prediction, Reply, decode_item, encode_reply
 
 try:
+    from common.keys import DEFAULT_MODEL_NAME
+except ImportError:  # a commit from before several models per deployment
+    DEFAULT_MODEL_NAME = "sentimentalyzer"
+
+try:
     from common.scripts import REFUSAL_MARKER
 except ImportError:  # a commit from before the push and its first wait went in one round trip
     REFUSAL_MARKER = None
 
 
+# The one live worker the stub's worker-states script reports (worker id, incarnation, beating, held, leased): the
+# model catalog, read in the background, finds the default model served, so that requests are routed to it.
+LIVE_WORKER = [b"w1", b"i1", 1, 0, 0]
+
+
 class _InstantScript:
-    """A registered Lua script: the push script answers every item at once; the others do nothing (the worker-states
-    script, read by the model catalog in the background, finds no worker)."""
+    """A registered Lua script: the push script answers every item at once; the worker-states script finds one live
+    worker; the others do nothing."""
 
     def __init__(self, stub: InstantRedis, source: str) -> None:
         self._stub = stub
-        self._is_push = "LLEN" in source
+        self._is_states = "HGETALL" in source
+        self._is_push = "LLEN" in source and not self._is_states
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
     async def __call__(self, keys: Sequence[str] = (), args: Sequence[Any] = ()) -> int:
         if not self._is_push:
-            return []
+            return list(LIVE_WORKER) if self._is_states else []
         # The limits come first, as numbers; then the refusal marker, if this commit has one.
         for raw in (arg for arg in args if isinstance(arg, bytes) and arg != REFUSAL_MARKER):
             item = decode_item(raw)
@@ -73,6 +84,13 @@ class InstantRedis:
         self.scripts[script.sha] = script
         return script
 
+    async def smembers(self, key: str) -> set[bytes]:
+        """The deployment's models: the default one, version 1."""
+        return {f"{DEFAULT_MODEL_NAME}/1".encode()}
+
+    def pipeline(self, transaction: bool = True) -> _InstantPipeline:
+        return _InstantPipeline()
+
     async def blmpop(self, timeout: float, numkeys: int, key: str, direction: str, count: int) -> list[Any]:
         return [key, self.replies.pop(key.rsplit(":", 1)[1])]
 
@@ -83,6 +101,19 @@ class InstantRedis:
 
     async def aclose(self) -> None:
         return None
+
+
+class _InstantPipeline:
+    """The catalog's read of the live workers' heartbeats: the worker describes nothing."""
+
+    def __init__(self) -> None:
+        self._fields: list[Sequence[str]] = []
+
+    def hmget(self, key: str, fields: Sequence[str]) -> None:
+        self._fields.append(fields)
+
+    async def execute(self) -> list[list[None]]:
+        return [[None] * len(fields) for fields in self._fields]
 
 
 class _InstantPool:

@@ -15,7 +15,7 @@ from typing import Annotated, Literal, TypeVar
 from pydantic import BeforeValidator, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from common.keys import Keys
+from common.keys import DEFAULT_MODEL_NAME, MODEL_NAME_MAX, MODEL_NAME_PATTERN, Keys
 
 # Names are the fields', case-insensitive, no prefix; variables no class reads are ignored (one environment serves
 # every process of a deployment).
@@ -72,6 +72,15 @@ class SharedSettings(BaseSettings):
         gt=0,
         description="How long to wait for a TCP connection to Redis. Short: a dead Redis gives a fast 503 "
         "instead of piling up waiters; too short fails on a slow network.",
+    )
+    served_model_name: str = Field(
+        DEFAULT_MODEL_NAME,
+        pattern=MODEL_NAME_PATTERN,
+        max_length=MODEL_NAME_MAX,
+        description="A worker: the name it serves its model under (its own queue and keys; the name in "
+        "`/v2/models/<name>/...` and in our JSON's `model` field). The API: the model a request that names none "
+        "goes to (text-embeddings-inference's and the Inference API's bodies, ours without `model`). Other names "
+        "are the other workers': a name no worker ever served answers 404.",
     )
     key_prefix: str = Field(
         "sentimentalyzer",

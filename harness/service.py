@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from common.keys import Keys
+from common.keys import DEFAULT_MODEL_NAME, Keys
 from harness.processes import Process, ProcessExited, free_port, python_env, stop_all, wait_while_alive
 
 
@@ -47,11 +47,15 @@ class Service:
 
     @property
     def keys(self) -> Keys:
-        return Keys(self.prefix)
+        """The keys of the model version the workers serve unless told otherwise (``env``'s SERVED_MODEL_NAME and
+        MODEL_VERSION)."""
+        return Keys(self.prefix).served(self.env.get("SERVED_MODEL_NAME", DEFAULT_MODEL_NAME),
+                                        int(self.env.get("MODEL_VERSION", "1")))
 
-    def start_worker(self, name: str | None = None) -> Process:
+    def start_worker(self, name: str | None = None, env: Mapping[str, str] | None = None) -> Process:
+        """Start a worker with ``env`` over the service's (another SERVED_MODEL_NAME, MODEL, MODEL_VERSION...)."""
         name = name or f"worker-{len(self.workers) + 1}"
-        worker = Process.python(self.worker_module, self.env, self.logs / f"{name}.log", name=name)
+        worker = Process.python(self.worker_module, {**self.env, **(env or {})}, self.logs / f"{name}.log", name=name)
         self.workers.append(worker)
         return worker
 

@@ -7,11 +7,12 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 
 from api.encoding import GzipResponses
-from api.errors import ErrorKind, ServiceError, install_error_handlers
+from api.errors import ErrorKind, ServiceError, install_error_handlers, shown
 from api.limits import BodySizeLimit
 from api.protocols import request_models
 from api.protocols.predict import add_body_routes
 from api.protocols.spec import Job
+from common.keys import DEFAULT_MODEL_NAME
 from engine.predictor import Predictor
 from naive.settings import NaiveSettings
 
@@ -25,6 +26,9 @@ def create_naive_app(settings: NaiveSettings, predictor: Predictor) -> FastAPI:
 
     def run(job: Job) -> Any:
         """The whole request in one forward pass, refused as the workers refuse what the model cannot answer."""
+        if job.model not in (None, DEFAULT_MODEL_NAME):  # one model, under the API's default name
+            raise ServiceError(ErrorKind.NOT_FOUND, f"no model {shown(job.model)} here: the naive server serves one "
+                               f"model, named {DEFAULT_MODEL_NAME!r} (or leave 'model' out)")
         encodings = predictor.tokenize(job.queries)
         for i, (query, encoding) in enumerate(zip(job.queries, encodings)):
             why = card.refusal(query.options, len(encoding))
@@ -38,7 +42,8 @@ def create_naive_app(settings: NaiveSettings, predictor: Predictor) -> FastAPI:
         return await run_in_threadpool(run, job)
 
     add_body_routes(app, models, answer,
-                    errors=(ErrorKind.VALIDATION, ErrorKind.PAYLOAD_TOO_LARGE, ErrorKind.UNSUPPORTED_MEDIA_TYPE))
+                    errors=(ErrorKind.VALIDATION, ErrorKind.PAYLOAD_TOO_LARGE, ErrorKind.UNSUPPORTED_MEDIA_TYPE,
+                            ErrorKind.NOT_FOUND))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -12,12 +12,12 @@ import redis
 
 from common.redis_factory import sync_client
 from common.scripts import Scripts, worker_states
-from common.settings import SharedSettings
+from worker.settings import WorkerSettings
 
 
 def main() -> int:
-    settings = SharedSettings()
-    keys = settings.keys()
+    settings = WorkerSettings()
+    keys = settings.served_keys()
     client = sync_client(settings, longest_block_s=0)  # REDIS_URL's server, or the master Sentinel names
     host = socket.gethostname()
     try:

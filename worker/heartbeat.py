@@ -53,6 +53,8 @@ class Heartbeat:
         on_id_taken: Callable[[str], object] = lambda other: None,
     ) -> None:
         self._scripts = Scripts(client, keys)
+        self._client = client
+        self._keys = keys
         self.worker_id = worker_id
         self.incarnation = incarnation
         self._on_id_taken = on_id_taken  # another live process registered our id (its incarnation)
@@ -85,6 +87,11 @@ class Heartbeat:
         registered = self._scripts.beat(self.worker_id, self.incarnation, fields, self._ttl_s).decode()
         if registered != self.incarnation:
             self._on_id_taken(registered)
+        if (member := self._keys.member) is not None:
+            # The model version in the deployment's models, which the API routes by: every beat, so that a Redis
+            # that lost its data (or an operator's SREM of a version still served) is set right within a beat.
+            # A command of its own: the set is the deployment's, outside the model's hash slot.
+            self._client.sadd(self._keys.models, member)
 
     def _run(self) -> None:
         while not self._stopped.wait(self._interval_s):

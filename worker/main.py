@@ -132,8 +132,8 @@ class Identity:
 def build_loop(settings: WorkerSettings, predictor: Predictor, client: redis.Redis, who: Identity,
                clock: RedisClock) -> BatchLoop:
     """The batch loop over the Redis queue, with the batch policy of the settings."""
-    queue = RedisRequestQueue(client, settings.keys(), settings.reply_ttl_s, who.worker_id, who.incarnation,
-                              suspect_deaths=settings.dead_letter_policy().suspect_deaths, clock=clock)
+    queue = RedisRequestQueue(client, settings.served_keys(), settings.reply_ttl_s, who.worker_id,
+                              who.incarnation, suspect_deaths=settings.dead_letter_policy().suspect_deaths, clock=clock)
     # MAX_BATCH_TOKENS unset: the budget the predictor runs best with (BACKEND=auto measured it).
     max_batch_tokens = predictor.max_batch_tokens if settings.max_batch_tokens is None else settings.max_batch_tokens
     policy = BatchPolicy(settings.max_batch_size, settings.max_batch_wait_ms / 1000, settings.idle_block_s,
@@ -160,7 +160,7 @@ def heartbeat_of(settings: WorkerSettings, who: Identity, loop: BatchLoop, predi
                  on_id_taken: Callable[[str], object]) -> Heartbeat:
     """The heartbeat thread, with a client of its own (the main one may be blocked in a wait for work); after each
     beat it re-measures Redis's clock and runs the reaper."""
-    keys = settings.keys()
+    keys = settings.served_keys()
     beat_client = sync_client(settings, longest_block_s=0, name=keys.connection_name(who.worker_id, who.incarnation))
     reaper = Recovery(beat_client, keys, reply_ttl_s=settings.reply_ttl_s, dead_letter=settings.dead_letter_policy(),
                       clock=clock)
@@ -192,10 +192,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m worker") -> int:
     predictor.warm_up(settings.max_batch_size)
 
     clock = RedisClock()  # deadlines are compared on Redis's clock (common/clock.py)
-    name = settings.keys().connection_name(who.worker_id, who.incarnation)
+    name = settings.served_keys().connection_name(who.worker_id, who.incarnation)
     client = sync_client(settings, longest_block_s=max(settings.idle_block_s, settings.max_batch_wait_ms / 1000),
                          name=name)
-    recovery = Recovery(client, settings.keys(), reply_ttl_s=settings.reply_ttl_s,
+    recovery = Recovery(client, settings.served_keys(), reply_ttl_s=settings.reply_ttl_s,
                         dead_letter=settings.dead_letter_policy(), clock=clock)
     loop = build_loop(settings, predictor, client, who, clock)
     stop, id_taken = threading.Event(), threading.Event()
@@ -227,13 +227,13 @@ def main(argv: list[str] | None = None, prog: str = "python -m worker") -> int:
         return 1
     heartbeat = heartbeat_of(settings, who, loop, predictor, clock, on_id_taken)
     try:
-        heartbeat.start()
+        heartbeat.start()  # the first beat also adds the model version to the deployment's models
     except redis.RedisError as exc:
         log.error("could not announce the worker: %s", exc)
         return 1
-    log.info("worker %s ready: model %s, backend %s, max batch %d, token budget %d, queue %s", who.worker_id,
-             predictor.name, predictor.backend, settings.max_batch_size, loop.policy.max_batch_tokens,
-             settings.keys().requests)
+    log.info("worker %s ready: model %s as %s version %d, backend %s, max batch %d, token budget %d, queue %s",
+             who.worker_id, predictor.name, settings.served_model_name, settings.model_version, predictor.backend,
+             settings.max_batch_size, loop.policy.max_batch_tokens, settings.served_keys().requests)
     return run_until_stopped(loop, recovery, who, client, stop, heartbeat, id_taken)
 
 

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
+from common.keys import MAX_MODEL_VERSION, Keys
 from common.scripts import DeadLetterPolicy
 from common.settings import EMPTY_IS_UNSET, SharedSettings
 from engine.settings import BACKEND_PATTERN, BACKENDS_HELP, ModelSettings
@@ -122,6 +123,15 @@ class WorkerSettings(SharedSettings, ModelSettings):
         "workers: a second process under a live worker's id refuses to start.",
     )
 
+    model_version: int = Field(
+        1,
+        ge=1,
+        le=MAX_MODEL_VERSION,
+        description="The version this worker serves SERVED_MODEL_NAME as (its own queue). A name's unpinned requests "
+        "go to its highest version with a live worker, so starting workers of version N+1 moves the name to them; "
+        "`/v2/models/<name>/versions/<v>/infer` pins one. Workers of one version must serve the same model.",
+    )
+
     @model_validator(mode="after")
     def _heartbeat_outlives_interval(self) -> "WorkerSettings":
         if self.heartbeat_ttl_s <= self.heartbeat_interval_s:
@@ -138,6 +148,10 @@ class WorkerSettings(SharedSettings, ModelSettings):
                              "the lease, and a longer wait is taken for a freeze (the window runs twice). Lower "
                              f"MAX_BATCH_WAIT_MS or raise WORK_LEASE_S above {2 * self.max_batch_wait_ms / 1000:g}")
         return self
+
+    def served_keys(self) -> Keys:
+        """The keys of the model version this worker serves (its queue, its registry, its replies)."""
+        return self.keys().served(self.served_model_name, self.model_version)
 
     def dead_letter_policy(self) -> DeadLetterPolicy:
         return DeadLetterPolicy(self.max_deliveries, self.dead_letter_max, self.dead_letter_ttl_s,

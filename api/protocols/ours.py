@@ -5,12 +5,13 @@ truncation options. Answered with the top label, or with ``top_k`` the ranked la
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, create_model
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, create_model
 
 from api.protocols.fields import DIRECTIONS, PredictionOut, Ranked, integer, labels_of, options, top_k_maximum, top_of
 from api.protocols.spec import BodyRoute, Build, Job, Protocol, Shape
+from common.keys import MODEL_NAME_MAX, MODEL_NAME_PATTERN
 from common.options import FUNCTIONS, Query
 from common.protocol import Prediction
 
@@ -26,8 +27,13 @@ class BatchPredictionOut(BaseModel):
 
 
 def _options_fields(max_top_k: int | None) -> dict[str, Any]:
-    """The pipeline's options and the truncation options, as fields of a request model."""
+    """The pipeline's options, the truncation options and the model, as fields of a request model."""
     return {
+        "model": (Annotated[str, StringConstraints(pattern=MODEL_NAME_PATTERN, max_length=MODEL_NAME_MAX)] | None,
+                  Field(None, description=(
+                      "The served model to ask (SERVED_MODEL_NAME of its workers; GET /v2/models lists them), at the "
+                      "highest version with a live worker. Absent: the API's default model. Never served: 404; "
+                      "no live worker: 503."), examples=["sentimentalyzer"])),
         "top_k": (integer(ge=1, le=top_k_maximum(max_top_k)) | None, Field(1, description=(
             "Answer this many labels, best first, as a list (null: every label). Absent: the top label alone, as "
             "an object (the pipeline's default). More than the model's labels: 422 (GET /info lists them)."),
@@ -103,13 +109,13 @@ def _batch_ranked(answers: Sequence[list[Prediction]]) -> Any:
 def one_job(body: Any) -> Job:
     o = options(body.top_k, body.function_to_apply, body.truncate, body.truncation_direction)
     ranked = "top_k" in body.model_fields_set
-    return Job([Query(body.text, body.text_pair, o)], _ranked if ranked else _top)
+    return Job([Query(body.text, body.text_pair, o)], _ranked if ranked else _top, model=body.model)
 
 
 def batch_job(body: Any) -> Job:
     o = options(body.top_k, body.function_to_apply, body.truncate, body.truncation_direction)
     queries = [Query(t, None, o) if isinstance(t, str) else Query(t.text, t.text_pair, o) for t in body.texts]
-    return Job(queries, _batch_ranked if "top_k" in body.model_fields_set else _batch_top)
+    return Job(queries, _batch_ranked if "top_k" in body.model_fields_set else _batch_top, model=body.model)
 
 
 def shapes(build: Build) -> tuple[Shape, ...]:

@@ -29,6 +29,8 @@ class Job:
 
     queries: list[Query]
     render: Render  # chosen when the body is parsed: the protocol's, for this body's shape and options
+    model: str | None = None  # the served name asked for (None: SERVED_MODEL_NAME, api/models.py)
+    version: int | None = None  # the version asked for (None: the routing rule's), then the one it was routed to
 
     @property
     def options(self) -> Options:

@@ -30,15 +30,16 @@ def assert_all_answered(outcomes) -> None:
 
 
 def tier_totals(url: str, scrapes: int = 8) -> set[tuple[float, float]]:
-    """(prediction requests answered 200, texts enqueued) as each of ``scrapes`` scrapes of /metrics reports them,
-    each on a new connection (the kernel hands each to either server)."""
+    """(prediction requests answered 200, texts enqueued; of every model) as each of ``scrapes`` scrapes of /metrics
+    reports them, each on a new connection (the kernel hands each to either server)."""
     seen = set()
     for _ in range(scrapes):
         families = {f.name: f for f in text_string_to_metric_families(httpx.get(f"{url}/metrics", timeout=10).text)}
         answered = sum(s.value for s in families["sentimentalyzer_requests"].samples
                        if s.name.endswith("_total") and s.labels["route"].startswith("/predict")
                        and s.labels["status"] == "200")
-        seen.add((answered, families["sentimentalyzer_texts"].samples[0].value))
+        texts = sum(s.value for s in families["sentimentalyzer_texts"].samples if s.name.endswith("_total"))
+        seen.add((answered, texts))
     return seen
 
 

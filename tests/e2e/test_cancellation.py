@@ -13,7 +13,7 @@ import redis
 from api.errors import ServiceError
 from api.gateway import Gateway
 from api.settings import ApiSettings
-from common.keys import Keys
+from common.keys import DEFAULT_MODEL_NAME, Keys
 from common.options import Query
 from common.redis_factory import async_client
 from tests.answers import assert_discriminating, expected_answers, same_answer
@@ -53,9 +53,10 @@ def worker(redis_server, tiny_model, tmp_path):
     proc = Process.python("worker", python_env(REDIS_URL=redis_server.url, KEY_PREFIX=prefix, MODEL=str(tiny_model),
                                         TORCH_THREADS="1", MAX_BATCH_SIZE="16"),
                    tmp_path / "worker.log")
+    keys = Keys(prefix).served(DEFAULT_MODEL_NAME, 1)  # the worker's: it serves the default name, version 1
     client = redis.Redis.from_url(redis_server.url)
-    wait_until(lambda: client.hlen(Keys(prefix).workers) == 1, 60, "worker ready", 0.1)
-    yield prefix
+    wait_until(lambda: client.hlen(keys.workers) == 1, 60, "worker ready", 0.1)
+    yield keys
     proc.stop()
 
 
@@ -73,10 +74,10 @@ def test_cancelled_waits_never_deliver_an_answer_to_the_wrong_request(redis_serv
         # REDIS_CONNECT_TIMEOUT_S as a user behind a slow proxy sets it: this proxy accepts in the same event loop as
         # the CONCURRENCY callers, and each cancelled wait costs a new connection through it; on a loaded 2-core
         # machine an accept can take longer than the default 1 s, and the test is about answers, not connect times.
-        settings = ApiSettings(redis_url=f"redis://127.0.0.1:{port}/0", key_prefix=worker, request_timeout_s=20,
+        settings = ApiSettings(redis_url=f"redis://127.0.0.1:{port}/0", key_prefix=worker.prefix, request_timeout_s=20,
                                max_in_flight=CONCURRENCY, max_client_share=1.0, redis_connect_timeout_s=5.0)
         client = async_client(settings, longest_block_s=20, max_connections=CONCURRENCY + 16)
-        gateway = Gateway(client, Keys(worker), settings)
+        gateway = Gateway(client, worker, settings)
         semaphore = asyncio.Semaphore(CONCURRENCY)
         counts = {"answered": 0, "cancelled": 0, "wrong": 0, "errors": 0}
 
@@ -108,7 +109,7 @@ def test_cancelled_waits_never_deliver_an_answer_to_the_wrong_request(redis_serv
     assert counts["cancelled"] > 200 and counts["answered"] > 1000
     assert in_flight_after == 0  # cancelled waiters released their admission slot
     leftovers = redis.Redis.from_url(redis_server.url)
-    assert all(leftovers.ttl(k) > 0 for k in leftovers.scan_iter(Keys(worker).reply("*"))), "reply keys must expire"
+    assert all(leftovers.ttl(k) > 0 for k in leftovers.scan_iter(worker.reply("*"))), "reply keys must expire"
 
 
 def test_clients_that_disconnect_leave_a_healthy_api(service, tiny_predictor):

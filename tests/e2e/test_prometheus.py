@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from api.metrics import LATENCY_BUCKETS
-from harness.dashboard import RATE_INTERVAL, panel_queries
+from common.keys import DEFAULT_MODEL_NAME
+from harness.dashboard import concrete, panel_queries
 from harness.prometheus import PrometheusServer, prometheus_binary
 from tests.e2e.conftest import start_service
 from tests.helpers import sentences, wait_until
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.skipif(prometheus_binary() is None,
 
 CLIENTS = 24
 LOAD_S = 8.0
-PREDICT_OK = 'sentimentalyzer_requests_total{route="/predict",status="200"}'
+PREDICT_OK = f'sentimentalyzer_requests_total{{model="{DEFAULT_MODEL_NAME}",route="/predict",status="200"}}'
 
 
 async def load(url: str, seconds: float) -> list[tuple[float, float]]:
@@ -90,7 +91,7 @@ def test_prometheus_computes_what_the_clients_saw_and_every_dashboard_query_eval
         # Every dashboard query is valid PromQL that Prometheus evaluates, and shows data (but the refusals, of
         # which this healthy run had none).
         for query in panel_queries():
-            result = prometheus.query(query.expr.replace(RATE_INTERVAL, "5s"), at=window_end)
+            result = prometheus.query(concrete(query.expr, "5s"), at=window_end)  # All models
             assert result or "429" in query.expr, f"{query.panel}: {query.expr} returned no series"
     finally:
         if prometheus is not None:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import redis
 
-from common.keys import Keys
+from common.keys import DEFAULT_MODEL_NAME, Keys
 from common.protocol import WorkItem, encode_item, new_request_id
 from tests.e2e.conftest import start_service
 from tests.e2e.test_service import assert_correct, fire, worker_id_of
@@ -161,7 +161,7 @@ def test_a_request_sent_while_the_api_is_paused_on_a_kept_alive_connection_is_an
 
 def test_worker_started_before_redis_waits_instead_of_crash_looping(tiny_model, tmp_path):
     port = free_port()
-    keys = Keys("late-redis")
+    keys = Keys("late-redis").served(DEFAULT_MODEL_NAME, 1)  # the worker's keys
     worker = Process.python("worker", python_env(REDIS_URL=f"redis://127.0.0.1:{port}/0", MODEL=str(tiny_model),
                                                  TORCH_THREADS="1", KEY_PREFIX=keys.prefix), tmp_path / "worker.log")
     try:

@@ -8,6 +8,7 @@ import httpx
 import redis
 
 from api.settings import ApiSettings
+from common.keys import DEFAULT_MODEL_NAME
 from harness.service import Service
 from tests.answers import assert_discriminating, expected_answers, same_answer
 from tests.helpers import sentences, wait_until
@@ -16,6 +17,9 @@ from tests.helpers import sentences, wait_until
 # flight (more: 429). Its other requests wait for a connection, as a client's own pool would make them.
 _FIELDS = ApiSettings.model_fields
 CLIENT_SLOTS = int(_FIELDS["max_client_share"].default * _FIELDS["max_in_flight"].default)
+# The cluster metrics' labels of the model version the service's workers serve (the default name, version 1), as
+# /metrics writes them: every sample's labels in alphabetical order (prometheus_client sorts them).
+SERVED = f'model="{DEFAULT_MODEL_NAME}",version="1"'
 
 
 async def fire(url: str, texts: list[str], *, batch_every: int = 5) -> list[tuple[list[str], httpx.Response]]:
@@ -104,8 +108,8 @@ def test_sigterm_to_a_worker_under_load_finishes_its_window_and_fails_no_request
 def test_metrics_and_probes_over_http(service):
     assert httpx.get(f"{service.url}/healthz").json() == {"status": "ok"}
     metrics = httpx.get(f"{service.url}/metrics").text
-    assert 'sentimentalyzer_requests_total{route="/predict",status="200"}' in metrics
-    assert "sentimentalyzer_live_workers 2.0" in metrics
+    assert f'sentimentalyzer_requests_total{{model="{DEFAULT_MODEL_NAME}",route="/predict",status="200"}}' in metrics
+    assert f"sentimentalyzer_live_workers{{{SERVED}}} 2.0" in metrics
     # BACKEND=auto (the default): each worker measured the installed backends and runs an exact one, the same
     # one (same model, CPU and settings: the second read the first one's decision). Heartbeat, /readyz and
     # /metrics say which.
@@ -114,11 +118,13 @@ def test_metrics_and_probes_over_http(service):
     assert {b[b"backend_setting"] for b in beats} == {b"auto"}
     backend, = {b[b"backend"].decode() for b in beats}
     assert backend in ("torch", "onnxruntime", "openvino")
-    assert httpx.get(f"{service.url}/readyz").json()["backends"] == {backend: 2}
-    assert f'sentimentalyzer_workers_by_backend{{backend="{backend}"}} 2.0' in metrics
+    ready = httpx.get(f"{service.url}/readyz").json()
+    assert ready["backends"] == {backend: 2}
+    assert [(m["name"], m["version"], m["workers"]) for m in ready["models"]] == [(DEFAULT_MODEL_NAME, 1, 2)]
+    assert f'sentimentalyzer_workers_by_backend{{backend="{backend}",{SERVED}}} 2.0' in metrics
     assert "sentimentalyzer_request_latency_seconds_bucket" in metrics
     # Batch histograms are cluster-wide (from Redis): as many passes as the workers counted.
     batches = int(redis.Redis.from_url(service.redis_url).hget(service.keys.stats, "batches"))
-    assert f'sentimentalyzer_batch_texts_bucket{{le="+Inf"}} {float(batches)}' in metrics
-    assert f"sentimentalyzer_batch_padding_ratio_count {float(batches)}" in metrics
+    assert f'sentimentalyzer_batch_texts_bucket{{le="+Inf",{SERVED}}} {float(batches)}' in metrics
+    assert f"sentimentalyzer_batch_padding_ratio_count{{{SERVED}}} {float(batches)}" in metrics
     assert "sentimentalyzer_queue_wait_seconds_count" in metrics

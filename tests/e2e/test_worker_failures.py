@@ -10,7 +10,7 @@ import time
 import httpx
 import redis
 
-from common.keys import Keys
+from common.keys import DEFAULT_MODEL_NAME, Keys
 from common.protocol import ErrorCode, WorkItem, decode_reply, encode_item, new_request_id
 from common.scripts import digest
 from tests.e2e.conftest import start_service
@@ -125,7 +125,7 @@ def test_a_frozen_worker_loses_nothing_with_default_settings(redis_server, tiny_
 
 
 def test_a_second_worker_under_a_live_workers_id_refuses_to_start(redis_server, tiny_model, tmp_path):
-    keys = Keys(f"dup-{new_request_id()[:8]}")
+    keys = Keys(f"dup-{new_request_id()[:8]}").served(DEFAULT_MODEL_NAME, 1)  # the workers' keys
     env = python_env(REDIS_URL=redis_server.url, KEY_PREFIX=keys.prefix, WORKER_ID="same-host-1", MODEL=str(tiny_model),
                      TORCH_THREADS="1")
     first = Process.python("worker", env, tmp_path / "first.log")
@@ -182,7 +182,7 @@ def test_a_worker_restarted_under_its_old_id_counts_a_death_for_what_it_held(red
     """Containers restart with the same worker id (same hostname, PID 1): whatever the previous run held, it
     died holding. Default MAX_DELIVERIES (3): a message with two deaths on record gets its third and is set aside;
     the other held message is re-queued and answered."""
-    keys = Keys(f"restart-{new_request_id()[:8]}")
+    keys = Keys(f"restart-{new_request_id()[:8]}").served(DEFAULT_MODEL_NAME, 1)  # the worker's keys
     client = redis_server.client
     now = time.time()
     poison_id, fresh_id = new_request_id(), new_request_id()

@@ -9,10 +9,11 @@ from worker.settings import WorkerSettings
 
 @pytest.fixture
 def setup(redis_server, key_prefix):
-    """A worker's settings, its Redis client and keys of this test's own, on the session's redis-server."""
+    """A worker's settings, its Redis client and keys (those of the model version it serves: the default name, version
+    1) under a prefix of this test's own, on the session's redis-server."""
     settings = WorkerSettings(redis_url=redis_server.url, key_prefix=key_prefix, reply_ttl_s=30)
     client = sync_client(settings, longest_block_s=2)
-    yield settings, client, settings.keys()
+    yield settings, client, settings.served_keys()
     client.close()
 
 

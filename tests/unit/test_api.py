@@ -99,7 +99,7 @@ def test_undecodable_bodies_are_422(raw, message):
 def test_full_queue_is_429_with_retry_after():
     async def scenario():
         s = settings(max_queue_depth=3, max_batch_texts=3, max_client_share=1.0, retry_after_s=7)
-        async with running(s, worker=False) as (http, client):
+        async with running(s, worker="idle") as (http, client):
             await client.rpush(KEYS.requests, b"a", b"b", b"c")
             r = await http.post("/predict", json={"text": "hello"})
             assert r.status_code == 429 and r.headers["Retry-After"] == "7"
@@ -113,7 +113,7 @@ def test_full_queue_is_429_with_retry_after():
 
 def test_no_answer_before_the_deadline_is_504_and_leaves_no_reply_key():
     async def scenario():
-        async with running(settings(request_timeout_s=0.3), worker=False) as (http, client):
+        async with running(settings(request_timeout_s=0.3), worker="idle") as (http, client):
             r = await http.post("/predict", json={"text": "anyone?"})
             assert r.status_code == 504 and r.json()["error"]["type"] == "timeout"
             assert await client.keys(KEYS.reply("*")) == []
@@ -145,11 +145,13 @@ def test_readyz_needs_a_live_worker_heartbeat():
         async with running(s, worker=False) as (http, client):
             r = await http.get("/readyz")
             assert r.status_code == 503 and "no live worker" in r.json()["error"]["message"]
-            await client.hset(s.keys().workers, mapping={"w1": "a", "w2": "b"})  # registered, but only w1 beats
-            await client.hset(s.keys().heartbeat("w1"), mapping={"pid": "1", "backend": "openvino"})
+            await client.sadd(KEYS.models, "sentimentalyzer/1")
+            await client.hset(KEYS.workers, mapping={"w1": "a", "w2": "b"})  # registered, but only w1 beats
+            await client.hset(KEYS.heartbeat("w1"), mapping={"pid": "1", "backend": "openvino"})
             r = await http.get("/readyz")
             assert r.status_code == 200 and r.json()["workers"] == 1
             assert r.json()["backends"] == {"openvino": 1}  # what the live workers run
+            assert r.json()["models"] == [{"name": "sentimentalyzer", "version": 1, "workers": 1, "queue_depth": 0}]
 
     run(scenario())
 
@@ -157,16 +159,16 @@ def test_readyz_needs_a_live_worker_heartbeat():
 def test_worker_reported_errors_are_500_with_the_reason():
     async def scenario():
         s = settings()
-        async with running(s, worker=False) as (http, client):
+        async with running(s, worker="idle") as (http, client):
             async def failing_worker():
                 while True:
-                    popped = await client.lpop(s.keys().requests)
+                    popped = await client.lpop(KEYS.requests)
                     if not popped:
                         await asyncio.sleep(0.005)
                     else:
                         item = decode_item(popped)
                         reply = Reply(item.request_id, item.index, error=WorkError("inference_failed", "oom"))
-                        await client.rpush(s.keys().reply(item.request_id), encode_reply(reply))
+                        await client.rpush(KEYS.reply(item.request_id), encode_reply(reply))
                         return
 
             task = asyncio.create_task(failing_worker())
@@ -184,11 +186,11 @@ def test_metrics_expose_requests_latency_and_queue_depth():
             await http.post("/predict", json={"text": ""})
             await client.hset(KEYS.stats, mapping={"batches": 3, "texts": 7})
             body = (await http.get("/metrics")).text
-            assert 'sentimentalyzer_requests_total{route="/predict",status="200"} 1.0' in body
-            assert 'sentimentalyzer_requests_total{route="/predict",status="422"} 1.0' in body
-            assert 'sentimentalyzer_request_latency_seconds_count{route="/predict"} 2.0' in body
-            assert "sentimentalyzer_queue_depth 0.0" in body
-            assert "sentimentalyzer_worker_texts_total 7.0" in body
+            assert 'sentimentalyzer_requests_total{model="sentimentalyzer",route="/predict",status="200"} 1.0' in body
+            assert 'sentimentalyzer_requests_total{model="",route="/predict",status="422"} 1.0' in body  # not routed
+            assert 'sentimentalyzer_request_latency_seconds_count{model="sentimentalyzer",route="/predict"} 1.0' in body
+            assert 'sentimentalyzer_queue_depth{model="sentimentalyzer",version="1"} 0.0' in body
+            assert 'sentimentalyzer_worker_texts_total{model="sentimentalyzer",version="1"} 7.0' in body
 
     run(scenario())
 
@@ -204,7 +206,7 @@ def test_metrics_expose_queue_wait_inference_time_and_the_workers_batch_histogra
         server = fakeredis.FakeServer()
         s = settings()
         # Two passes published the way a worker publishes them (same MULTI as replies).
-        queue = RedisRequestQueue(fakeredis.FakeRedis(server=server), s.keys(), 60, "w1", "i1", suspect_deaths=2)
+        queue = RedisRequestQueue(fakeredis.FakeRedis(server=server), KEYS, 60, "w1", "i1", suspect_deaths=2)
         queue.publish(Outbox(counts=WorkerCounts(batches=1, texts=4, tokens=60, padded_tokens=80), inference_s=0.03))
         queue.publish(Outbox(counts=WorkerCounts(batches=1, texts=16, tokens=400, padded_tokens=400),
                              inference_s=0.12))
@@ -216,7 +218,10 @@ def test_metrics_expose_queue_wait_inference_time_and_the_workers_batch_histogra
                    for family in text_string_to_metric_families(body) for m in family.samples}
 
         def sample(name, **labels):
-            return samples[(name, tuple(sorted(labels.items())))]
+            per_model = {"model": "sentimentalyzer"} if name.startswith(("sentimentalyzer_queue_wait",
+                                                                          "sentimentalyzer_inference")) else \
+                {"model": "sentimentalyzer", "version": "1"}
+            return samples[(name, tuple(sorted({**per_model, **labels}.items())))]
 
         # Per request (the fake worker answers queue_ms=1, inference_ms=2).
         assert sample("sentimentalyzer_queue_wait_seconds_count") == 3

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from api.encoding import INFLATE_CHUNK, GzipBody
-from tests.unit.api_harness import run, running, settings
+from tests.unit.api_harness import KEYS, run, running, settings
 
 JSON = {"content-type": "application/json"}
 GZIP = {**JSON, "content-encoding": "gzip"}
@@ -179,7 +179,7 @@ def test_other_content_codings_are_415_naming_gzip(coding):
                 error = r.json()["error"]
                 message = error if path == OIP_INFER else error["message"]
                 assert message.startswith(f"Content-Encoding {coding!r} is not supported")
-            assert await client.llen(settings().keys().requests) == 0
+            assert await client.llen(KEYS.requests) == 0
             r = await http.post("/predict", json={"text": "good"}, headers={"content-encoding": "identity"})
             assert r.status_code == 200
 

@@ -4,7 +4,7 @@
 import pytest
 
 from api.cors import EXPOSED_HEADERS
-from tests.unit.api_harness import run, running, settings
+from tests.unit.api_harness import KEYS, run, running, settings
 from tests.unit.test_api_shapes import ready
 
 BODY = b'{"text": "good"}'
@@ -31,7 +31,7 @@ def test_a_json_body_not_sent_as_json_is_415_naming_the_fix(path, content_type):
             assert error["type"] == "unsupported_media_type"
             assert error["message"].endswith("send Content-Type: application/json")
             assert (repr(content_type) if content_type else "without a Content-Type") in error["message"]
-            assert await client.llen(settings().keys().requests) == 0
+            assert await client.llen(KEYS.requests) == 0
             assert (await http.post("/predict", json={"text": "good"})).status_code == 200
 
     run(scenario())
@@ -171,6 +171,11 @@ def test_the_naive_server_takes_gzip_bodies_and_answers_415_alike():
             r = await http.post("/predict", content=BODY, headers={"content-type": "text/plain"})
             assert r.status_code == 415 and r.json()["error"]["type"] == "unsupported_media_type"
             responses = (await http.get("/openapi.json")).json()["paths"]["/predict"]["post"]["responses"]
-            assert "415" in responses
+            assert "415" in responses and "404" in responses
+            # One model: the default name or none; any other name is no model of it.
+            named = await http.post("/predict", json={"text": "good", "model": "sentimentalyzer"})
+            assert named.status_code == 200 and named.json() == plain.json()
+            other = await http.post("/predict", json={"text": "good", "model": "alpha"})
+            assert other.status_code == 404 and "no model 'alpha' here" in other.json()["error"]["message"]
 
     run(scenario())

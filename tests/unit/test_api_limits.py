@@ -7,7 +7,7 @@ import json
 import pytest
 
 from api.limits import BodySizeLimit
-from tests.unit.api_harness import run, running, settings
+from tests.unit.api_harness import KEYS, run, running, settings
 
 LIMIT = 4096
 
@@ -81,7 +81,7 @@ def test_in_flight_limit_is_429_with_retry_after_not_a_pool_error():
     async def scenario():
         # Three clients told apart behind a proxy: one alone would stop at its share of the 2 slots (1).
         s = settings(max_in_flight=2, request_timeout_s=1.0, retry_after_s=3, client_id_header="X-Forwarded-For")
-        async with running(s, worker=False) as (http, _):
+        async with running(s, worker="idle") as (http, _):
             waiting = [asyncio.create_task(http.post("/predict", json={"text": f"t{i}"},
                                                      headers={"X-Forwarded-For": f"10.0.0.{i}"})) for i in range(2)]
             await asyncio.sleep(0.2)
@@ -201,7 +201,7 @@ def test_one_client_at_its_share_gets_429_while_another_is_admitted():
     async def scenario():
         s = settings(max_queue_depth=10, max_batch_texts=5, max_client_share=0.5, request_timeout_s=0.5,
                      client_id_header="X-Forwarded-For")
-        async with running(s, worker=False) as (http, _):
+        async with running(s, worker="idle") as (http, _):
             def post(client):
                 # What the client sent, then its address as the proxy in front of the API appended it.
                 return http.post("/predict/batch", json={"texts": ["a", "b", "c", "d", "e"]},
@@ -220,8 +220,8 @@ def test_one_client_at_its_share_gets_429_while_another_is_admitted():
 def test_a_queue_full_of_bytes_is_429_naming_the_byte_limit():
     async def scenario():
         s = settings(max_queue_bytes=8192, max_text_chars=100, max_batch_texts=5, max_client_share=1.0)
-        async with running(s, worker=False) as (http, client):
-            keys = s.keys()
+        async with running(s, worker="idle") as (http, client):
+            keys = KEYS
             await client.rpush(keys.requests, b"queued")
             await client.set(keys.queued_bytes, 8100)  # nearly full
             r = await http.post("/predict", json={"text": "x" * 100})

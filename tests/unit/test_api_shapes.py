@@ -221,7 +221,8 @@ def test_the_response_cache_answers_a_repeat_without_queueing_and_keys_by_option
             ttl = await client.ttl((await client.keys(KEYS.cached("*")))[0])
             assert 0 < ttl <= 60
             metrics = (await http.get("/metrics")).text
-        assert "sentimentalyzer_cache_hits_total 3.0" in metrics and "sentimentalyzer_cache_misses_total 4.0" in metrics
+        assert 'sentimentalyzer_cache_hits_total{model="sentimentalyzer"} 3.0' in metrics
+        assert 'sentimentalyzer_cache_misses_total{model="sentimentalyzer"} 4.0' in metrics
 
     run(scenario())
 
@@ -232,7 +233,8 @@ def test_a_failing_cache_is_a_miss_never_a_failed_request():
             await ready(http)
             r = await http.post("/predict", json={"text": "good"})
             assert r.status_code == 200 and r.headers["x-cache"] == "miss"
-            assert "sentimentalyzer_cache_errors_total 2.0" in (await http.get("/metrics")).text  # read and write
+            metrics = (await http.get("/metrics")).text
+            assert 'sentimentalyzer_cache_errors_total{model="sentimentalyzer"} 2.0' in metrics  # read and write
 
     run(scenario())
 

@@ -112,39 +112,52 @@ def test_a_mixed_cluster_is_logged_with_what_tells_its_cards_apart(caplog):
     assert caplog.messages[0].endswith("fake-model (fake ? on ?, ffffffffffff)")
 
 
-def test_the_catalog_keeps_refreshing_through_redis_outages_and_failures(caplog, monkeypatch):
-    """The background task: a 503 (Redis away) is a debug line, anything else a logged traceback, and either way it
-    reads again a REFRESH_INTERVAL_S later, for as long as the process runs."""
+def test_the_models_keep_refreshing_through_redis_outages_and_failures(caplog, monkeypatch):
+    """The background task (api/models.py): a 503 (Redis away) is a debug line, anything else a logged traceback,
+    and either way it reads again a REFRESH_INTERVAL_S later, for as long as the process runs."""
     import logging
 
-    import api.catalog
-    from api.catalog import Catalog
-    from api.errors import ErrorKind, ServiceError
+    import redis
 
-    outcomes = [ServiceError(ErrorKind.UNAVAILABLE, "the request queue is unavailable"), RuntimeError("boom"),
-                [heartbeat(CARD, "w1")]]
+    import api.models
+    from api.catalog import Catalog
+    from api.models import ModelRouter, ModelVersion
+    from common.keys import Keys
+
+    outcomes = [redis.ConnectionError("gone"), RuntimeError("boom"), {b"m/1"}]
     waits: list[float] = []
 
-    class Cluster:
-        async def described_workers(self):
+    class Client:
+        connection_pool = None
+
+        async def smembers(self, key):
             outcome = outcomes.pop(0)
             if isinstance(outcome, Exception):
                 raise outcome
             return outcome
+
+    class Cluster:
+        async def described_workers(self):
+            return [heartbeat(CARD, "w1")]
 
     async def no_wait(seconds):
         waits.append(seconds)
         if not outcomes:
             raise asyncio.CancelledError
 
-    monkeypatch.setattr(api.catalog.asyncio, "sleep", no_wait)
-    catalog = Catalog(Cluster())
-    with caplog.at_level(logging.DEBUG, logger="api.catalog"), pytest.raises(asyncio.CancelledError):
-        asyncio.run(catalog.keep_fresh())
-    assert catalog.view.cards == (CARD,) and waits == [api.catalog.REFRESH_INTERVAL_S] * 3
-    assert [(r.levelname, r.getMessage(), r.exc_info is not None) for r in caplog.records] == [
-        ("DEBUG", "could not read the workers' model cards: the request queue is unavailable", False),
-        ("ERROR", "reading the workers' model cards failed; trying again", True)]
+    def build(name, version, keys):
+        return ModelVersion(name, version, keys, None, None, Catalog(Cluster()))
+
+    monkeypatch.setattr(api.models.asyncio, "sleep", no_wait)
+    router = ModelRouter(Client(), Keys("k"), "m", build)
+    with caplog.at_level(logging.DEBUG, logger="api.models"), pytest.raises(asyncio.CancelledError):
+        asyncio.run(router.keep_fresh())
+    assert router.pick("m").catalog.view.cards == (CARD,) and waits == [api.models.REFRESH_INTERVAL_S] * 3
+    assert [(r.levelname, r.getMessage(), r.exc_info is not None) for r in caplog.records
+            if r.name == "api.models"] == [
+        ("DEBUG", "could not read the models: the request queue is unavailable; retry later", False),
+        ("ERROR", "reading the models failed; trying again", True),
+        ("INFO", "model m version 1: now routed to (queue k:{m}:v1:requests)", False)]
 
 
 def test_the_backend_choice_is_the_first_live_worker_that_made_one_and_empty_if_none_did():

@@ -1,6 +1,8 @@
 """The Grafana dashboard and the compose `monitoring` profile, checked against the metrics the API really exports
 (an exposition of every family, each with a sample) and the files the profile mounts."""
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,8 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.cluster import ClusterSnapshot
 from api.gateway import Outcome
 from api.metrics import ApiMetrics
-from harness.dashboard import DASHBOARD_PATH, dashboard, panel_queries
-from tests.dashboard import exported, problems
+from harness.dashboard import ALL_MODELS, DASHBOARD_PATH, MODEL_VARIABLE, concrete, dashboard, panel_queries
+from tests.dashboard import GROUPING, SELECTOR, exported, problems
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
@@ -20,10 +22,13 @@ COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
 def exposition_names() -> dict[str, set[str]]:
     """Every metric the API exports, each observed once so that labelled families have a sample."""
     metrics = ApiMetrics()
-    metrics.requests.labels("/predict", "200").inc()
-    metrics.latency.labels("/predict").observe(0.1)
-    metrics.observe(Outcome("r", [], queue_ms=5, inference_ms=7), 1, cache_on=True)
-    metrics.cluster.snapshot = ClusterSnapshot(queue_depth=3, live_workers=1, backends={"torch": 1})
+    metrics.requests.labels("/predict", "200", "sst2").inc()
+    metrics.latency.labels("/predict", "sst2").observe(0.1)
+    metrics.observe(Outcome("r", [], queue_ms=5, inference_ms=7), 1, "sst2", cache_on=True)
+    metrics.texts.labels("sst2").inc()
+    metrics.in_flight.labels("sst2", "1").set(1)
+    metrics.cache_errors.labels("sst2").inc()
+    metrics.cluster.snapshots = {("sst2", 1): ClusterSnapshot(queue_depth=3, live_workers=1, backends={"torch": 1})}
     families = text_string_to_metric_families(metrics.exposition().decode())
     return exported((sample.name, sample.labels) for family in families for sample in family.samples)
 
@@ -63,8 +68,56 @@ def test_panels_use_the_provisioned_datasource():
     datasource = yaml.safe_load((ROOT / "deploy/monitoring/grafana/provisioning/datasources/prometheus.yml")
                                 .read_text())["datasources"][0]
     assert datasource["url"] == "http://prometheus:9090"
+    for panel in [*dashboard()["panels"], *dashboard()["templating"]["list"]]:
+        assert panel["datasource"]["uid"] == datasource["uid"], panel.get("title", panel.get("name"))
+
+
+def test_a_model_variable_lists_the_served_models_from_an_exported_label():
+    (variable,) = [v for v in dashboard()["templating"]["list"] if v["name"] == "model"]
+    assert f"${variable['name']}" == MODEL_VARIABLE and variable["type"] == "query"
+    query = "label_values(sentimentalyzer_live_workers, model)"
+    assert variable["definition"] == variable["query"]["query"] == query
+    assert "model" in NAMES["sentimentalyzer_live_workers"]  # the label exists on the metric it reads
+    # Several models at once, or All: every model, those that appear later included.
+    assert variable["multi"] and variable["includeAll"] and variable["allValue"] == ALL_MODELS
+    assert variable["refresh"] == 2  # on time range change: a new model shows up without reloading
+
+
+@pytest.mark.parametrize("query", panel_queries(), ids=lambda q: q.panel)
+def test_every_panel_is_filtered_by_the_model_variable_and_broken_down_by_model(query):
+    selectors = SELECTOR.findall(query.expr)
+    assert selectors
+    for metric, selector in selectors:  # every metric of the query, not just one of them
+        assert f'model=~"{MODEL_VARIABLE}"' in selector, f"{metric} is not filtered by the model variable"
+    # Per model: each series is one model's (a sum over models would hide one model's trouble behind another's).
+    groups = [{label.strip() for label in group.split(",")} for group in GROUPING.findall(query.expr)]
+    assert groups and all("model" in group for group in groups), query.expr
+
+
+def test_the_panels_show_each_model_version_where_a_rollout_needs_it():
+    live = next(p for p in dashboard()["panels"] if p["title"].lower().startswith("live workers"))
+    assert "by (model, version)" in live["targets"][0]["expr"] and "{{version}}" in live["targets"][0]["legendFormat"]
     for panel in dashboard()["panels"]:
-        assert panel["datasource"]["uid"] == datasource["uid"], panel["title"]
+        for target in panel["targets"]:
+            assert "{{model}}" in target["legendFormat"], (panel["title"], target["refId"])
+
+
+@pytest.mark.parametrize("models", [None, ["sentimentalyzer"], ["sentimentalyzer", "sst2-minilm"]])
+def test_concrete_queries_are_what_grafana_sends_and_valid_promql(models, tmp_path):
+    exprs = [concrete(query.expr, "5s", models) for query in panel_queries()]
+    for expr in exprs:
+        assert "$" not in expr, expr
+    if models:
+        assert 'model=~"(sentimentalyzer|sst2-minilm)"' in exprs[0] or 'model=~"(sentimentalyzer)"' in exprs[0]
+    promtool = shutil.which("promtool")  # Debian's prometheus package (.ci/run installs it)
+    if promtool is None:
+        pytest.skip("promtool not installed: the PromQL syntax is checked by tests/e2e/test_prometheus.py")
+    rules = {"groups": [{"name": "dashboard", "rules": [{"record": f"panel_query_{i}", "expr": expr}
+                                                         for i, expr in enumerate(exprs)]}]}
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules))
+    checked = subprocess.run([promtool, "check", "rules", str(tmp_path / "rules.yml")], capture_output=True,
+                             text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_the_monitoring_profile_mounts_real_files_and_scrapes_the_api():

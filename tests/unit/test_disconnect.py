@@ -7,7 +7,7 @@ import time
 import fakeredis
 
 from api.app import create_app
-from tests.unit.api_harness import KEYS, run, settings
+from tests.unit.api_harness import KEYS, announce, run, settings
 
 
 async def hang_up_after(app, body: dict, seconds: float) -> list[dict]:
@@ -38,9 +38,10 @@ def test_a_client_that_hangs_up_frees_its_slot_and_cancels_its_queued_texts():
         s = settings(request_timeout_s=30, max_in_flight=1)  # nobody answers: without hang-up detection, 30 s
         server = fakeredis.FakeServer()
         client = fakeredis.FakeAsyncRedis(server=server)
+        await announce(client, s)  # a live worker that takes nothing
         app = create_app(s, client)
         async with app.router.lifespan_context(app):
-            gateway = app.state.services.gateway
+            gateway = (await app.state.services.models.route(None)).gateway
             started = asyncio.get_running_loop().time()
             sent = await hang_up_after(app, {"texts": ["a", "b", "c"]}, 0.1)
             took = asyncio.get_running_loop().time() - started
@@ -60,6 +61,7 @@ def test_the_cancelled_set_is_pruned_and_expires_without_any_worker_popping():
         s = settings(request_timeout_s=30)
         client = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
         await client.zadd(KEYS.cancelled, {f"gone-{i}": time.time() - 60 + i for i in range(50)})
+        await announce(client, s)
         app = create_app(s, client)
         async with app.router.lifespan_context(app):
             await hang_up_after(app, {"texts": ["a"]}, 0.1)
@@ -75,6 +77,7 @@ def test_the_cancelled_set_lives_as_long_as_its_longest_entry():
     long one's texts, whose client gave up, would run)."""
     async def scenario():
         client = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+        await announce(client, settings())
         for timeout in (30, 300, 30):  # REQUEST_TIMEOUT_S is per process: API processes configured differently
             app = create_app(settings(request_timeout_s=timeout), client)
             async with app.router.lifespan_context(app):
@@ -95,15 +98,18 @@ def test_a_cancel_that_cannot_reach_redis_is_logged_and_the_client_still_freed(c
 
     async def scenario():
         client = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+        await announce(client, settings())
         app = create_app(settings(request_timeout_s=30), client)
         async with app.router.lifespan_context(app):
+            gateway = (await app.state.services.models.route(None)).gateway
+
             def unreachable(*args, **kwargs):
                 raise redis.ConnectionError("Connection refused")
 
             client.pipeline = unreachable
             with caplog.at_level(logging.DEBUG, logger="api.gateway"):
                 sent = await hang_up_after(app, {"texts": ["a"]}, 0.1)
-            assert sent[0]["status"] == 499 and app.state.services.gateway.in_flight == 0
+            assert sent[0]["status"] == 499 and gateway.in_flight == 0
         [record] = [r for r in caplog.records if r.getMessage().startswith("could not mark request")]
         assert record.levelno == logging.DEBUG and record.exc_info[0] is redis.ConnectionError
         request_id = dict(sent[0]["headers"])[b"x-request-id"].decode()

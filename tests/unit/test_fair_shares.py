@@ -15,7 +15,7 @@ import pytest
 from api.app import POOL_HEADROOM, create_app
 from api.settings import ApiSettings
 from common.settings import load_or_exit
-from tests.unit.api_harness import KEYS, run
+from tests.unit.api_harness import KEYS, announce, run
 
 PROXY = "198.51.100.7"  # the one proxy in front of the API: every request's peer address when behind it
 
@@ -30,6 +30,7 @@ async def api(s: ApiSettings):
     """The app on fakeredis; ``peer(address)``: an HTTP client whose connections come from ``address``."""
     # A pool the size of the app's own (api/app.py): a fake's default one is smaller than MAX_IN_FLIGHT.
     redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), max_connections=s.max_in_flight + POOL_HEADROOM)
+    await announce(redis, s)  # a live worker that takes nothing: the queue only grows
     app = create_app(s, redis)
     clients: list[httpx.AsyncClient] = []
 

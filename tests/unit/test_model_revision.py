@@ -74,7 +74,7 @@ def test_info_shows_the_revision(tmp_path):
         return ModelView(cards=(card,), max_batch_size=8, max_batch_tokens=512, workers=1, backends={"torch": 1})
 
     info = info_of(view(ModelCard("org/model", "f" * 64, ("A", "B"), 8, "softmax", "torch", revision="0123abcd")),
-                   ApiSettings())
+                   ApiSettings(), "m", 1)
     assert info.model_revision == "0123abcd" and info.models[0].model_revision == "0123abcd"
     directory = ModelCard("/models/x", "f" * 64, ("A", "B"), 8, "softmax", "torch")
-    assert info_of(view(directory), ApiSettings()).model_revision is None
+    assert info_of(view(directory), ApiSettings(), "m", 1).model_revision is None

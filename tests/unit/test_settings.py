@@ -34,9 +34,11 @@ def test_environment_overrides(monkeypatch):
     monkeypatch.setenv("max_batch_wait_ms", "2.5")
     monkeypatch.setenv("MODEL", "/models/x")
     monkeypatch.setenv("KEY_PREFIX", "staging")
+    monkeypatch.setenv("SERVED_MODEL_NAME", "sst2")
+    monkeypatch.setenv("MODEL_VERSION", "3")
     s = WorkerSettings()
     assert (s.max_batch_size, s.max_batch_wait_ms, s.model) == (8, 2.5, "/models/x")
-    assert s.keys().requests == "staging:requests"
+    assert s.served_keys().requests == "staging:{sst2}:v3:requests" and s.keys().models == "staging:models"
 
 
 @pytest.mark.parametrize(

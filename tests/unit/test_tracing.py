@@ -25,6 +25,7 @@ from api.app import create_app
 from api.settings import ApiSettings
 from common.protocol import decode_item, encode_item
 from common.tracing import TracingConfigError, check_or_exit, exporters_named, tracer_provider_from_env
+from tests.unit.api_harness import announce, served_keys
 from tests.unit.fakes import Clock, FakePredictor, FakeQueue, items
 from worker.loop import BatchLoop, BatchPolicy
 from worker.tracing import PassTracer, span_context_of
@@ -226,6 +227,7 @@ def test_the_api_span_continues_the_clients_trace_and_its_items_carry_the_span()
     provider, exporter = recording()
     redis = fakeredis.FakeAsyncRedis()
     settings = ApiSettings(request_timeout_s=0.3)
+    asyncio.run(announce(redis, settings))  # a live worker that takes nothing
     app = create_app(settings, client=redis, tracer_provider=provider)
 
     async def scenario() -> tuple[int, list[bytes]]:
@@ -234,10 +236,10 @@ def test_the_api_span_continues_the_clients_trace_and_its_items_carry_the_span()
             async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
                 await client.get("/healthz")  # a probe: no span
                 r = await client.post("/predict", json={"text": "hi"}, headers={"traceparent": TRACEPARENT})
-        return r.status_code, await redis.lrange(settings.keys().requests, 0, -1)
+        return r.status_code, await redis.lrange(served_keys(settings).requests, 0, -1)
 
     status, queued = asyncio.run(scenario())
-    assert status == 504  # no worker here: the deadline passes
+    assert status == 504  # the worker takes nothing: the deadline passes
     (span,) = exporter.get_finished_spans()
     assert span.kind == SpanKind.SERVER and span.name == "POST /predict"
     assert format(span.context.trace_id, "032x") == TRACE_ID and format(span.parent.span_id, "016x") == SPAN_ID
