@@ -13,9 +13,11 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -107,6 +109,7 @@ class ApiMetrics:
                                     "the workers)", [MODEL_LABEL], registry=self.registry)
         self.cache_errors = Counter("sentimentalyzer_cache_errors", "Response-cache reads or writes that failed "
                                     "(the texts went to the workers)", [MODEL_LABEL], registry=self.registry)
+        self._children: dict[tuple[Any, ...], Any] = {}  # child(): each labelled series, by its labels
         self.cluster = ClusterCollector()
         self.registry.register(self.cluster)  # type: ignore[arg-type]
         # What a scrape answers: this process's registry, or every process's files plus the cluster (the same from
@@ -127,14 +130,24 @@ class ApiMetrics:
         """The text a scrape of ``/metrics`` gets."""
         return generate_latest(self._scraped)
 
+    def child(self, metric: MetricWrapperBase, *labels: str) -> Any:
+        """``metric.labels(*labels)``, looked up once: prometheus-client's ``labels`` validates and takes a lock
+        each call, a few microseconds, four times a request. Label values are routes, statuses and served names
+        (never what a client made up), so the cache stays small."""
+        key = (id(metric), *labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
     def observe(self, outcome: Outcome, texts: int, model: str, *, cache_on: bool) -> None:
         """Count one answered request of ``texts`` texts for ``model``."""
         if cache_on:
-            self.cache_hits.labels(model).inc(outcome.cached)
-            self.cache_misses.labels(model).inc(texts - outcome.cached)
+            self.child(self.cache_hits, model).inc(outcome.cached)
+            self.child(self.cache_misses, model).inc(texts - outcome.cached)
         if outcome.cached < texts:  # something was queued: where its time went
-            self.queue_wait.labels(model).observe(outcome.queue_ms / 1000)
-            self.inference.labels(model).observe(outcome.inference_ms / 1000)
+            self.child(self.queue_wait, model).observe(outcome.queue_ms / 1000)
+            self.child(self.inference, model).observe(outcome.inference_ms / 1000)
 
 
 # A path of the /v2 model routes: /v2/models/<name>[/versions/<v>][/ready|/config|/infer].
@@ -184,7 +197,8 @@ class RequestMetrics:
         finally:
             elapsed = time.perf_counter() - started
             # The model a request was routed to (never a name a client made up: api/handling.py).
-            self.metrics.requests.labels(route, str(status), note.model).inc()
-            self.metrics.latency.labels(route, note.model).observe(elapsed)
+            metrics = self.metrics
+            metrics.child(metrics.requests, route, str(status), note.model).inc()
+            metrics.child(metrics.latency, route, note.model).observe(elapsed)
             if self.access_log is not None:
                 self.access_log(scope, note, status, elapsed)

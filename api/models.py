@@ -125,10 +125,10 @@ class ModelRouter:
             if not chosen.live:
                 raise _down(f"version {version} of model {name!r}")
             return chosen
-        for candidate in sorted(known, reverse=True):
-            if known[candidate].live:
-                return known[candidate]
-        raise _down(f"model {name!r}")
+        newest = max((v for v, served in known.items() if served.live), default=None)
+        if newest is None:
+            raise _down(f"model {name!r}")
+        return known[newest]
 
     async def route(self, name: str | None, version: int | None = None) -> ModelVersion:
         """``pick``, after reading the models again if it finds nothing and they were not read just now."""

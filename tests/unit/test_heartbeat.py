@@ -89,3 +89,18 @@ def test_a_beat_finds_its_id_claimed_by_another_incarnation_and_says_so_without_
     assert client.hget(KEYS.heartbeat("box"), "incarnation") == b"first"  # its hash untouched
     second.stop()  # withdrawing must not unregister the other process either
     assert client.hget(KEYS.workers, "box") == b"first" and client.exists(KEYS.heartbeat("box"))
+
+
+def test_every_beat_puts_the_model_version_back_in_the_deployments_models():
+    """The API routes by the models set: a Redis that lost its data (or an operator's SREM of a version still
+    served) is set right by the next beat, not only at the worker's start."""
+    client = fakeredis.FakeRedis()
+    keys = Keys("unit").served("alpha", 3)
+    beat = Heartbeat(client, keys, "w3", "inc-3", interval_s=1, ttl_s=5, describe=dict)
+    beat.beat()
+    assert client.smembers(keys.models) == {b"alpha/3"} and keys.models == "unit:models"
+    client.flushall()
+    beat.beat()
+    assert client.smembers(keys.models) == {b"alpha/3"} and client.hget(keys.workers, "w3") == b"inc-3"
+    Heartbeat(client, KEYS, "w4", "inc-4", interval_s=1, ttl_s=5, describe=dict).beat()  # no model's keys: no member
+    assert client.smembers(keys.models) == {b"alpha/3"}

@@ -312,3 +312,108 @@ def test_a_request_for_a_model_without_a_live_worker_is_counted_under_its_name()
         assert 'sentimentalyzer_requests_total{model="beta",route="/predict",status="503"} 1.0' in body
 
     run(scenario())
+
+
+class _FailingCatalog(_Catalog):
+    def __init__(self, workers: int, error: BaseException) -> None:
+        super().__init__(workers)
+        self.error = error
+
+    async def refresh(self) -> ModelView:
+        raise self.error
+
+
+class _Gateway:
+    in_flight = 0
+
+
+class _Pool:
+    closed = 0
+
+    async def aclose(self) -> None:
+        self.closed += 1
+
+
+def test_the_router_says_what_it_routes_to_retires_and_cannot_read(caplog):
+    import logging
+
+    from api.errors import ErrorKind
+
+    catalogs = {("a", 1): _Catalog(1), ("a", 2): _Catalog(0), ("b", 1): _FailingCatalog(1, ServiceError(
+        ErrorKind.UNAVAILABLE, "away")), ("c", 1): _FailingCatalog(1, RuntimeError("boom"))}
+    pools = {key: _Pool() for key in catalogs}
+    gateways = {key: _Gateway() for key in catalogs}
+
+    def build(name: str, version: int, keys: Keys) -> ModelVersion:
+        key = (name, version)
+        return ModelVersion(name, version, keys, gateways[key], None, catalogs[key], pools[key])  # type: ignore
+
+    async def scenario():
+        client = fakeredis.FakeAsyncRedis()
+        router = ModelRouter(client, Keys("r"), "a", build)
+        await client.sadd(Keys("r").models, "a/1", "a/2", "b/1", "c/1", b"\xff/1", "a/01")
+        with caplog.at_level(logging.DEBUG, logger="api.models"):
+            await router.refresh()
+        assert router.names() == ["a", "b", "c"] and router.versions("nope") == [] and router.is_known("c")
+        assert not router.is_known("d") and router.is_known("a")
+        assert [v.version for v in router.versions("a")] == [1, 2]
+        assert router.routed("b").name == "b" and router.routed().version == 1  # the failing read kept b's view
+        assert router.routed("nope") is None
+        with pytest.raises(ServiceError) as pinned:
+            await router.find("a", 3)
+        assert pinned.value.message == "model 'a' has no version 3 here; versions: 1, 2"
+        with pytest.raises(ServiceError) as down:
+            router.pick("a", 2)
+        assert down.value.message == "no live worker serves version 2 of model 'a' (no heartbeat in Redis)"
+        with pytest.raises(ServiceError) as unknown:
+            router.pick("zz", 1)
+        assert unknown.value.message == "no model 'zz' here; served: 'a', 'b', 'c'"
+        catalogs[("a", 1)].view = ModelView(workers=0)
+        with pytest.raises(ServiceError) as none_live:
+            router.pick(None)
+        assert none_live.value.message == "no live worker serves model 'a' (no heartbeat in Redis)"
+        # b is retired while a request still waits on it: its pool is closed once nothing does.
+        gateways[("b", 1)].in_flight = 1
+        await client.srem(Keys("r").models, "b/1")
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="api.models"):
+            await router.refresh()
+        assert not router.is_known("b") and pools[("b", 1)].closed == 0
+        gateways[("b", 1)].in_flight = 0
+        await router.refresh()
+        assert pools[("b", 1)].closed == 1
+        await router.refresh()
+        assert pools[("b", 1)].closed == 1  # once
+        await router.aclose()
+        assert pools[("a", 1)].closed == pools[("c", 1)].closed == 1
+        return [(r.levelname, r.getMessage()) for r in caplog.records]
+
+    records = asyncio.run(scenario())
+    assert ("INFO", "model b version 1: retired (no longer in r:models)") in records
+
+
+def test_the_router_logs_what_it_could_not_read(caplog):
+    import logging
+
+    from api.errors import ErrorKind
+
+    def build(name: str, version: int, keys: Keys) -> ModelVersion:
+        error = ServiceError(ErrorKind.UNAVAILABLE, "away") if name == "b" else RuntimeError("boom")
+        return ModelVersion(name, version, keys, _Gateway(), None, _FailingCatalog(1, error))  # type: ignore
+
+    async def scenario():
+        client = fakeredis.FakeAsyncRedis()
+        await client.sadd(Keys("r").models, "b/1", "c/2", b"\xff/1")
+        with caplog.at_level(logging.DEBUG, logger="api.models"):
+            await ModelRouter(client, Keys("r"), "a", build).refresh()
+
+    asyncio.run(scenario())
+    records = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert ("WARNING", "ignoring b'\\xff/1' in r:models: not <name>/<version>") in records
+    assert ("DEBUG", "could not read the workers of model b version 1: ServiceError('away')") in records  # Redis
+    assert ("ERROR", "could not read the workers of model c version 2: RuntimeError('boom')") in records  # a bug
+
+
+def test_a_model_name_of_the_longest_length_is_a_member():
+    name = "n" * 100
+    assert Keys.parse_model_member(f"{name}/1") == (name, 1) and Keys.parse_model_member(f"{name}n/1") is None
