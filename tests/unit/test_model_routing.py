@@ -417,3 +417,15 @@ def test_the_router_logs_what_it_could_not_read(caplog):
 def test_a_model_name_of_the_longest_length_is_a_member():
     name = "n" * 100
     assert Keys.parse_model_member(f"{name}/1") == (name, 1) and Keys.parse_model_member(f"{name}n/1") is None
+
+
+def test_a_model_name_and_version_at_their_limits_are_keys_and_beyond_them_refused_saying_why():
+    from common.keys import MAX_MODEL_VERSION
+
+    assert Keys("p").served("n" * 100, MAX_MODEL_VERSION).requests == f"p:{{{'n' * 100}}}:v{MAX_MODEL_VERSION}:requests"
+    with pytest.raises(ValueError) as long:
+        Keys("p").served("n" * 101, 1)
+    assert str(long.value) == f"model name {'n' * 101!r} must be up to 100 letters, digits, '_', '.', '-'"
+    with pytest.raises(ValueError) as high:
+        Keys("p").served("n", MAX_MODEL_VERSION + 1)
+    assert str(high.value) == "model version 1000000000 must be 1 to 999999999"
