@@ -224,6 +224,9 @@ def test_the_default_model_is_known_before_any_worker_announced_it():
         with pytest.raises(ServiceError) as down:
             await router.route(None)
         assert down.value.kind.value == "unavailable" and down.value.retry_after_s == 1
+        with pytest.raises(ServiceError) as pinned:
+            router.pick(None, 1)
+        assert pinned.value.message == "model 'default' has no version 1 here; versions: none yet"
         with pytest.raises(ServiceError) as unknown:
             await router.route("other")
         assert unknown.value.kind.value == "not_found"
@@ -362,6 +365,13 @@ def test_the_router_says_what_it_routes_to_retires_and_cannot_read(caplog):
         with pytest.raises(ServiceError) as pinned:
             await router.find("a", 3)
         assert pinned.value.message == "model 'a' has no version 3 here; versions: 1, 2"
+        with pytest.raises(ServiceError) as pinned:
+            router.pick("a", 3)
+        assert pinned.value.message == "model 'a' has no version 3 here; versions: 1, 2"
+        catalogs[("c", 1)].view = ModelView(workers=0)
+        with pytest.raises(ServiceError) as other_down:
+            router.pick("c")
+        assert other_down.value.message == "no live worker serves model 'c' (no heartbeat in Redis)"
         with pytest.raises(ServiceError) as down:
             router.pick("a", 2)
         assert down.value.message == "no live worker serves version 2 of model 'a' (no heartbeat in Redis)"
