@@ -1,7 +1,8 @@
 """Several models behind one API (issue 23), as real processes on one Redis, with default settings unless said:
 two models served by workers of their own, driven together under load through tritonclient and our JSON, one
-model's workers SIGKILLed while the other's answers, error rate and latency stay as they were; and a rollout that
-moves a name from version 1 to version 2 under load with no failed request and no batch answered by two versions.
+model's workers SIGKILLed (then, in a test of its own, frozen) while the other's answers, error rate and latency stay
+as they were; and a rollout that moves a name from version 1 to version 2 under load with no failed request and no
+batch answered by two versions.
 Each test prints its figures (run with -s)."""
 
 from __future__ import annotations
@@ -498,3 +499,56 @@ def test_a_rollout_from_version_1_to_2_under_load_fails_nothing_and_mixes_no_ans
 def assert_pinned(call: Call, version: str, refs: Mapping[str, Mapping[str, Prediction]]) -> None:
     assert call.status == 200 and call.version == version, call.describe()
     assert answered_by(refs, call.texts, call.answers) == {version}, call.describe()
+
+
+# --- two models, one frozen ---------------------------------------------------------------------------------------
+
+def test_one_models_workers_frozen_under_load_leave_the_other_unaffected(redis_server, tiny_model, model_b,
+                                                                          references, tmp_path):
+    """beta's only worker is frozen (SIGSTOP: a hung process, a node out of CPU) for 6 s while both models are under
+    load, then resumed: alpha answers everything, at the latency it had; a new request for beta gets a fast 503 once
+    its worker counts as down (its heartbeat expired or its lease ran out) while beta's clients wait on what the
+    worker holds, and beta answers again once it is resumed."""
+    svc = start_service(redis_server.url, tiny_model, tmp_path, workers=0, SERVED_MODEL_NAME="alpha")
+    start_workers(svc, 1, "alpha", {})
+    [b_worker] = start_workers(svc, 1, "beta", {"SERVED_MODEL_NAME": "beta", "MODEL": str(model_b)})
+    svc.wait_ready(2)
+    refs = {"alpha": references["A"], "beta": references["B"]}
+    load = Load(clients_of(svc.url, "alpha") + clients_of(svc.url, "beta", offset=60)).start()
+    try:
+        time.sleep(3)
+        frozen = time.monotonic()
+        b_worker.signal(signal.SIGSTOP)
+        down = wait_for(lambda: not models_listed(svc)["beta"]["ready"], 10, "beta seen stalled", svc)
+        # beta's own clients all wait on what the frozen worker holds; a new request is refused at once.
+        probe_started = time.monotonic()
+        probe = httpx.post(f"{svc.url}/predict", json={"text": "fine", "model": "beta"}, timeout=REQUEST_TIMEOUT_S + 5)
+        probe_s = time.monotonic() - probe_started
+        time.sleep(max(0.0, frozen + 6 - time.monotonic()))
+        resumed = time.monotonic()
+        b_worker.signal(signal.SIGCONT)
+        back = wait_for(lambda: models_listed(svc)["beta"]["ready"], 15, "beta live again", svc)
+        time.sleep(2)
+    finally:
+        b_worker.signal(signal.SIGCONT)
+        calls = load.stop()
+        svc.stop()
+    alpha = [c for c in calls if c.model == "alpha"]
+    beta = [c for c in calls if c.model == "beta"]
+    a_before, a_frozen = [c for c in alpha if c.ended < frozen], [c for c in alpha if frozen <= c.started < resumed]
+    report("frozen_model", alpha_calls=len(alpha), beta_calls=len(beta), beta_seen_down_after_s=round(down - frozen, 2),
+           beta_back_after_s=round(back - resumed, 2), alpha_before=latency(a_before), alpha_frozen=latency(a_frozen),
+           beta_statuses=dict(Counter(c.status for c in beta)), beta_probe=(probe.status_code, round(probe_s, 3)))
+    failed = [c for c in alpha if c.status != 200]
+    assert not failed, [c.describe() for c in failed[:10]]
+    for call in alpha:
+        assert answered_by(refs, call.texts, call.answers) == {"alpha"}, call.describe()
+    assert len(a_before) >= 20 and len(a_frozen) >= 20, (len(a_before), len(a_frozen))
+    assert latency(a_frozen)["p50_ms"] <= 2 * latency(a_before)["p50_ms"] + 50, (latency(a_before),
+                                                                                   latency(a_frozen))
+    for call in beta:  # answered, a fast 503 while stalled, or 504 for what the frozen worker held
+        assert call.status in (200, 503, 504), call.describe()
+        if call.status == 200:
+            assert answered_by(refs, call.texts, call.answers) == {"beta"}, call.describe()
+    assert probe.status_code == 503 and probe.headers.get("retry-after") == "1" and probe_s < 2, (probe.text, probe_s)
+    assert any(c.status == 200 for c in beta if c.started > back), "beta answers again once resumed"
