@@ -159,11 +159,12 @@ def _services(settings: ApiSettings, metrics: ApiMetrics, redis_client: redis.as
         metrics.add_model(name)
         cluster = ClusterView(redis_client, keys)
         catalog = Catalog(cluster)
-        cache = (ResponseCache(cache_redis, keys, settings.cache_ttl_s, on_error=metrics.cache_errors.labels(name).inc)
+        child = metrics.child
+        cache = (ResponseCache(cache_redis, keys, settings.cache_ttl_s, on_error=child(metrics.cache_errors, name).inc)
                  if settings.cache_ttl_s > 0 else None)
         pool = waiting()
-        gateway = Gateway(redis_client, keys, settings, on_enqueued=metrics.texts.labels(name).inc,
-                          on_in_flight=metrics.in_flight.labels(name, str(version)).set, clock=clock, cache=cache,
+        gateway = Gateway(redis_client, keys, settings, on_enqueued=child(metrics.texts, name).inc,
+                          on_in_flight=child(metrics.in_flight, name, str(version)).set, clock=clock, cache=cache,
                           answers=lambda: catalog.view.answers, trace_context=trace_context, waiting=pool)
         return ModelVersion(name, version, keys, gateway, cluster, catalog, pool)
 

@@ -124,7 +124,7 @@ class ApiMetrics:
         """Give ``model`` its series of the per-model counters at zero (a counter with labels has no series until
         first counted: a dashboard's rate() of it would show nothing rather than 0)."""
         for counter in (self.texts, self.cache_hits, self.cache_misses, self.cache_errors):
-            counter.labels(model)
+            self.child(counter, model)
 
     def exposition(self) -> bytes:
         """The text a scrape of ``/metrics`` gets."""
